@@ -1,0 +1,55 @@
+"""Command line interface: ``neuroprune <command> ...``.
+
+Each command lives in ``neuroprune/commands/<name>.py`` with ``add_parser(subparsers)``
+and ``run(args) -> int``; modules are imported only when their command runs, so
+``neuroprune info`` and ``neuroprune fit`` start without torch or Lava.
+
+Exit codes: 0 success, 1 a check failed (does not fit, spikes differ), 2 bad input.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from typing import Sequence
+
+from neuroprune.errors import NeuropruneError
+
+# command name -> (module, one-line help)
+COMMANDS: dict[str, tuple[str, str]] = {
+    "info": ("neuroprune.commands.info", "print the layers of a netx file"),
+}
+
+EXIT_BAD_INPUT = 2
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="neuroprune", description=__doc__.split("\n")[0])
+    parser.add_argument("--version", action="version", version="neuroprune 0.1.0")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, (module, help_text) in COMMANDS.items():
+        command = sub.add_parser(name, help=help_text, description=help_text)
+        command.set_defaults(_module=module)
+        importlib.import_module(module).add_arguments(command)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "_module", None):
+        parser.print_help()
+        return EXIT_BAD_INPUT
+    try:
+        return int(importlib.import_module(args._module).run(args) or 0)
+    except NeuropruneError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

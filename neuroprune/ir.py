@@ -1,0 +1,497 @@
+"""The neutral network description every part of neuroprune speaks.
+
+A :class:`Network` is an ordered chain of layers (``input``, ``dense``, ``conv``,
+``pool``, ``flatten``) with shapes inferred and checked at construction, integer-valued
+numpy weights (Loihi weight mantissas), optional unstructured masks, synaptic delays and
+CUBA neuron parameters in the units the chip uses.
+
+Conventions
+-----------
+- Shapes are in torch order without batch and time: ``(C, H, W)`` for maps, ``(N,)``
+  for vectors. (netx files and Lava use the reverse, ``(W, H, C)``; the converters
+  translate.)
+- Dense weights are ``(out, in)``; conv weights are ``(out, in // groups, kH, kW)`` and
+  act as a correlation, exactly like ``torch.nn.functional.conv2d``.
+- Neuron parameters are the chip's integers: ``i_decay`` and ``v_decay`` in 1/4096 per
+  time step, ``v_th_mant`` such that a neuron spikes when ``v > v_th_mant << 6``.
+
+This module imports numpy only (networkx on demand): a fit check of a netx file must
+start fast and must not pull in torch or Lava.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, ClassVar, Iterator, Sequence
+
+import numpy as np
+
+from neuroprune.errors import ShapeError, UnsupportedLayerError
+
+if TYPE_CHECKING:  # pragma: no cover
+    import networkx as nx
+
+__all__ = [
+    "Neuron",
+    "Layer",
+    "InputLayer",
+    "DenseLayer",
+    "ConvLayer",
+    "PoolLayer",
+    "FlattenLayer",
+    "Network",
+    "LAYER_TYPES",
+    "conv_output_size",
+]
+
+Shape = tuple[int, ...]
+
+NEURON_TYPES = ("CUBA", "LOIHI")
+
+
+@dataclass(frozen=True)
+class Neuron:
+    """CUBA leaky integrate-and-fire parameters in chip units.
+
+    Parameters
+    ----------
+    kind : "CUBA" or "LOIHI" (both are the same compartment on Loihi).
+    i_decay : current decay per step, in 1/4096 (0 = no decay, 4096 = no memory).
+    v_decay : voltage decay per step, in 1/4096.
+    v_th_mant : threshold mantissa; the neuron spikes when ``v > v_th_mant << 6``.
+    ref_delay : refractory delay in time steps.
+    graded_spike : whether spikes carry a payload (graded spikes).
+    """
+
+    kind: str = "CUBA"
+    i_decay: int = 1024
+    v_decay: int = 128
+    v_th_mant: int = 80
+    ref_delay: int = 1
+    graded_spike: bool = False
+
+    def __post_init__(self) -> None:
+        if self.kind not in NEURON_TYPES:
+            raise UnsupportedLayerError(
+                f"neuron type {self.kind!r} is not supported; use one of {', '.join(NEURON_TYPES)}"
+            )
+        for name in ("i_decay", "v_decay"):
+            value = getattr(self, name)
+            if not 0 <= value <= 4096:
+                raise ShapeError(f"neuron {name}={value} is outside [0, 4096] (units of 1/4096)")
+        if self.v_th_mant < 0:
+            raise ShapeError(f"neuron v_th_mant={self.v_th_mant} must be >= 0")
+
+
+def conv_output_size(size: int, kernel: int, stride: int, padding: int, dilation: int) -> int:
+    """Output length of a convolution along one axis (torch's formula)."""
+    return (size + 2 * padding - dilation * (kernel - 1) - 1) // stride + 1
+
+
+def _pair(value: int | Sequence[int], name: str) -> tuple[int, int]:
+    if np.isscalar(value):
+        return int(value), int(value)  # type: ignore[arg-type]
+    values = tuple(int(v) for v in value)  # type: ignore[union-attr]
+    if len(values) != 2:
+        raise ShapeError(f"{name} must be an int or a pair, got {value!r}")
+    return values  # type: ignore[return-value]
+
+
+def _same_array(a: np.ndarray | None, b: np.ndarray | None) -> bool:
+    if a is None or b is None:
+        return a is None and b is None
+    return a.shape == b.shape and bool(np.array_equal(a, b))
+
+
+@dataclass(frozen=True, eq=False)
+class Layer:
+    """Base of every layer. Subclasses set ``kind`` and implement ``output_shape``."""
+
+    kind: ClassVar[str] = ""
+    synaptic: ClassVar[bool] = False
+    name: str = ""
+
+    def output_shape(self, in_shape: Shape) -> Shape:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    @property
+    def num_params(self) -> int:
+        """Number of stored synaptic weights (zeros included)."""
+        return 0
+
+    def same_as(self, other: "Layer") -> bool:
+        """Field-by-field equality, arrays compared by value."""
+        if type(self) is not type(other):
+            return False
+        for f in dataclasses.fields(self):
+            a, b = getattr(self, f.name), getattr(other, f.name)
+            if isinstance(a, np.ndarray) or isinstance(b, np.ndarray):
+                if not _same_array(a, b):
+                    return False
+            elif a != b:
+                return False
+        return True
+
+    def describe(self) -> str:
+        """One-line description of the layer's hyper-parameters."""
+        return ""
+
+
+@dataclass(frozen=True, eq=False)
+class InputLayer(Layer):
+    """Network input; with a neuron it encodes graded input into spikes on the chip."""
+
+    kind: ClassVar[str] = "input"
+    shape: Shape = (1,)
+    neuron: Neuron | None = None
+    weight: float | None = None
+    bias: float | None = None
+
+    def __post_init__(self) -> None:
+        shape = tuple(int(s) for s in self.shape)
+        if not shape or any(s <= 0 for s in shape) or len(shape) not in (1, 2, 3):
+            raise ShapeError(f"input shape {self.shape} must be 1 to 3 positive sizes (C, H, W)")
+        object.__setattr__(self, "shape", shape)
+
+    def output_shape(self, in_shape: Shape) -> Shape:
+        return self.shape
+
+
+@dataclass(frozen=True, eq=False)
+class _SynapticLayer(Layer):
+    """Common fields of layers with a weight tensor and a neuron population."""
+
+    synaptic: ClassVar[bool] = True
+    weight: np.ndarray = field(default_factory=lambda: np.zeros((1, 1), dtype=np.int32))
+    neuron: Neuron | None = None
+    bias: np.ndarray | None = None
+    delay: np.ndarray | None = None
+    mask: np.ndarray | None = None
+    weight_bits: int | None = None
+
+    def __post_init__(self) -> None:
+        weight = np.asarray(self.weight)
+        object.__setattr__(self, "weight", weight)
+        if self.mask is not None:
+            mask = np.asarray(self.mask).astype(bool)
+            if mask.shape != weight.shape:
+                raise ShapeError(
+                    f"{self.kind} layer {self.name!r}: mask shape {mask.shape} differs from "
+                    f"weight shape {weight.shape}"
+                )
+            object.__setattr__(self, "mask", mask)
+        if self.delay is not None:
+            delay = np.asarray(self.delay)
+            if delay.size and (delay.min() < 0):
+                raise ShapeError(f"{self.kind} layer {self.name!r}: negative synaptic delay")
+            object.__setattr__(self, "delay", delay)
+        if self.bias is not None:
+            object.__setattr__(self, "bias", np.asarray(self.bias))
+        if self.weight_bits is not None and not 1 <= self.weight_bits <= 9:
+            raise ShapeError(f"{self.kind} layer {self.name!r}: weight_bits={self.weight_bits} not in 1..9")
+
+    @property
+    def effective_weight(self) -> np.ndarray:
+        """Weights with the unstructured mask applied (what the chip stores)."""
+        if self.mask is None:
+            return self.weight
+        return self.weight * self.mask
+
+    @property
+    def num_params(self) -> int:
+        return int(self.weight.size)
+
+    @property
+    def num_nonzero(self) -> int:
+        """Number of non-zero synapses after masking."""
+        return int(np.count_nonzero(self.effective_weight))
+
+    @property
+    def out_channels(self) -> int:
+        return int(self.weight.shape[0])
+
+
+@dataclass(frozen=True, eq=False)
+class DenseLayer(_SynapticLayer):
+    """Fully connected synapses ``(out, in)`` feeding ``out`` neurons."""
+
+    kind: ClassVar[str] = "dense"
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.weight.ndim != 2:
+            raise ShapeError(
+                f"dense layer {self.name!r}: weight must be 2-D (out, in), got shape {self.weight.shape}"
+            )
+
+    @property
+    def in_features(self) -> int:
+        return int(self.weight.shape[1])
+
+    def output_shape(self, in_shape: Shape) -> Shape:
+        if len(in_shape) != 1:
+            raise ShapeError(
+                f"dense layer {self.name!r} receives shape {in_shape}; insert a flatten layer before it"
+            )
+        if in_shape[0] != self.in_features:
+            raise ShapeError(
+                f"dense layer {self.name!r}: weight expects {self.in_features} inputs, "
+                f"the previous layer gives {in_shape[0]}"
+            )
+        return (self.out_channels,)
+
+    def describe(self) -> str:
+        return f"{self.in_features}->{self.out_channels}"
+
+
+@dataclass(frozen=True, eq=False)
+class ConvLayer(_SynapticLayer):
+    """2-D convolution ``(out, in // groups, kH, kW)`` with torch's semantics."""
+
+    kind: ClassVar[str] = "conv"
+    stride: tuple[int, int] = (1, 1)
+    padding: tuple[int, int] = (0, 0)
+    dilation: tuple[int, int] = (1, 1)
+    groups: int = 1
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.weight.ndim != 4:
+            raise ShapeError(
+                f"conv layer {self.name!r}: weight must be 4-D (out, in/groups, kH, kW), "
+                f"got shape {self.weight.shape}"
+            )
+        object.__setattr__(self, "stride", _pair(self.stride, "stride"))
+        object.__setattr__(self, "padding", _pair(self.padding, "padding"))
+        object.__setattr__(self, "dilation", _pair(self.dilation, "dilation"))
+        object.__setattr__(self, "groups", int(self.groups))
+        if min(self.stride) < 1 or min(self.dilation) < 1 or min(self.padding) < 0 or self.groups < 1:
+            raise ShapeError(f"conv layer {self.name!r}: stride/dilation/groups must be >= 1, padding >= 0")
+        if self.out_channels % self.groups:
+            raise ShapeError(
+                f"conv layer {self.name!r}: {self.out_channels} output channels not divisible by groups={self.groups}"
+            )
+
+    @property
+    def in_channels(self) -> int:
+        return int(self.weight.shape[1] * self.groups)
+
+    @property
+    def kernel_size(self) -> tuple[int, int]:
+        return int(self.weight.shape[2]), int(self.weight.shape[3])
+
+    def output_shape(self, in_shape: Shape) -> Shape:
+        if len(in_shape) != 3:
+            raise ShapeError(f"conv layer {self.name!r} needs a (C, H, W) input, got {in_shape}")
+        channels, height, width = in_shape
+        if channels != self.in_channels:
+            raise ShapeError(
+                f"conv layer {self.name!r}: weight expects {self.in_channels} input channels, "
+                f"the previous layer gives {channels}"
+            )
+        out_hw = [
+            conv_output_size(size, k, s, p, d)
+            for size, k, s, p, d in zip((height, width), self.kernel_size, self.stride, self.padding, self.dilation)
+        ]
+        if min(out_hw) < 1:
+            raise ShapeError(
+                f"conv layer {self.name!r}: kernel {self.kernel_size} does not fit input {in_shape} "
+                f"with padding {self.padding}"
+            )
+        return (self.out_channels, out_hw[0], out_hw[1])
+
+    def describe(self) -> str:
+        k, s, p = self.kernel_size, self.stride, self.padding
+        text = f"{self.in_channels}->{self.out_channels} k{k[0]}x{k[1]} s{s[0]},{s[1]} p{p[0]},{p[1]}"
+        if self.dilation != (1, 1):
+            text += f" d{self.dilation[0]},{self.dilation[1]}"
+        if self.groups != 1:
+            text += f" g{self.groups}"
+        return text
+
+
+@dataclass(frozen=True, eq=False)
+class PoolLayer(Layer):
+    """Sum pooling per channel with one shared weight mantissa, followed by neurons.
+
+    netx has no pooling layer; the netx writer emits it as the equivalent depthwise
+    convolution (``groups = channels``, every kernel tap equal to ``weight``).
+    """
+
+    kind: ClassVar[str] = "pool"
+    synaptic: ClassVar[bool] = True
+    kernel: tuple[int, int] = (2, 2)
+    stride: tuple[int, int] | None = None
+    padding: tuple[int, int] = (0, 0)
+    weight: int = 64
+    neuron: Neuron | None = None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "kernel", _pair(self.kernel, "kernel"))
+        object.__setattr__(self, "stride", _pair(self.kernel if self.stride is None else self.stride, "stride"))
+        object.__setattr__(self, "padding", _pair(self.padding, "padding"))
+
+    def output_shape(self, in_shape: Shape) -> Shape:
+        if len(in_shape) != 3:
+            raise ShapeError(f"pool layer {self.name!r} needs a (C, H, W) input, got {in_shape}")
+        out_hw = [
+            conv_output_size(size, k, s, p, 1)
+            for size, k, s, p in zip(in_shape[1:], self.kernel, self.stride, self.padding)  # type: ignore[arg-type]
+        ]
+        if min(out_hw) < 1:
+            raise ShapeError(f"pool layer {self.name!r}: kernel {self.kernel} does not fit input {in_shape}")
+        return (in_shape[0], out_hw[0], out_hw[1])
+
+    def as_conv(self, in_channels: int) -> ConvLayer:
+        """The depthwise convolution that computes the same sums."""
+        weight = np.full((in_channels, 1, *self.kernel), self.weight, dtype=np.int32)
+        return ConvLayer(
+            name=self.name, weight=weight, neuron=self.neuron, stride=self.stride,  # type: ignore[arg-type]
+            padding=self.padding, groups=in_channels,
+        )
+
+    def describe(self) -> str:
+        return f"k{self.kernel[0]}x{self.kernel[1]} s{self.stride[0]},{self.stride[1]}"  # type: ignore[index]
+
+
+@dataclass(frozen=True, eq=False)
+class FlattenLayer(Layer):
+    """Reshape ``(C, H, W)`` into ``(C*H*W,)`` in C order (torch's flatten)."""
+
+    kind: ClassVar[str] = "flatten"
+
+    def output_shape(self, in_shape: Shape) -> Shape:
+        return (int(np.prod(in_shape)),)
+
+
+LAYER_TYPES: dict[str, type[Layer]] = {
+    cls.kind: cls for cls in (InputLayer, DenseLayer, ConvLayer, PoolLayer, FlattenLayer)
+}
+
+
+class Network:
+    """An ordered chain of layers starting with an :class:`InputLayer`.
+
+    Shapes are inferred at construction; a mismatch raises :class:`ShapeError` naming
+    the layer. The network is immutable by convention: transforms return new networks
+    (see :meth:`replace`).
+    """
+
+    def __init__(self, layers: Sequence[Layer], name: str = "network") -> None:
+        layers = tuple(layers)
+        if not layers or not isinstance(layers[0], InputLayer):
+            raise ShapeError("a network must start with an input layer")
+        for index, layer in enumerate(layers):
+            if not isinstance(layer, Layer) or type(layer) not in LAYER_TYPES.values():
+                raise UnsupportedLayerError(
+                    f"layer {index}: {type(layer).__name__} is not a supported layer type; "
+                    f"supported: {', '.join(LAYER_TYPES)}"
+                )
+            if index > 0 and isinstance(layer, InputLayer):
+                raise ShapeError(f"layer {index}: only the first layer may be an input layer")
+        named = []
+        for index, layer in enumerate(layers):
+            named.append(layer if layer.name else dataclasses.replace(layer, name=f"{layer.kind}{index}"))
+        self.layers: tuple[Layer, ...] = tuple(named)
+        self.name = name
+        shapes: list[Shape] = []
+        shape: Shape = ()
+        for index, layer in enumerate(self.layers):
+            try:
+                shape = layer.output_shape(shape)
+            except ShapeError as err:
+                raise ShapeError(f"layer {index}: {err}") from None
+            shapes.append(shape)
+        self.shapes: tuple[Shape, ...] = tuple(shapes)
+
+    # -- container protocol -------------------------------------------------------
+    def __len__(self) -> int:
+        return len(self.layers)
+
+    def __iter__(self) -> Iterator[Layer]:
+        return iter(self.layers)
+
+    def __getitem__(self, index: int) -> Layer:
+        return self.layers[index]
+
+    def __repr__(self) -> str:
+        kinds = ", ".join(f"{layer.kind}{list(shape)}" for layer, shape in zip(self.layers, self.shapes))
+        return f"Network({self.name!r}: {kinds})"
+
+    # -- queries --------------------------------------------------------------------
+    @property
+    def input_shape(self) -> Shape:
+        return self.shapes[0]
+
+    @property
+    def output_shape(self) -> Shape:
+        return self.shapes[-1]
+
+    def input_shape_of(self, index: int) -> Shape:
+        """Shape flowing into layer ``index`` (the input layer receives its own shape)."""
+        return self.shapes[max(index - 1, 0)]
+
+    def synaptic_indices(self) -> list[int]:
+        """Indices of layers that carry synapses (dense, conv, pool)."""
+        return [i for i, layer in enumerate(self.layers) if layer.synaptic]
+
+    def neuron_indices(self) -> list[int]:
+        """Indices of layers with a neuron population (their spikes leave the layer)."""
+        return [i for i, layer in enumerate(self.layers) if getattr(layer, "neuron", None) is not None]
+
+    def num_neurons(self, index: int) -> int:
+        """Neurons (compartments) of layer ``index``; 0 for layers without neurons."""
+        if getattr(self.layers[index], "neuron", None) is None:
+            return 0
+        return int(np.prod(self.shapes[index]))
+
+    @property
+    def num_params(self) -> int:
+        return sum(layer.num_params for layer in self.layers)
+
+    @property
+    def graph(self) -> "nx.DiGraph":
+        """The network as a networkx ``DiGraph``: nodes are layer indices with
+        ``layer``, ``kind`` and ``shape`` attributes; edges follow the data flow."""
+        import networkx as nx
+
+        graph = nx.DiGraph(name=self.name)
+        for index, (layer, shape) in enumerate(zip(self.layers, self.shapes)):
+            graph.add_node(index, layer=layer, kind=layer.kind, shape=shape)
+            if index:
+                graph.add_edge(index - 1, index)
+        return graph
+
+    # -- transforms -----------------------------------------------------------------
+    def replace(self, index: int, layer: Layer) -> "Network":
+        """A new network with layer ``index`` replaced (shapes re-checked)."""
+        layers = list(self.layers)
+        layers[index] = layer
+        return Network(layers, name=self.name)
+
+    def with_layers(self, layers: Sequence[Layer]) -> "Network":
+        return Network(layers, name=self.name)
+
+    def same_as(self, other: "Network") -> bool:
+        """True when both networks have equal layers (weights compared by value)."""
+        return len(self) == len(other) and all(a.same_as(b) for a, b in zip(self.layers, other.layers))
+
+    def summary(self) -> list[dict[str, Any]]:
+        """One row per layer: index, type, shape, params, neuron type, details."""
+        rows = []
+        for index, (layer, shape) in enumerate(zip(self.layers, self.shapes)):
+            neuron = getattr(layer, "neuron", None)
+            rows.append(
+                {
+                    "index": index,
+                    "name": layer.name,
+                    "type": layer.kind,
+                    "shape": shape,
+                    "params": layer.num_params,
+                    "nonzero": getattr(layer, "num_nonzero", layer.num_params),
+                    "neuron": neuron.kind if neuron is not None else "-",
+                    "details": layer.describe(),
+                }
+            )
+        return rows
