@@ -1,0 +1,196 @@
+"""Run a netx network in Lava (``Loihi2SimCfg``, fixed point) and compare its spikes,
+layer by layer, with neuroprune's bit-exact fixed-point model of the same file.
+
+The reference is Lava: ``lava.lib.dl.netx.hdf5.Network`` built from the file, driven by
+a ``RingBuffer`` source, every layer's output recorded by its own ``RingBuffer`` sink.
+Our side is :func:`neuroprune.snn.fixed.run_fixed` on :func:`converters.netx.read` of
+the same file. Works for any netx file the reader accepts, not only our exports.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from neuroprune.errors import ShapeError
+from neuroprune.ir import InputLayer, Network
+
+__all__ = ["LayerMatch", "VerifyResult", "run_lava", "verify", "random_input"]
+
+
+@dataclass(frozen=True)
+class LayerMatch:
+    """Agreement of one layer: ``matched`` of ``total`` (neuron, step) pairs equal."""
+
+    index: int
+    kind: str
+    shape: tuple[int, ...]
+    total: int
+    matched: int
+    lava_spikes: int
+    our_spikes: int
+    first_mismatch: tuple[int, ...] | None = None  # (sample, *neuron index in (C,H,W), step)
+
+    @property
+    def percent(self) -> float:
+        return 100.0 * self.matched / self.total if self.total else 100.0
+
+
+@dataclass(frozen=True)
+class VerifyResult:
+    layers: list[LayerMatch]
+    steps: int
+    samples: int
+    lava_counts: dict[int, np.ndarray] = field(default_factory=dict)  # per layer spikes per step
+
+    @property
+    def exact(self) -> bool:
+        return all(layer.matched == layer.total for layer in self.layers)
+
+    @property
+    def percent(self) -> float:
+        total = sum(layer.total for layer in self.layers)
+        return 100.0 * sum(layer.matched for layer in self.layers) / total if total else 100.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "exact": self.exact,
+            "percent": self.percent,
+            "steps": self.steps,
+            "samples": self.samples,
+            "layers": [
+                {"index": m.index, "type": m.kind, "shape": list(m.shape), "match_percent": m.percent,
+                 "lava_spikes": m.lava_spikes, "our_spikes": m.our_spikes,
+                 "first_mismatch": None if m.first_mismatch is None else list(m.first_mismatch)}
+                for m in self.layers
+            ],
+        }
+
+
+def random_input(network: Network, steps: int, samples: int = 1, seed: int = 0, rate: float = 0.3) -> np.ndarray:
+    """Seeded input ``(samples, *input_shape, steps)``: spikes with probability ``rate``,
+    or, for a network with an input neuron layer, integer input mantissas in [0, 128)."""
+    rng = np.random.default_rng(seed)
+    shape = (samples, *network.input_shape, steps)
+    first = network[0]
+    if isinstance(first, InputLayer) and first.neuron is not None:
+        return (rng.integers(0, 64, size=shape) * 2).astype(np.int64)
+    return (rng.random(shape) < rate).astype(np.int64)
+
+
+def _lava_modules() -> dict[str, Any]:
+    with contextlib.redirect_stdout(io.StringIO()):
+        from lava.lib.dl.netx import hdf5
+        from lava.magma.core.run_conditions import RunSteps
+        from lava.magma.core.run_configs import Loihi2SimCfg
+        from lava.proc.io.sink import RingBuffer as Sink
+        from lava.proc.io.source import RingBuffer as Source
+    return {"hdf5": hdf5, "RunSteps": RunSteps, "Loihi2SimCfg": Loihi2SimCfg, "Sink": Sink, "Source": Source}
+
+
+def _ir_layers_in_lava_order(network: Network) -> list[int]:
+    """IR indices of the layers netx turns into Lava blocks (input neuron, dense, conv)."""
+    indices = []
+    for index, layer in enumerate(network.layers):
+        if isinstance(layer, InputLayer):
+            if layer.neuron is not None:
+                indices.append(index)
+        elif layer.synaptic:
+            indices.append(index)
+    return indices
+
+
+def run_lava(path: str | os.PathLike[str], network: Network, x: np.ndarray) -> dict[int, np.ndarray]:
+    """Run one input ``(*input_shape, T)`` through the netx file in Lava.
+
+    Returns spikes ``(*shape, T)`` in torch order per IR layer index.
+    """
+    lava = _lava_modules()
+    steps = x.shape[-1]
+    with contextlib.redirect_stdout(io.StringIO()):
+        net = lava["hdf5"].Network(net_config=str(path))
+    ir_indices = _ir_layers_in_lava_order(network)
+    if len(ir_indices) != len(net.layers):
+        raise ShapeError(f"{path}: Lava built {len(net.layers)} blocks, the reader found {len(ir_indices)}")
+    data = np.transpose(x, tuple(reversed(range(x.ndim - 1))) + (x.ndim - 1,))  # (C,H,W,T) -> (W,H,C,T)
+    first = net.layers[0]
+    if type(first).__name__ == "Input":
+        # netx leaves the input block's port unconnected (its input is meant to arrive
+        # through the neuron bias); wire it to the input neuron so the input mantissas
+        # arrive as that neuron's synaptic input, as ``run_fixed`` assumes.
+        first.inp.connect(first.neuron.a_in)
+    source = lava["Source"](data=data.astype(np.int32))
+    source.s_out.connect(net.inp)
+    sinks = []
+    for block in net.layers:
+        sink = lava["Sink"](shape=block.out.shape, buffer=steps)
+        block.out.connect(sink.a_in)
+        sinks.append(sink)
+    try:
+        net.run(condition=lava["RunSteps"](num_steps=steps), run_cfg=lava["Loihi2SimCfg"](select_tag="fixed_pt"))
+        outputs = [sink.data.get() for sink in sinks]
+    finally:
+        net.stop()
+    result = {}
+    for index, out in zip(ir_indices, outputs):
+        order = tuple(reversed(range(out.ndim - 1))) + (out.ndim - 1,)
+        result[index] = np.transpose(out, order).astype(np.int8)
+    return result
+
+
+def verify(path: str | os.PathLike[str], x: np.ndarray | None = None, steps: int = 32, samples: int = 1,
+           seed: int = 0, network: Network | None = None) -> VerifyResult:
+    """Compare Lava's spikes with ours for every layer of the netx file at ``path``.
+
+    ``x`` is ``(samples, *input_shape, T)`` or ``(*input_shape, T)``; without it the net
+    is driven by seeded random input (see :func:`random_input`).
+    """
+    from converters import netx
+    from neuroprune.snn.fixed import run_fixed
+
+    path = Path(path)
+    network = network or netx.read(path)
+    if x is None:
+        x = random_input(network, steps, samples, seed)
+    x = np.asarray(x)
+    if x.ndim == len(network.input_shape) + 1:
+        x = x[None]
+    if tuple(x.shape[1:-1]) != network.input_shape:
+        raise ShapeError(
+            f"input has shape {tuple(x.shape[1:-1])} per step, the network expects {network.input_shape}; "
+            "give (samples, *input_shape, steps)"
+        )
+    if not np.array_equal(x, np.round(x)):
+        raise ShapeError("input must hold integers (spikes, or input mantissas for an input neuron layer)")
+    ours = run_fixed(network, x.astype(np.int64)).spikes
+    totals: dict[int, list[int]] = {}
+    first: dict[int, tuple[int, ...] | None] = {}
+    counts: dict[int, np.ndarray] = {}
+    for sample in range(x.shape[0]):
+        lava = run_lava(path, network, x[sample])
+        for index, lava_spikes in lava.items():
+            mine = ours[index][sample].numpy()
+            equal = lava_spikes == mine
+            entry = totals.setdefault(index, [0, 0, 0, 0])
+            entry[0] += equal.size
+            entry[1] += int(equal.sum())
+            entry[2] += int(lava_spikes.sum())
+            entry[3] += int(mine.sum())
+            counts[index] = counts.get(index, 0) + lava_spikes.reshape(-1, lava_spikes.shape[-1]).sum(axis=0)
+            if first.get(index) is None and not equal.all():
+                where = np.argwhere(~equal)
+                # earliest time step first
+                where = where[np.argsort(where[:, -1], kind="stable")]
+                first[index] = (sample, *(int(v) for v in where[0]))
+    layers = [
+        LayerMatch(index=i, kind=network[i].kind, shape=network.shapes[i], total=v[0], matched=v[1],
+                   lava_spikes=v[2], our_spikes=v[3], first_mismatch=first.get(i))
+        for i, v in sorted(totals.items())
+    ]
+    return VerifyResult(layers=layers, steps=int(x.shape[-1]), samples=int(x.shape[0]), lava_counts=counts)

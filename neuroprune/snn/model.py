@@ -1,0 +1,401 @@
+"""SNN models on lava-dl slayer CUBA blocks, and conversion to and from the IR.
+
+An :class:`SNN` is a ``torch.nn.Module`` holding a sequence of slayer blocks
+(``Input``, ``Conv``, ``Flatten``, ``Dense``). slayer's CUBA blocks quantize weights to
+Loihi's 8-bit mantissa (``quantize_8bit``: step 2/64, range [-256, 254]/64) and run the
+neuron state in Loihi's integer scale, so the trained network maps onto the chip
+exactly; :func:`to_ir` reads the mantissas and device parameters back out.
+
+Architectures are written as a comma-separated spec, e.g. ``"c16,c32s2,f,d10"``:
+
+- ``c<out>[k<kernel>][s<stride>][p<padding>][g<groups>]`` convolution (padding
+  defaults to kernel // 2, "same" for odd kernels),
+- ``f`` flatten, ``d<out>`` dense.
+
+netx has no pooling layer; use strided convolutions (``c32s2``) instead.
+
+Tensors are batch first with time last, as slayer uses: ``(N, C, H, W, T)`` or
+``(N, F, T)``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import re
+from dataclasses import asdict, dataclass, field
+from typing import Any, Iterable, Sequence
+
+import numpy as np
+import torch
+
+from neuroprune.errors import ShapeError, UnsupportedLayerError
+from neuroprune.ir import (
+    ConvLayer,
+    DenseLayer,
+    FlattenLayer,
+    InputLayer,
+    Layer,
+    Network,
+    Neuron,
+    conv_output_size,
+)
+
+__all__ = [
+    "NeuronConfig",
+    "LayerSpec",
+    "SNN",
+    "parse_arch",
+    "build",
+    "to_ir",
+    "from_ir",
+    "slayer",
+    "WEIGHT_SCALE",
+]
+
+WEIGHT_SCALE = 1 << 6  # slayer's w_scale: mantissa = weight * 64
+DECAY_SCALE = 1 << 12  # decays in 1/4096
+
+
+def slayer() -> Any:
+    """lava-dl's slayer module, imported without its import-time chatter."""
+    with contextlib.redirect_stdout(io.StringIO()):
+        import lava.lib.dl.slayer as module
+    return module
+
+
+@dataclass(frozen=True)
+class NeuronConfig:
+    """CUBA neuron parameters for training (slayer's units: threshold in weight units,
+    decays as fractions per step; surrogate gradient shape ``tau_grad``/``scale_grad``)."""
+
+    threshold: float = 1.25
+    current_decay: float = 0.25
+    voltage_decay: float = 0.03
+    tau_grad: float = 0.03
+    scale_grad: float = 3.0
+
+    def slayer_params(self) -> dict[str, Any]:
+        params = asdict(self)
+        params["requires_grad"] = False
+        return params
+
+    @classmethod
+    def from_neuron(cls, neuron: Neuron, tau_grad: float = 0.03, scale_grad: float = 3.0) -> "NeuronConfig":
+        return cls(
+            threshold=neuron.v_th_mant / WEIGHT_SCALE,
+            current_decay=neuron.i_decay / DECAY_SCALE,
+            voltage_decay=neuron.v_decay / DECAY_SCALE,
+            tau_grad=tau_grad,
+            scale_grad=scale_grad,
+        )
+
+
+@dataclass(frozen=True)
+class LayerSpec:
+    """One layer of an architecture: ``kind`` in {"input", "conv", "flatten", "dense"}."""
+
+    kind: str
+    out: int = 0
+    kernel: int = 3
+    stride: int = 1
+    padding: int | None = None
+    groups: int = 1
+
+    @property
+    def pad(self) -> int:
+        return self.kernel // 2 if self.padding is None else self.padding
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+_CONV = re.compile(r"^c(\d+)(?:k(\d+))?(?:s(\d+))?(?:p(\d+))?(?:g(\d+))?$")
+_DENSE = re.compile(r"^d(\d+)$")
+
+
+def parse_arch(spec: str) -> list[LayerSpec]:
+    """Parse ``"c16,c32s2,f,d10"`` into layer specs (see the module docstring)."""
+    layers: list[LayerSpec] = []
+    for token in (t.strip().lower() for t in spec.split(",") if t.strip()):
+        if (match := _CONV.match(token)) is not None:
+            out, kernel, stride, padding, groups = match.groups()
+            layers.append(
+                LayerSpec("conv", int(out), int(kernel or 3), int(stride or 1),
+                          None if padding is None else int(padding), int(groups or 1))
+            )
+        elif (match := _DENSE.match(token)) is not None:
+            layers.append(LayerSpec("dense", int(match.group(1))))
+        elif token == "f":
+            layers.append(LayerSpec("flatten"))
+        elif re.match(r"^p\d+", token):
+            raise UnsupportedLayerError(
+                f"architecture token {token!r}: netx (and so Loihi export) has no pooling layer; "
+                "use a strided convolution such as 'c32s2' instead"
+            )
+        else:
+            raise ShapeError(
+                f"architecture token {token!r} not understood; use c<out>[k<k>][s<s>][p<p>][g<g>], f or d<out> "
+                "(e.g. 'c16,c32s2,f,d10')"
+            )
+    if not layers:
+        raise ShapeError("empty architecture; e.g. 'c16,c32s2,f,d10'")
+    return layers
+
+
+class SNN(torch.nn.Module):
+    """A feed-forward SNN of slayer CUBA blocks.
+
+    Parameters
+    ----------
+    blocks : slayer blocks in order (``Input`` optional first, then ``Conv``,
+        ``Flatten``, ``Dense``).
+    input_shape : input shape without batch and time, e.g. ``(1, 8, 8)``.
+    neuron : training neuron parameters (kept for rebuilding after pruning).
+    """
+
+    def __init__(self, blocks: Iterable[torch.nn.Module], input_shape: Sequence[int],
+                 neuron: NeuronConfig | None = None, name: str = "snn") -> None:
+        super().__init__()
+        self.blocks = torch.nn.ModuleList(blocks)
+        self.input_shape = tuple(int(s) for s in input_shape)
+        self.neuron_config = neuron or NeuronConfig()
+        self.name = name
+        _check_blocks(self.blocks)
+
+    # -- running ---------------------------------------------------------------------
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Output spikes ``(N, classes, T)`` for input ``(N, *input_shape, T)``."""
+        for block in self.blocks:
+            x = block(x)
+        return x
+
+    def forward_all(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """Outputs of every block (flatten included), in order."""
+        outputs = []
+        for block in self.blocks:
+            x = block(x)
+            outputs.append(x)
+        return outputs
+
+    @property
+    def has_input_neuron(self) -> bool:
+        first = self.blocks[0]
+        return _kind(first) == "input" and first.neuron is not None
+
+    def chip_input(self, x: torch.Tensor) -> torch.Tensor:
+        """The integers the chip receives for input ``x`` (N, *input_shape, T).
+
+        With an input neuron layer, the analog input is quantized by the input block's
+        own hook (step 2/64) and scaled to the neuron's input mantissa (``x * 64``);
+        without one, ``x`` must already be binary spikes.
+        """
+        if self.has_input_neuron:
+            quantized = self.blocks[0].pre_hook_fx(x)
+            return torch.round(quantized * WEIGHT_SCALE).to(torch.int64)
+        return (x > 0).to(torch.int64)
+
+    # -- description -----------------------------------------------------------------
+    def specs(self) -> list[LayerSpec]:
+        """Layer specs with the current (possibly pruned) sizes."""
+        specs = []
+        for block in self.blocks:
+            kind = _kind(block)
+            if kind == "input":
+                specs.append(LayerSpec("input"))
+            elif kind == "conv":
+                syn = block.synapse
+                specs.append(LayerSpec("conv", int(syn.out_channels), int(syn.kernel_size[0]),
+                                       int(syn.stride[0]), int(syn.padding[0]), int(syn.groups)))
+            elif kind == "dense":
+                specs.append(LayerSpec("dense", int(block.synapse.out_channels)))
+            else:
+                specs.append(LayerSpec("flatten"))
+        return specs
+
+    def meta(self) -> dict[str, Any]:
+        """JSON-able description to rebuild the model (see :func:`build_from_meta`)."""
+        return {
+            "format": "neuroprune.snn/1",
+            "name": self.name,
+            "input_shape": list(self.input_shape),
+            "neuron": asdict(self.neuron_config),
+            "layers": [s.to_dict() for s in self.specs()],
+        }
+
+
+def _kind(block: torch.nn.Module) -> str:
+    name = type(block).__name__.lower()
+    if name in ("input", "conv", "dense", "flatten"):
+        return name
+    raise UnsupportedLayerError(
+        f"block {type(block).__module__}.{type(block).__name__} is not supported; "
+        "use slayer.block.cuba Input, Conv, Flatten and Dense"
+    )
+
+
+def _check_blocks(blocks: Iterable[torch.nn.Module]) -> None:
+    for index, block in enumerate(blocks):
+        kind = _kind(block)
+        if kind == "input" and index:
+            raise ShapeError(f"block {index}: an Input block may only come first")
+        neuron = getattr(block, "neuron", None)
+        if neuron is not None and "cuba" not in type(neuron).__module__:
+            raise UnsupportedLayerError(f"block {index}: neuron {type(neuron).__name__} is not CUBA")
+
+
+def build(arch: str | Sequence[LayerSpec], input_shape: Sequence[int], num_classes: int | None = None,
+          neuron: NeuronConfig | None = None, input_neuron: bool = True, weight_scale: float = 2.0,
+          seed: int | None = None, name: str = "snn") -> SNN:
+    """Build an :class:`SNN` from an architecture spec.
+
+    ``num_classes`` appends a final ``d<num_classes>`` when the spec does not end in a
+    dense layer of that size. ``input_neuron`` prepends an Input neuron block that turns
+    analog input into spikes (direct encoding on chip).
+    """
+    specs = parse_arch(arch) if isinstance(arch, str) else list(arch)
+    if num_classes is not None and not (specs[-1].kind == "dense" and specs[-1].out == num_classes):
+        if specs[-1].kind == "conv":
+            specs.append(LayerSpec("flatten"))
+        specs.append(LayerSpec("dense", num_classes))
+    if input_neuron and specs[0].kind != "input":
+        specs.insert(0, LayerSpec("input"))
+    if seed is not None:
+        torch.manual_seed(seed)
+    neuron = neuron or NeuronConfig()
+    params = neuron.slayer_params()
+    cuba = slayer().block.cuba
+    blocks: list[torch.nn.Module] = []
+    shape: tuple[int, ...] = tuple(int(s) for s in input_shape)
+    for index, spec in enumerate(specs):
+        if spec.kind == "input":
+            blocks.append(cuba.Input(params))
+        elif spec.kind == "conv":
+            if len(shape) != 3:
+                raise ShapeError(f"layer {index}: conv needs a (C, H, W) input, got {shape}")
+            blocks.append(cuba.Conv(params, shape[0], spec.out, spec.kernel, stride=spec.stride,
+                                    padding=spec.pad, groups=spec.groups, weight_scale=weight_scale))
+            hw = [conv_output_size(s, spec.kernel, spec.stride, spec.pad, 1) for s in shape[1:]]
+            if min(hw) < 1:
+                raise ShapeError(f"layer {index}: kernel {spec.kernel} does not fit input {shape}")
+            shape = (spec.out, hw[0], hw[1])
+        elif spec.kind == "flatten":
+            blocks.append(cuba.Flatten())
+            shape = (int(np.prod(shape)),)
+        elif spec.kind == "dense":
+            if len(shape) != 1:
+                raise ShapeError(f"layer {index}: dense after shape {shape}; add 'f' (flatten) before it")
+            blocks.append(cuba.Dense(params, shape[0], spec.out, weight_scale=weight_scale))
+            shape = (spec.out,)
+        else:
+            raise ShapeError(f"layer {index}: unknown layer kind {spec.kind!r}")
+    return SNN(blocks, input_shape, neuron=neuron, name=name)
+
+
+def build_from_meta(meta: dict[str, Any]) -> SNN:
+    """Rebuild an untrained model with the sizes recorded by :meth:`SNN.meta`."""
+    if meta.get("format") != "neuroprune.snn/1":
+        raise ShapeError(f"not a neuroprune SNN description (format={meta.get('format')!r})")
+    specs = [LayerSpec(**layer) for layer in meta["layers"]]
+    return build(specs, meta["input_shape"], neuron=NeuronConfig(**meta["neuron"]),
+                 input_neuron=False, name=meta.get("name", "snn"))
+
+
+# ------------------------------------------------------------------------- IR conversion
+def _neuron_of(block: torch.nn.Module) -> Neuron:
+    params = block.neuron.device_params
+    return Neuron(
+        kind=str(params["type"]),
+        i_decay=int(params["iDecay"]),
+        v_decay=int(params["vDecay"]),
+        v_th_mant=int(params["vThMant"]),
+        ref_delay=int(params["refDelay"]),
+        graded_spike=bool(params["gradedSpike"]),
+    )
+
+
+def _mantissa(block: torch.nn.Module, dims: int) -> np.ndarray:
+    syn = block.synapse
+    with torch.no_grad():
+        weight = syn.pre_hook_fx(syn.weight, descale=True)
+    weight = weight.detach().cpu().numpy()
+    weight = weight.reshape(weight.shape[:dims])
+    return np.round(weight).astype(np.int32)
+
+
+def to_ir(model: SNN) -> Network:
+    """The IR of a model: weight mantissas, conv geometry and neuron device parameters."""
+    layers: list[Layer] = []
+    if _kind(model.blocks[0]) != "input":
+        layers.append(InputLayer(shape=model.input_shape))
+    for block in model.blocks:
+        kind = _kind(block)
+        if kind == "input":
+            neuron = _neuron_of(block) if block.neuron is not None else None
+            layers.append(InputLayer(shape=model.input_shape, neuron=neuron))
+        elif kind == "flatten":
+            layers.append(FlattenLayer())
+        elif kind == "dense":
+            delay = None
+            if block.delay is not None:
+                delay = torch.floor(block.delay.delay).flatten().detach().cpu().numpy().astype(np.int32)
+            layers.append(DenseLayer(weight=_mantissa(block, 2), neuron=_neuron_of(block), delay=delay))
+        else:  # conv
+            syn = block.synapse
+            layers.append(
+                ConvLayer(
+                    weight=_mantissa(block, 4), neuron=_neuron_of(block),
+                    stride=tuple(int(s) for s in syn.stride[:2]),
+                    padding=tuple(int(p) for p in syn.padding[:2]),
+                    dilation=tuple(int(d) for d in syn.dilation[:2]),
+                    groups=int(syn.groups),
+                )
+            )
+    return Network(layers, name=model.name)
+
+
+def from_ir(network: Network, neuron: NeuronConfig | None = None) -> SNN:
+    """A trainable model with the IR's weights and neuron parameters.
+
+    Exact for mantissas slayer can represent (even integers in [-256, 254]); the first
+    synaptic layer's neuron parameters set the training neuron config unless given.
+    Synaptic delays and pool layers are refused (slayer blocks cannot train them here).
+    """
+    specs: list[LayerSpec] = []
+    neurons = [layer.neuron for layer in network.layers if getattr(layer, "neuron", None) is not None]
+    if neuron is None:
+        if not neurons:
+            raise ShapeError("the network has no neurons to take parameters from")
+        neuron = NeuronConfig.from_neuron(neurons[0])
+    for index, layer in enumerate(network.layers):
+        if getattr(layer, "neuron", None) is not None and layer.neuron != neurons[0]:
+            raise UnsupportedLayerError(
+                f"layer {index}: neuron parameters differ between layers; one parameter set per model is supported"
+            )
+        if isinstance(layer, InputLayer):
+            if layer.neuron is not None:
+                specs.append(LayerSpec("input"))
+        elif isinstance(layer, ConvLayer):
+            if layer.delay is not None:
+                raise UnsupportedLayerError(f"layer {index}: conv with synaptic delays cannot be trained")
+            if layer.dilation != (1, 1) or layer.stride[0] != layer.stride[1] or layer.padding[0] != layer.padding[1] \
+                    or layer.kernel_size[0] != layer.kernel_size[1]:
+                raise UnsupportedLayerError(f"layer {index}: only square kernels, strides and paddings without dilation")
+            specs.append(LayerSpec("conv", layer.out_channels, layer.kernel_size[0], layer.stride[0],
+                                   layer.padding[0], layer.groups))
+        elif isinstance(layer, DenseLayer):
+            if layer.delay is not None and np.any(layer.delay):
+                raise UnsupportedLayerError(f"layer {index}: dense with synaptic delays cannot be trained")
+            specs.append(LayerSpec("dense", layer.out_channels))
+        elif isinstance(layer, FlattenLayer):
+            specs.append(LayerSpec("flatten"))
+        else:
+            raise UnsupportedLayerError(f"layer {index}: {layer.kind} layers cannot be converted to slayer blocks")
+    model = build(specs, network.input_shape, neuron=neuron, input_neuron=False, name=network.name)
+    with torch.no_grad():
+        synaptic = [layer for layer in network.layers if isinstance(layer, (ConvLayer, DenseLayer))]
+        blocks = [b for b in model.blocks if _kind(b) in ("conv", "dense")]
+        for layer, block in zip(synaptic, blocks):
+            weight = torch.as_tensor(layer.effective_weight, dtype=torch.float32) / WEIGHT_SCALE
+            block.synapse.weight.data.copy_(weight.reshape(block.synapse.weight.shape))
+    return model
