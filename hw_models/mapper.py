@@ -1,0 +1,244 @@
+"""Greedy placement of a network's neurons onto cores.
+
+Rules (the same as nengo-loihi's block splitting, simplified):
+
+- every layer with compartments (the input layer when it has neurons, every dense,
+  conv and pool layer) is split into core blocks of contiguous neurons; a layer may
+  span several cores, and **cores are never shared between layers**;
+- a layer's blocks all have the same size (the last one may be smaller), the largest
+  size for which every block meets every per-core limit: neurons, input axons, output
+  axons and synapse memory bits (dense or sparse encoding, the cheaper per block);
+- output axons of a block = for each of its neurons, the number of cores of the next
+  layer it sends to (one axon per destination core); the last layer sends to the host
+  and uses none. So layers are mapped from the last to the first;
+- if even one neuron per core breaks a limit, the layer is mapped one neuron per core
+  and the broken limits are recorded on the layer (the report turns them into
+  violations); cores are numbered in layer order, chips = ceil(cores / cores_per_chip).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Callable, Mapping
+
+import numpy as np
+
+from hw_models.cost import BlockCosts, make_coster
+from neuroprune.ir import FlattenLayer, InputLayer, Network
+
+if TYPE_CHECKING:  # pragma: no cover
+    from hw_models.chip import Chip
+
+__all__ = ["CoreBlock", "LayerAllocation", "Allocation", "map_network", "compartment_layers"]
+
+
+@dataclass(frozen=True)
+class CoreBlock:
+    """One core's share of a layer: neurons ``[neuron_start, neuron_stop)`` and usage."""
+
+    core: int
+    neuron_start: int
+    neuron_stop: int
+    in_axons: int
+    out_axons: int
+    synapses: int
+    synapse_bits: int
+    encoding: str
+
+    @property
+    def neurons(self) -> int:
+        return self.neuron_stop - self.neuron_start
+
+
+@dataclass(frozen=True)
+class LayerAllocation:
+    """How one layer sits on cores, with its per-core extremes and broken limits.
+
+    ``over_limits`` holds ``(limit name, worst actual, limit)`` for every per-core
+    limit that even one neuron per core cannot meet.
+    """
+
+    index: int
+    kind: str
+    name: str
+    neurons: int
+    blocks: tuple[CoreBlock, ...]
+    weight_bits: int
+    required_weight_bits: int
+    delay_bits: int
+    over_limits: tuple[tuple[str, int, int], ...] = ()
+    producer: int | None = None
+    reach: np.ndarray | None = field(default=None, repr=False, compare=False)
+    fanout_synapses: np.ndarray | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def cores(self) -> int:
+        return len(self.blocks)
+
+    @property
+    def in_axons(self) -> int:
+        return sum(block.in_axons for block in self.blocks)
+
+    @property
+    def out_axons(self) -> int:
+        return sum(block.out_axons for block in self.blocks)
+
+    @property
+    def synapses(self) -> int:
+        return sum(block.synapses for block in self.blocks)
+
+    @property
+    def synapse_bits(self) -> int:
+        return sum(block.synapse_bits for block in self.blocks)
+
+    @property
+    def neurons_per_core(self) -> int:
+        return max((block.neurons for block in self.blocks), default=0)
+
+    @property
+    def encoding(self) -> str:
+        kinds = {block.encoding for block in self.blocks if block.synapses}
+        return kinds.pop() if len(kinds) == 1 else ("mixed" if kinds else "-")
+
+    def max_per_core(self, attribute: str) -> int:
+        return max((getattr(block, attribute) for block in self.blocks), default=0)
+
+
+@dataclass(frozen=True)
+class Allocation:
+    """Placement of a whole network: layers in order, cores and chips used."""
+
+    chip: str
+    layers: tuple[LayerAllocation, ...]
+    cores_per_chip: int
+
+    @property
+    def cores(self) -> int:
+        return sum(layer.cores for layer in self.layers)
+
+    @property
+    def chips(self) -> int:
+        return math.ceil(self.cores / self.cores_per_chip) if self.cores else 0
+
+    def layer(self, index: int) -> LayerAllocation:
+        """The allocation of network layer ``index`` (KeyError if it has no cores)."""
+        for layer in self.layers:
+            if layer.index == index:
+                return layer
+        raise KeyError(f"layer {index} holds no compartments")
+
+
+def compartment_layers(network: Network) -> list[int]:
+    """Indices of layers that hold compartments on the chip."""
+    return [
+        index for index, layer in enumerate(network.layers)
+        if layer.synaptic or (isinstance(layer, InputLayer) and layer.neuron is not None)
+    ]
+
+
+def _producer(network: Network, index: int) -> int:
+    """Index of the layer whose neurons feed synaptic layer ``index`` (flatten skipped)."""
+    producer = index - 1
+    while producer > 0 and isinstance(network.layers[producer], FlattenLayer):
+        producer -= 1
+    return producer
+
+
+def _fits(costs: BlockCosts, out_axons: np.ndarray, chip: "Chip") -> list[tuple[str, int, int]]:
+    """Per-core limits the blocks break: (name, worst actual, limit)."""
+    checks = (
+        ("max_neurons_per_core", costs.neurons, chip.max_neurons_per_core),
+        ("max_in_axons_per_core", costs.in_axons, chip.max_in_axons_per_core),
+        ("max_out_axons_per_core", out_axons, chip.max_out_axons_per_core),
+        ("max_synapse_bits_per_core", costs.memory_bits, chip.max_synapse_bits_per_core),
+    )
+    return [(name, int(values.max()), limit) for name, values, limit in checks
+            if len(values) and int(values.max()) > limit]
+
+
+def _largest_fitting(candidates: list[int], hint: int | None, fits: Callable[[int], bool]) -> int:
+    """Largest candidate that fits (fitting is assumed monotone: smaller blocks fit
+    better); the smallest candidate when none fits.
+
+    Tries the largest first; else gallops up from ``hint`` (a chunk known to fit, when
+    given) and bisects, so a layer whose hint is exact costs three evaluations.
+    """
+    if fits(candidates[-1]):
+        return candidates[-1]
+    low = candidates.index(hint) if hint in candidates and fits(hint) else 0
+    if low == 0 and not fits(candidates[0]):
+        return candidates[0]
+    step, high = 1, len(candidates) - 1  # candidates[low] fits, candidates[high] does not
+    while low + step < high:
+        if fits(candidates[low + step]):
+            low += step
+            step *= 2
+        else:
+            high = low + step
+            break
+    while high - low > 1:
+        middle = (low + high) // 2
+        if fits(candidates[middle]):
+            low = middle
+        else:
+            high = middle
+    return candidates[low]
+
+
+def map_network(network: Network, chip: "Chip", weight_bits: Mapping[int, int] | None = None) -> Allocation:
+    """Place ``network`` on cores of ``chip`` (greedy, see the module docstring).
+
+    ``weight_bits`` maps layer index to a weight width that overrides the layer's own
+    (for "what if layer i were quantized to b bits").
+    """
+    overrides = dict(weight_bits or {})
+    hosts = compartment_layers(network)
+    fanout_cores: dict[int, np.ndarray] = {}
+    placed: dict[int, tuple] = {}
+    for index in reversed(hosts):
+        layer = network.layers[index]
+        coster, required, delay = make_coster(
+            layer, network.input_shape_of(index), network.shapes[index], chip, overrides.get(index)
+        )
+        fan = fanout_cores.get(index)
+        prefix = np.concatenate(([0], np.cumsum(fan))) if fan is not None else None
+        cache: dict[int, tuple[BlockCosts, np.ndarray, list]] = {}
+
+        def evaluate(chunk: int) -> tuple[BlockCosts, np.ndarray, list]:
+            if chunk not in cache:
+                costs = coster.evaluate(chunk)
+                out = (prefix[costs.stops] - prefix[costs.starts]) if prefix is not None else np.zeros_like(
+                    costs.starts)
+                cache[chunk] = (costs, out, _fits(costs, out, chip))
+            return cache[chunk]
+
+        chosen = _largest_fitting(coster.candidates(), coster.ideal_chunk(), lambda c: not evaluate(c)[2])
+        costs, out, broken = evaluate(chosen)
+        producer = _producer(network, index) if layer.synaptic else None
+        if costs.reach is not None and producer is not None:
+            fanout_cores[producer] = costs.reach.sum(axis=0)
+        placed[index] = (costs, out, tuple(broken), required, delay, coster.fmt.weight_bits, producer)
+
+    layers = []
+    core = 0
+    for index in hosts:
+        costs, out, broken, required, delay, stored_bits, producer = placed[index]
+        encodings = costs.encodings
+        memory = costs.memory_bits
+        blocks = []
+        for b in range(len(costs.starts)):
+            blocks.append(CoreBlock(
+                core=core, neuron_start=int(costs.starts[b]), neuron_stop=int(costs.stops[b]),
+                in_axons=int(costs.in_axons[b]), out_axons=int(out[b]), synapses=int(costs.synapses[b]),
+                synapse_bits=int(memory[b]) if costs.synapses[b] else 0, encoding=encodings[b],
+            ))
+            core += 1
+        layer = network.layers[index]
+        layers.append(LayerAllocation(
+            index=index, kind=layer.kind, name=layer.name, neurons=int(np.prod(network.shapes[index])),
+            blocks=tuple(blocks), weight_bits=stored_bits if layer.synaptic else 0,
+            required_weight_bits=required, delay_bits=delay, over_limits=broken, producer=producer,
+            reach=costs.reach, fanout_synapses=costs.fanout_synapses,
+        ))
+    return Allocation(chip=chip.name, layers=tuple(layers), cores_per_chip=chip.cores_per_chip)

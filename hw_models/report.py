@@ -1,0 +1,506 @@
+"""``fit(network, chip)``: does the network fit, what does it use, and what to change.
+
+The :class:`FitReport` holds totals, one row per layer and every violation (all of them,
+not the first) with the limit's name, its budget, the actual value, the layer and a
+concrete, computed fix. Its JSON form (:meth:`FitReport.to_dict`) is documented and
+stable::
+
+    {"chip", "fits",
+     "totals": {"cores", "chips", "neurons", "synapses", "synapse_memory_bits",
+                "synops_per_step", "energy_per_inference_j", ...},
+     "layers": [{"index", "type", "neurons", "in_axons", "out_axons", "synapses",
+                 "synapse_memory_bits", "weight_bits", "cores", "synops_per_step", ...}],
+     "violations": [{"limit", "layer", "budget", "actual", "fix", ...}]}
+
+Units: synapse memory in bits, SynOps per time step, energy in joules per inference.
+Per-layer ``in_axons``, ``out_axons`` and ``synapse_memory_bits`` are sums over the
+layer's cores (each core has its own axons); per-core maxima are reported beside them.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from typing import Any, Mapping, Union
+
+import numpy as np
+
+from hw_models.chip import Chip, load_chip
+from hw_models.cost import synapse_memory_bits
+from hw_models.energy import EnergyBreakdown, EnergyCounts, energy
+from hw_models.mapper import Allocation, LayerAllocation, map_network
+from neuroprune.errors import FitError, ShapeError
+from neuroprune.ir import InputLayer, Network
+
+__all__ = [
+    "Activity",
+    "DEFAULT_RATE",
+    "DEFAULT_TIME_STEPS",
+    "FitReport",
+    "LayerReport",
+    "Totals",
+    "Violation",
+    "fit",
+]
+
+#: Spike rate assumed when no activity is given, spikes per neuron per time step.
+DEFAULT_RATE = 0.1
+#: Time steps of one inference assumed when none is given.
+DEFAULT_TIME_STEPS = 32
+
+Activity = Mapping[int, Union[float, np.ndarray]]
+
+_LIMIT_WORDS = {
+    "max_neurons_per_core": "neurons per core",
+    "max_in_axons_per_core": "input axons per core",
+    "max_out_axons_per_core": "output axons per core",
+    "max_synapse_bits_per_core": "synapse memory bits per core",
+    "weight_bits": "weight bits",
+    "max_delay_bits": "delay bits",
+    "max_cores": "cores",
+    "max_chips": "chips",
+    "max_synops_per_step": "SynOps per time step",
+}
+
+
+@dataclass(frozen=True)
+class Violation:
+    """One broken limit: its name, the budget, the actual value, the layer and a fix."""
+
+    limit: str
+    layer: int | None
+    budget: float
+    actual: float
+    fix: str
+    layer_name: str = ""
+
+    @property
+    def message(self) -> str:
+        """nengo-loihi's shape: ``what: <limit> (<actual>) exceeded max (<budget>); fix``."""
+        where = f"layer {self.layer} ({self.layer_name})" if self.layer is not None else "network"
+        return (f"{where}: {_LIMIT_WORDS.get(self.limit, self.limit)} ({_number(self.actual)}) "
+                f"exceeded max ({_number(self.budget)}); fix: {self.fix}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"limit": self.limit, "layer": self.layer, "budget": _plain(self.budget),
+                "actual": _plain(self.actual), "fix": self.fix, "message": self.message}
+
+
+@dataclass(frozen=True)
+class LayerReport:
+    """One row of the per-layer table (see the module docstring for units)."""
+
+    index: int
+    type: str
+    name: str
+    shape: tuple[int, ...]
+    neurons: int
+    in_axons: int
+    out_axons: int
+    synapses: int
+    synapse_memory_bits: int
+    weight_bits: int
+    cores: int
+    synops_per_step: float
+    neurons_per_core: int = 0
+    max_in_axons_per_core: int = 0
+    max_out_axons_per_core: int = 0
+    max_synapse_bits_per_core: int = 0
+    encoding: str = "-"
+    delay_bits: int = 0
+    spikes_per_step: float = 0.0
+    activity: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {key: _plain(value) for key, value in self.__dict__.items()}
+
+
+@dataclass(frozen=True)
+class Totals:
+    """Network totals: cores and chips used, budgets, counts per step and energy."""
+
+    cores: int
+    chips: int
+    neurons: int
+    synapses: int
+    synapse_memory_bits: int
+    synops_per_step: float
+    energy_per_inference_j: float
+    cores_available: int
+    chips_available: int
+    spikes_per_step: float
+    macs_per_step: float
+    time_steps: int
+    activity_source: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {key: _plain(value) for key, value in self.__dict__.items()}
+
+
+@dataclass(frozen=True)
+class FitReport:
+    """Result of :func:`fit`. ``ok`` is True when no limit or budget is broken."""
+
+    chip: Chip
+    network_name: str
+    totals: Totals
+    layers: tuple[LayerReport, ...]
+    violations: tuple[Violation, ...]
+    energy: EnergyBreakdown
+    allocation: Allocation = field(repr=False, compare=False)
+
+    @property
+    def ok(self) -> bool:
+        return not self.violations
+
+    def raise_if_invalid(self) -> None:
+        """Raise :class:`FitError` listing every violation (message, budget, fix)."""
+        if self.violations:
+            lines = "; ".join(v.message for v in self.violations)
+            raise FitError(
+                f"{self.network_name} does not fit {self.chip.name} "
+                f"({len(self.violations)} violation{'s' if len(self.violations) > 1 else ''}): {lines}"
+            )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "chip": self.chip.name,
+            "network": self.network_name,
+            "fits": self.ok,
+            "totals": self.totals.to_dict(),
+            "energy": {key: _plain(value) for key, value in self.energy.to_dict().items()},
+            "layers": [layer.to_dict() for layer in self.layers],
+            "violations": [violation.to_dict() for violation in self.violations],
+        }
+
+    def to_json(self, indent: int | None = 2) -> str:
+        return json.dumps(self.to_dict(), indent=indent)
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, tuple):
+        return list(value)
+    if isinstance(value, float) and value.is_integer() and abs(value) < 2**53:
+        return value
+    return value
+
+
+def _number(value: float) -> str:
+    if float(value).is_integer():
+        return f"{int(value)}"
+    return f"{value:.4g}"
+
+
+# ----------------------------------------------------------------------------- activity
+def _rates(network: Network, activity: Activity | None, default_rate: float) -> tuple[dict[int, np.ndarray], str]:
+    """Per-neuron spike rates (flattened) of every neuron-bearing layer, and their source."""
+    activity = dict(activity or {})
+    bearing = [i for i, layer in enumerate(network.layers) if layer.synaptic or isinstance(layer, InputLayer)]
+    for key in activity:
+        if key not in bearing:
+            raise ShapeError(
+                f"activity given for layer {key}, which has no neurons; neuron-bearing layers: "
+                f"{', '.join(str(i) for i in bearing)}"
+            )
+    rates: dict[int, np.ndarray] = {}
+    measured = []
+    for index in bearing:
+        size = int(np.prod(network.shapes[index]))
+        if index not in activity:
+            rates[index] = np.full(size, float(default_rate))
+            continue
+        value = np.asarray(activity[index], dtype=np.float64)
+        if value.ndim == 0:
+            value = np.full(size, float(value))
+        elif value.size != size or value.shape not in (network.shapes[index], (size,)):
+            raise ShapeError(
+                f"activity of layer {index} has shape {value.shape}, expected {network.shapes[index]} "
+                "(spikes per neuron per time step)"
+            )
+        if np.any(value < 0) or not np.all(np.isfinite(value)):
+            raise ShapeError(f"activity of layer {index} must be finite rates >= 0 (spikes per neuron per step)")
+        rates[index] = value.reshape(-1)
+        measured.append(index)
+    if not measured:
+        source = f"assumed {default_rate:g}"
+    elif len(measured) == len(bearing):
+        source = "measured"
+    else:
+        source = f"measured (layers {', '.join(map(str, measured))}), assumed {default_rate:g} elsewhere"
+    return rates, source
+
+
+def _mesh_hops(allocation: Allocation, rates: dict[int, np.ndarray], chip: Chip) -> tuple[float, float]:
+    """East-west and north-south mesh hops per step of spikes between cores.
+
+    Cores are laid out row-major, ``mesh_columns`` wide, on each chip; hops between
+    chips are not counted.
+    """
+    by_index = {layer.index: layer for layer in allocation.layers}
+    east_west = north_south = 0.0
+    for consumer in allocation.layers:
+        source = by_index.get(consumer.producer) if consumer.producer is not None else None
+        if consumer.reach is None or source is None:
+            continue
+        starts = np.array([block.neuron_start for block in source.blocks])
+        messages = np.add.reduceat(consumer.reach * rates[source.index][None, :], starts, axis=1)
+        src = np.array([block.core for block in source.blocks]) % chip.cores_per_chip
+        dst = np.array([block.core for block in consumer.blocks]) % chip.cores_per_chip
+        dx = np.abs(dst[:, None] % chip.mesh_columns - src[None, :] % chip.mesh_columns)
+        dy = np.abs(dst[:, None] // chip.mesh_columns - src[None, :] // chip.mesh_columns)
+        east_west += float((messages * dx).sum())
+        north_south += float((messages * dy).sum())
+    return east_west, north_south
+
+
+# ----------------------------------------------------------------------------- fixes
+def _prunable_channels(network: Network, layer: LayerAllocation, cores: int) -> int | None:
+    """Output channels (neurons for dense) of ``layer`` that fit in ``cores`` cores."""
+    if cores < 1 or layer.kind not in ("dense", "conv"):
+        return None
+    shape = network.shapes[layer.index]
+    per_core = layer.neurons_per_core
+    if len(shape) == 1:
+        return min(cores * per_core, shape[0])
+    per_map = int(np.prod(shape[1:]))
+    if per_core >= per_map:
+        return min(cores * (per_core // per_map), shape[0])
+    cores_per_channel = math.ceil(per_map / per_core)
+    return min(cores // cores_per_channel, shape[0]) or None
+
+
+def _prune_fix(network: Network, allocation: Allocation, target_cores: int) -> str | None:
+    layers = [layer for layer in allocation.layers if layer.kind in ("dense", "conv")]
+    if not layers:
+        return None
+    biggest = max(layers, key=lambda layer: layer.cores)
+    allowed = target_cores - (allocation.cores - biggest.cores)
+    channels = _prunable_channels(network, biggest, allowed)
+    if not channels:
+        return None
+    unit = "output neurons" if biggest.kind == "dense" else "output channels"
+    now = network.shapes[biggest.index][0]
+    return f"prune layer {biggest.index} to <= {channels} {unit} (now {now})"
+
+
+def _quantize_fix(network: Network, chip: Chip, allocation: Allocation, target_cores: int) -> str | None:
+    synaptic = [layer for layer in allocation.layers if layer.synapses]
+    if not synaptic:
+        return None
+    biggest = max(synaptic, key=lambda layer: layer.cores)
+    for layers, label in (([biggest], f"layer {biggest.index}"), (synaptic, "every layer")):
+        current = max(layer.weight_bits for layer in layers)
+        for bits in sorted((b for b in chip.weight_bits if b < current), reverse=True):
+            trial = map_network(network, chip, {layer.index: bits for layer in layers})
+            if trial.cores <= target_cores and not any(layer.over_limits for layer in trial.layers):
+                return f"quantize {label} to <= {bits}-bit weights (now {current})"
+    return None
+
+
+def _other_chip_fix(network: Network, chip: Chip, target_chips: int) -> str | None:
+    if chip.name != "loihi1":
+        return None
+    other = load_chip("loihi2").with_budget(max_chips=chip.max_chips)
+    trial = map_network(network, other)
+    if math.ceil(trial.cores / other.cores_per_chip) <= target_chips and not any(
+            layer.over_limits for layer in trial.layers):
+        return f"use loihi2 (needs {trial.cores} cores on {trial.chips} chip{'s' if trial.chips > 1 else ''})"
+    return None
+
+
+def _join(fixes: list[str | None]) -> str:
+    return " or ".join(fix for fix in fixes if fix) or "reduce the network (no single change found)"
+
+
+def _core_fix(network: Network, chip: Chip, allocation: Allocation, layer: LayerAllocation,
+              limit: str, actual: int, budget: int) -> str:
+    """Fix for a per-core limit that one neuron per core already breaks."""
+    producer = layer.producer
+    if limit == "max_in_axons_per_core":
+        if producer is not None and producer > 0:
+            shape = network.shapes[producer]
+            keep = max(int(shape[0] * budget // actual), 1)
+            unit = "output neurons" if len(shape) == 1 else "output channels"
+            return (f"prune layer {producer} to <= {keep} {unit} (now {shape[0]}) or prune layer "
+                    f"{layer.index} to <= {budget} non-zero inputs per neuron")
+        return f"prune layer {layer.index} to <= {budget} non-zero inputs per neuron (now {actual})"
+    if limit == "max_synapse_bits_per_core":
+        for bits in sorted((b for b in chip.weight_bits if b < layer.weight_bits), reverse=True):
+            trial = map_network(network, chip, {layer.index: bits}).layer(layer.index)
+            if not any(name == limit for name, _, _ in trial.over_limits):
+                return f"quantize layer {layer.index} to <= {bits}-bit weights (now {layer.weight_bits})"
+        per_axon = int(synapse_memory_bits(1, layer.weight_bits + layer.delay_bits + chip.tag_bits, chip))
+        return (f"prune layer {layer.index} to <= {budget // per_axon} non-zero inputs per neuron "
+                f"(now {layer.max_per_core('in_axons')})")
+    if limit == "max_out_axons_per_core":
+        return (f"a neuron of layer {layer.index} reaches {actual} cores of the next layer; prune the next "
+                f"layer so each neuron reaches <= {budget} cores")
+    return f"make layer {layer.index}'s output rows <= {budget} neurons wide (now {actual})"
+
+
+def _violations(network: Network, chip: Chip, allocation: Allocation, synops: dict[int, float],
+                suggest_fixes: bool) -> list[Violation]:
+    found: list[Violation] = []
+    names = {i: layer.name for i, layer in enumerate(network.layers)}
+
+    def add(limit: str, layer: int | None, budget: float, actual: float, fix: str) -> None:
+        found.append(Violation(limit, layer, budget, actual, fix, names.get(layer, "") if layer is not None else ""))
+
+    for layer in allocation.layers:
+        if layer.required_weight_bits > chip.max_weight_bits:
+            add("weight_bits", layer.index, chip.max_weight_bits, layer.required_weight_bits,
+                f"quantize layer {layer.index} to <= {chip.max_weight_bits}-bit weights")
+        if layer.delay_bits > chip.max_delay_bits:
+            add("max_delay_bits", layer.index, chip.max_delay_bits, layer.delay_bits,
+                f"limit layer {layer.index}'s delays to <= {2 ** chip.max_delay_bits - 1} time steps")
+        for limit, actual, budget in layer.over_limits:
+            fix = _core_fix(network, chip, allocation, layer, limit, actual, budget) if suggest_fixes else ""
+            add(limit, layer.index, budget, actual, fix)
+
+    cores, chips = allocation.cores, allocation.chips
+    if chip.max_cores is not None and cores > chip.max_cores:
+        fix = ""
+        if suggest_fixes:
+            fix = _join([f"raise --max-cores to {cores}", _prune_fix(network, allocation, chip.max_cores),
+                         _quantize_fix(network, chip, allocation, chip.max_cores)])
+        add("max_cores", None, chip.max_cores, cores, fix)
+    if chips > chip.max_chips:
+        fix = ""
+        if suggest_fixes:
+            target = chip.max_chips * chip.cores_per_chip
+            board = (f" ({chips} chips fit one board of {chip.chips_per_board})"
+                     if chips <= chip.chips_per_board else "")
+            fix = _join([f"raise --max-chips to {chips}{board}", _other_chip_fix(network, chip, chip.max_chips),
+                         _prune_fix(network, allocation, target),
+                         _quantize_fix(network, chip, allocation, target)])
+        add("max_chips", None, chip.max_chips, chips, fix)
+    total = sum(synops.values())
+    if chip.max_synops_per_step is not None and total > chip.max_synops_per_step:
+        fix = ""
+        if suggest_fixes and synops:
+            biggest = max(synops, key=synops.__getitem__)
+            excess = total - chip.max_synops_per_step
+            if synops[biggest] > excess:
+                keep = (synops[biggest] - excess) / synops[biggest]
+                fix = (f"prune layer {biggest} to <= {math.floor(keep * 1000) / 10:g}% of its synapses "
+                       f"(cuts {excess:.4g} SynOps/step) or lower its input spike rate by the same factor")
+            else:
+                keep = chip.max_synops_per_step / total
+                fix = f"prune every layer to <= {math.floor(keep * 1000) / 10:g}% of its synapses"
+            fix += f" or raise --max-synops to {math.ceil(total)}"
+        add("max_synops_per_step", None, chip.max_synops_per_step, total, fix)
+    return found
+
+
+# ----------------------------------------------------------------------------- fit
+def fit(
+    network: Network,
+    chip: Chip | str,
+    activity: Activity | None = None,
+    *,
+    time_steps: int | None = None,
+    default_rate: float = DEFAULT_RATE,
+    max_cores: int | None = None,
+    max_chips: int | None = None,
+    max_synops_per_step: float | None = None,
+    graded_input: bool = False,
+    suggest_fixes: bool = True,
+) -> FitReport:
+    """Check whether ``network`` fits ``chip`` (a :class:`Chip`, preset name or TOML path).
+
+    Parameters
+    ----------
+    activity : spike rates per neuron-bearing layer index (the input layer included),
+        in spikes per neuron per time step: a float (uniform) or an array of the
+        layer's shape. Layers without an entry get ``default_rate`` (the report says
+        ``activity_source: "assumed 0.1"``; all given: ``"measured"``).
+    time_steps : time steps of one inference, for energy (default
+        :data:`DEFAULT_TIME_STEPS`).
+    max_cores, max_chips, max_synops_per_step : budgets overriding the chip file's.
+    graded_input : the input layer sends graded values (no input neurons): the first
+        layer's operations are counted as MACs (``macs_per_step``), not SynOps.
+    suggest_fixes : compute fixes for violations (a few extra mappings; switch off in
+        tight loops).
+
+    SynOps per step of synaptic layer i = sum over presynaptic neurons of rate x that
+    neuron's non-zero outgoing synapses in layer i.
+    """
+    if isinstance(chip, str):
+        chip = load_chip(chip)
+    chip = chip.with_budget(max_cores=max_cores, max_chips=max_chips, max_synops_per_step=max_synops_per_step)
+    steps = DEFAULT_TIME_STEPS if time_steps is None else int(time_steps)
+    if steps < 1:
+        raise ShapeError(f"time_steps={time_steps} must be >= 1")
+    if default_rate < 0:
+        raise ShapeError(f"default_rate={default_rate} must be >= 0 (spikes per neuron per step)")
+    rates, source = _rates(network, activity, default_rate)
+    allocation = map_network(network, chip)
+    by_index = {layer.index: layer for layer in allocation.layers}
+
+    synops: dict[int, float] = {}
+    macs = 0.0
+    messages = 0.0
+    for layer in allocation.layers:
+        if layer.fanout_synapses is None or layer.producer is None:
+            continue
+        pre_rates = rates[layer.producer]
+        ops = float(pre_rates @ layer.fanout_synapses)
+        messages += float(pre_rates @ layer.reach.sum(axis=0))
+        if graded_input and layer.producer == 0 and by_index.get(0) is None:
+            macs += float(layer.fanout_synapses.sum())
+            synops[layer.index] = 0.0
+        else:
+            synops[layer.index] = ops
+
+    rows = []
+    for index, (layer, shape) in enumerate(zip(network.layers, network.shapes)):
+        placed = by_index.get(index)
+        spikes = float(rates[index].sum()) if index in rates else 0.0
+        if placed is None:
+            rows.append(LayerReport(index=index, type=layer.kind, name=layer.name, shape=shape, neurons=0,
+                                    in_axons=0, out_axons=0, synapses=0, synapse_memory_bits=0, weight_bits=0,
+                                    cores=0, synops_per_step=0.0, spikes_per_step=spikes,
+                                    activity=_layer_source(index, rates, activity, default_rate)))
+            continue
+        rows.append(LayerReport(
+            index=index, type=layer.kind, name=layer.name, shape=shape, neurons=placed.neurons,
+            in_axons=placed.in_axons, out_axons=placed.out_axons, synapses=placed.synapses,
+            synapse_memory_bits=placed.synapse_bits, weight_bits=placed.weight_bits, cores=placed.cores,
+            synops_per_step=synops.get(index, 0.0), neurons_per_core=placed.neurons_per_core,
+            max_in_axons_per_core=placed.max_per_core("in_axons"),
+            max_out_axons_per_core=placed.max_per_core("out_axons"),
+            max_synapse_bits_per_core=placed.max_per_core("synapse_bits"), encoding=placed.encoding,
+            delay_bits=placed.delay_bits, spikes_per_step=spikes,
+            activity=_layer_source(index, rates, activity, default_rate),
+        ))
+
+    on_chip_spikes = sum(float(rates[layer.index].sum()) for layer in allocation.layers)
+    hops_ew, hops_ns = _mesh_hops(allocation, rates, chip)
+    neurons = sum(layer.neurons for layer in allocation.layers)
+    synapses = sum(layer.synapses for layer in allocation.layers)
+    breakdown = energy(EnergyCounts(
+        synops=sum(synops.values()) * steps, neuron_updates=neurons * steps,
+        active_neuron_updates=on_chip_spikes * steps, spikes=messages * steps,
+        mesh_hops_east_west=hops_ew * steps, mesh_hops_north_south=hops_ns * steps,
+        time_steps=steps, ann_macs=float(synapses),
+    ), chip)
+    totals = Totals(
+        cores=allocation.cores, chips=allocation.chips, neurons=neurons, synapses=synapses,
+        synapse_memory_bits=sum(layer.synapse_bits for layer in allocation.layers),
+        synops_per_step=sum(synops.values()), energy_per_inference_j=breakdown.total_j,
+        cores_available=chip.core_budget, chips_available=chip.max_chips,
+        spikes_per_step=sum(float(r.sum()) for r in rates.values()), macs_per_step=macs,
+        time_steps=steps, activity_source=source,
+    )
+    violations = _violations(network, chip, allocation, synops, suggest_fixes)
+    return FitReport(chip=chip, network_name=network.name, totals=totals, layers=tuple(rows),
+                     violations=tuple(violations), energy=breakdown, allocation=allocation)
+
+
+def _layer_source(index: int, rates: dict[int, np.ndarray], activity: Activity | None, default_rate: float) -> str:
+    if index not in rates:
+        return "-"
+    return "measured" if activity and index in activity else f"assumed {default_rate:g}"
