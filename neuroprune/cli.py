@@ -19,6 +19,7 @@ from neuroprune.errors import NeuropruneError
 # command name -> (module, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
     "info": ("neuroprune.commands.info", "print the layers of a netx file"),
+    "fit": ("neuroprune.commands.fit", "check that a netx network fits a neuromorphic chip"),
     "verify": ("neuroprune.commands.verify", "run a netx file in Lava and check spike-exact agreement"),
 }
 
