@@ -53,7 +53,7 @@ def _print(report, path: str) -> None:  # type: ignore[no-untyped-def]
     totals = report.totals
     console = Console()
     if not console.is_terminal:
-        console = Console(width=132)
+        console = Console(width=150)
     table = Table(title=f"{path} on {report.chip.name}", box=box.SIMPLE_HEAD, pad_edge=False)
     columns = ("#", "type", "shape", "neurons", "cores", "per core", "in axons", "out axons",
                "synapses", "memory bits", "w bits", "encoding", "SynOps/step")
