@@ -195,6 +195,17 @@ class SNN(torch.nn.Module):
             return torch.round(quantized * WEIGHT_SCALE).to(torch.int64)
         return (x > 0).to(torch.int64)
 
+    # -- structure -------------------------------------------------------------------
+    @property
+    def ir_offset(self) -> int:
+        """IR layer index of block ``k`` is ``k + ir_offset`` (the IR always starts with
+        an input layer; a model without an Input block gets an implicit one)."""
+        return 0 if _kind(self.blocks[0]) == "input" else 1
+
+    def synaptic_blocks(self) -> dict[int, torch.nn.Module]:
+        """Conv and dense blocks keyed by their IR layer index."""
+        return {k + self.ir_offset: b for k, b in enumerate(self.blocks) if _kind(b) in ("conv", "dense")}
+
     # -- description -----------------------------------------------------------------
     def specs(self) -> list[LayerSpec]:
         """Layer specs with the current (possibly pruned) sizes."""

@@ -1,0 +1,155 @@
+"""Structured removal: channels really leave the tensors, the model gets smaller.
+
+Two targets share the dependency graph (:mod:`neuroprune.prune.graph`):
+
+- :func:`prune_network` shrinks an IR :class:`~neuroprune.ir.Network` (numpy);
+- :func:`prune_model` shrinks a trainable :class:`~neuroprune.snn.model.SNN` (torch),
+  keeping the float shadow weights the optimiser works on.
+
+Both take ``keep``: a mapping from IR layer index to the output channels that stay.
+:func:`keep_by_ratio` turns per-layer keep ratios and channel importances into such a
+mapping.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import TYPE_CHECKING, Mapping
+
+import numpy as np
+
+from neuroprune.errors import PruneError
+from neuroprune.ir import ConvLayer, DenseLayer, Layer, Network, PoolLayer
+from neuroprune.prune.graph import Coupling, DependencyGraph, PruneGroup
+
+if TYPE_CHECKING:  # pragma: no cover
+    from neuroprune.snn.model import SNN
+
+__all__ = ["groups_for", "prune_network", "prune_model", "keep_by_ratio", "keep_count"]
+
+
+def keep_count(channels: int, ratio: float) -> int:
+    """Channels kept at keep ratio ``ratio`` (rounded, at least 1)."""
+    if not 0.0 < ratio <= 1.0 or math.isnan(ratio):
+        raise PruneError(f"keep ratio {ratio} must be in (0, 1]")
+    return max(1, min(channels, int(round(channels * ratio))))
+
+
+def groups_for(graph: DependencyGraph, keep: Mapping[int, np.ndarray | list[int]]) -> list[PruneGroup]:
+    """Validated pruning groups, one per entry of ``keep``."""
+    groups = [graph.group(int(index), indices) for index, indices in keep.items()]
+    touched: dict[tuple[int, str], int] = {}
+    for group in groups:
+        for coupling in group.couplings:
+            key = (coupling.layer, coupling.role)
+            if key in touched:
+                raise PruneError(
+                    f"layer {coupling.layer} would be pruned twice (from layers {touched[key]} and {group.root})"
+                )
+            touched[key] = group.root
+    return groups
+
+
+def _take(array: np.ndarray | None, axis: int, indices: np.ndarray) -> np.ndarray | None:
+    if array is None:
+        return None
+    if array.ndim <= axis:  # scalar-like entries (shared delay) stay
+        return array
+    return np.take(array, indices, axis=axis)
+
+
+def _slice_layer(layer: Layer, coupling: Coupling) -> Layer:
+    idx = coupling.indices
+    if isinstance(layer, PoolLayer):
+        return layer  # channel-wise, no per-channel parameters
+    if not isinstance(layer, (DenseLayer, ConvLayer)):
+        raise PruneError(f"layer {coupling.layer} ({layer.kind}) has no channels to prune")
+    if coupling.role == "out":
+        changes = {
+            "weight": _take(layer.weight, 0, idx),
+            "mask": _take(layer.mask, 0, idx),
+            "bias": None if layer.bias is None or layer.bias.ndim == 0 else _take(layer.bias, 0, idx),
+            "delay": _take(layer.delay, 0, idx),
+        }
+        if isinstance(layer, ConvLayer) and layer.groups > 1:
+            changes["groups"] = len(idx)
+    else:
+        changes = {"weight": _take(layer.weight, 1, idx), "mask": _take(layer.mask, 1, idx)}
+        if layer.delay is not None and layer.delay.ndim == 2:
+            changes["delay"] = _take(layer.delay, 1, idx)
+    return dataclasses.replace(layer, **changes)
+
+
+def prune_network(network: Network, keep: Mapping[int, np.ndarray | list[int]],
+                  graph: DependencyGraph | None = None) -> Network:
+    """A smaller IR network keeping, for each layer index in ``keep``, those channels."""
+    graph = graph or DependencyGraph(network)
+    layers = list(network.layers)
+    for group in groups_for(graph, keep):
+        for coupling in group.couplings:
+            layers[coupling.layer] = _slice_layer(layers[coupling.layer], coupling)
+    return network.with_layers(layers)
+
+
+def prune_model(model: "SNN", keep: Mapping[int, np.ndarray | list[int]], graph: DependencyGraph | None = None) -> "SNN":
+    """A new, smaller :class:`SNN` keeping, for each IR layer index in ``keep``, those
+    output channels; float weights (and per-channel neuron parameters) are sliced."""
+    import torch
+
+    from neuroprune.snn import model as snn_model
+
+    network = snn_model.to_ir(model)
+    graph = graph or DependencyGraph(network)
+    groups = groups_for(graph, keep)
+    offset = model.ir_offset
+    specs = model.specs()
+    for group in groups:
+        for coupling in group.couplings:
+            if coupling.role == "out":
+                block = coupling.layer - offset
+                spec = specs[block]
+                groups_count = len(coupling.indices) if spec.groups > 1 else spec.groups
+                specs[block] = dataclasses.replace(spec, out=len(coupling.indices), groups=groups_count)
+    state = {key: value.clone() for key, value in model.state_dict().items()}
+    for group in groups:
+        for coupling in group.couplings:
+            prefix = f"blocks.{coupling.layer - offset}."
+            index = torch.as_tensor(coupling.indices, dtype=torch.long)
+            for key in [k for k in state if k.startswith(prefix)]:
+                value = state[key]
+                if key.endswith("synapse.weight"):
+                    state[key] = value.index_select(0 if coupling.role == "out" else 1, index)
+                elif coupling.role == "out" and value.ndim >= 1 and value.shape[0] == graph.channels(coupling.layer) \
+                        and value.shape[0] > 1:
+                    state[key] = value.index_select(0, index)  # per-channel neuron parameters
+    smaller = snn_model.build(specs, model.input_shape, neuron=model.neuron_config, input_neuron=False,
+                              name=model.name)
+    smaller.load_state_dict(state)
+    return smaller
+
+
+def keep_by_ratio(graph: DependencyGraph, ratios: Mapping[int, float],
+                  importance: Mapping[int, np.ndarray] | None = None) -> dict[int, np.ndarray]:
+    """Channels to keep per layer: the ``round(ratio * channels)`` most important ones.
+
+    ``importance[layer]`` holds one score per output channel (higher = keep); without
+    it the first channels are kept. Ties keep the lower index (stable order).
+    """
+    keep: dict[int, np.ndarray] = {}
+    for index, ratio in ratios.items():
+        channels = graph.channels(index)
+        count = keep_count(channels, float(ratio))
+        graph.check(index, count)
+        if count == channels:
+            continue
+        scores = None if importance is None else importance.get(index)
+        if scores is None:
+            chosen = np.arange(count)
+        else:
+            scores = np.asarray(scores, dtype=np.float64)
+            if scores.shape != (channels,):
+                raise PruneError(f"layer {index}: {scores.shape[0] if scores.ndim else 0} importance scores for {channels} channels")
+            chosen = np.sort(np.argsort(-scores, kind="stable")[:count])
+        keep[index] = chosen
+    return keep
