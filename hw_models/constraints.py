@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Mapping
@@ -31,14 +32,14 @@ class Constraints:
     @classmethod
     def from_chip(
         cls,
-        chip: Chip | str,
+        chip: Chip | str | os.PathLike[str],
         *,
         max_cores: int | None = None,
         max_chips: int | None = None,
         max_synops_per_step: float | None = None,
     ) -> "Constraints":
         """Constraints from a chip (object, preset name or TOML path) and budget overrides."""
-        base = load_chip(chip) if isinstance(chip, str) else chip
+        base = chip if isinstance(chip, Chip) else load_chip(chip)
         return cls(base.with_budget(max_cores=max_cores, max_chips=max_chips,
                                     max_synops_per_step=max_synops_per_step))
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from dataclasses import dataclass, field
 from typing import Any, Mapping, Union
 
@@ -311,6 +312,11 @@ def _other_chip_fix(network: Network, chip: Chip, target_chips: int) -> str | No
     return None
 
 
+def _percent(fraction: float) -> str:
+    """A fraction as a percentage rounded down to 0.1 (float noise ignored)."""
+    return f"{math.floor(fraction * 1000 + 1e-9) / 10:g}"
+
+
 def _join(fixes: list[str | None]) -> str:
     return " or ".join(fix for fix in fixes if fix) or "reduce the network (no single change found)"
 
@@ -378,18 +384,18 @@ def _violations(network: Network, chip: Chip, allocation: Allocation, synops: di
                          _quantize_fix(network, chip, allocation, target)])
         add("max_chips", None, chip.max_chips, chips, fix)
     total = sum(synops.values())
-    if chip.max_synops_per_step is not None and total > chip.max_synops_per_step:
+    if chip.max_synops_per_step is not None and total > chip.max_synops_per_step * (1 + 1e-9):  # float noise
         fix = ""
         if suggest_fixes and synops:
             biggest = max(synops, key=synops.__getitem__)
             excess = total - chip.max_synops_per_step
             if synops[biggest] > excess:
                 keep = (synops[biggest] - excess) / synops[biggest]
-                fix = (f"prune layer {biggest} to <= {math.floor(keep * 1000) / 10:g}% of its synapses "
+                fix = (f"prune layer {biggest} to <= {_percent(keep)}% of its synapses "
                        f"(cuts {excess:.4g} SynOps/step) or lower its input spike rate by the same factor")
             else:
                 keep = chip.max_synops_per_step / total
-                fix = f"prune every layer to <= {math.floor(keep * 1000) / 10:g}% of its synapses"
+                fix = f"prune every layer to <= {_percent(keep)}% of its synapses"
             fix += f" or raise --max-synops to {math.ceil(total)}"
         add("max_synops_per_step", None, chip.max_synops_per_step, total, fix)
     return found
@@ -398,7 +404,7 @@ def _violations(network: Network, chip: Chip, allocation: Allocation, synops: di
 # ----------------------------------------------------------------------------- fit
 def fit(
     network: Network,
-    chip: Chip | str,
+    chip: Chip | str | os.PathLike[str],
     activity: Activity | None = None,
     *,
     time_steps: int | None = None,
@@ -428,7 +434,7 @@ def fit(
     SynOps per step of synaptic layer i = sum over presynaptic neurons of rate x that
     neuron's non-zero outgoing synapses in layer i.
     """
-    if isinstance(chip, str):
+    if not isinstance(chip, Chip):
         chip = load_chip(chip)
     chip = chip.with_budget(max_cores=max_cores, max_chips=max_chips, max_synops_per_step=max_synops_per_step)
     steps = DEFAULT_TIME_STEPS if time_steps is None else int(time_steps)
