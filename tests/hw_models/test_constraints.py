@@ -1,0 +1,51 @@
+"""Constraints and resource_use: budgets hold or not, and the check is fast enough to
+run thousands of times in the pruning search."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from hw_models.constraints import Constraints, resource_use
+from hw_models.report import fit
+
+from .conftest import dense_net, full_weights, small_conv_net
+
+
+def test_constraints_from_chip_and_budget(loihi1):
+    constraints = Constraints.from_chip("loihi1", max_cores=8, max_synops_per_step=100.0)
+    assert constraints.max_cores == 8 and constraints.max_chips == 1
+    assert constraints.max_synops_per_step == 100.0
+    assert Constraints.from_chip(loihi1).max_cores == 128
+    with pytest.raises(AttributeError):
+        constraints.chip = loihi1  # frozen
+
+
+def test_resource_use_reports_each_budget():
+    net = dense_net([full_weights(300, 1000)])  # 3 cores, 300 x 1000 synapses
+    use = resource_use(net, Constraints.from_chip("loihi1", max_cores=2, max_synops_per_step=1e6))
+    assert (use.cores, use.chips, use.max_neurons_per_core) == (3, 1, 118)
+    assert use.synops_per_step == pytest.approx(0.1 * 300 * 1000)
+    assert use.within["max_cores"] is False and use.within["max_synops_per_step"] is True
+    assert not use.ok
+    assert resource_use(net, Constraints.from_chip("loihi1", max_cores=3)).ok
+    assert resource_use(net, Constraints.from_chip("loihi1"), {0: 0.0}).synops_per_step == 0.0
+
+
+def test_fit_of_a_five_layer_net_takes_well_under_10_ms():
+    net = small_conv_net()  # input neurons, 2 convs, flatten, 2 dense
+    constraints = Constraints.from_chip("loihi1")
+    resource_use(net, constraints)
+    fit(net, "loihi1")
+    runs = 50
+    start = time.perf_counter()
+    for _ in range(runs):
+        resource_use(net, constraints)
+    per_check = (time.perf_counter() - start) / runs
+    start = time.perf_counter()
+    for _ in range(runs):
+        fit(net, constraints.chip)
+    per_fit = (time.perf_counter() - start) / runs
+    assert per_check < 0.005, f"resource_use took {per_check * 1e3:.2f} ms"
+    assert per_fit < 0.005, f"fit took {per_fit * 1e3:.2f} ms"
