@@ -169,7 +169,8 @@ def _block_memory(counts: np.ndarray, in_axons: np.ndarray, neurons: np.ndarray,
     if sparse_per_synapse is None:
         sparse = np.full(len(neurons), np.iinfo(np.int64).max // 4, dtype=np.int64)
     else:
-        sparse = synapse_memory_bits(counts, sparse_per_synapse, chip).sum(axis=1)
+        table = synapse_memory_bits(np.arange(int(counts.max(initial=0)) + 1), sparse_per_synapse, chip)
+        sparse = table[counts].sum(axis=1)
     return dense.astype(np.int64), sparse.astype(np.int64)
 
 

@@ -161,23 +161,28 @@ def _largest_fitting(candidates: list[int], hint: int | None, fits: Callable[[in
     """Largest candidate that fits (fitting is assumed monotone: smaller blocks fit
     better); the smallest candidate when none fits.
 
-    Tries the largest first; else gallops up from ``hint`` (a chunk known to fit, when
-    given) and bisects, so a layer whose hint is exact costs three evaluations.
+    Tries the largest first, then ``hint`` (a chunk known to fit, when given), else
+    gallops down from the top (large chunks are cheap to evaluate: few blocks), then
+    bisects between the last chunk that broke a limit and the first that fit.
     """
-    if fits(candidates[-1]):
-        return candidates[-1]
-    low = candidates.index(hint) if hint in candidates and fits(hint) else 0
-    if low == 0 and not fits(candidates[0]):
-        return candidates[0]
-    step, high = 1, len(candidates) - 1  # candidates[low] fits, candidates[high] does not
-    while low + step < high:
-        if fits(candidates[low + step]):
-            low += step
+    high = len(candidates) - 1
+    if fits(candidates[high]):
+        return candidates[high]
+    if hint in candidates and fits(hint):  # type: ignore[operator]
+        low = candidates.index(hint)  # type: ignore[arg-type]
+    else:
+        step, low = 1, -1
+        while high - step > 0:
+            if fits(candidates[high - step]):
+                low = high - step
+                break
+            high -= step
             step *= 2
-        else:
-            high = low + step
-            break
-    while high - low > 1:
+        if low < 0:
+            if not fits(candidates[0]):
+                return candidates[0]
+            low = 0
+    while high - low > 1:  # candidates[low] fits, candidates[high] does not
         middle = (low + high) // 2
         if fits(candidates[middle]):
             low = middle

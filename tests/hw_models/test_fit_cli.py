@@ -120,6 +120,7 @@ def test_process_exit_codes_and_no_torch_import(small_file, tmp_path):
     assert usage.returncode == 2
 
 
+@pytest.mark.slow  # imports torch and lava-dl to write the files
 def test_lava_dl_dense_file(lava_dl_files, capsys):
     assert main(["fit", str(lava_dl_files["dense"]), "--chip", "loihi1", "--json"]) == 0
     data = json.loads(capsys.readouterr().out)
@@ -132,6 +133,7 @@ def test_lava_dl_dense_file(lava_dl_files, capsys):
     assert data["totals"]["synops_per_step"] > 0 and data["totals"]["energy_per_inference_j"] > 0
 
 
+@pytest.mark.slow
 def test_lava_dl_conv_file(lava_dl_files, capsys):
     assert main(["fit", str(lava_dl_files["conv"]), "--chip", "loihi2"]) == 0
     out = capsys.readouterr().out

@@ -106,3 +106,25 @@ def test_weight_bits_override_shrinks_memory(loihi1):
     assert map_network(net, loihi1).cores == 3
     quantized = map_network(net, loihi1, {1: 2})
     assert quantized.layer(1).weight_bits == 2 and quantized.cores == 1
+
+
+@pytest.mark.parametrize("max_neurons, max_bits", [(1024, 1048576), (40, 6000), (9, 2500)])
+def test_search_finds_the_largest_fitting_block_size(tmp_path, max_neurons, max_bits):
+    from hw_models.cost import make_coster
+    from hw_models.mapper import _largest_fitting
+
+    chip = load_chip(chip_variant(tmp_path, max_neurons=max_neurons, max_synapse_bits=max_bits))
+    net = small_conv_net()
+    allocation = map_network(net, chip)
+    for index in (1, 2, 4):
+        coster, _, _ = make_coster(net.layers[index], net.input_shape_of(index), net.shapes[index], chip)
+        fitting = [c for c in coster.candidates() if coster.evaluate(c).memory_bits.max() <= max_bits
+                   and coster.evaluate(c).in_axons.max() <= chip.max_in_axons_per_core]
+        chosen = allocation.layer(index).blocks[0].neurons
+        if fitting:
+            expected = coster.ranges(fitting[-1])[1][0] if index == 4 else coster.evaluate(fitting[-1]).neurons[0]
+            assert chosen == expected
+    calls = []
+    assert _largest_fitting(list(range(1, 101)), None, lambda c: calls.append(c) or c <= 37) == 37
+    assert len(calls) < 16
+    assert _largest_fitting([1, 2, 3], None, lambda c: False) == 1
