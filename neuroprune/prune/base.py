@@ -1,0 +1,248 @@
+"""What every pruning method shares: the task it gets, the result it returns, and one
+way to measure a candidate (accuracy, SynOps, chip fit).
+
+Every method has the same call shape::
+
+    result = method(model, task, config)      # -> PruneResult(model, history, ...)
+
+with ``task`` a :class:`PruneTask` (data, training recipe, target, hardware
+constraints, seed) and ``config`` the method's own frozen dataclass.
+
+SynOps follow DESIGN.md: per inference, sum over time steps and synaptic layers of
+(spikes of each presynaptic neuron x its non-zero outgoing synapses), counted with the
+cost model of :mod:`hw_models` from the activity recorded during evaluation.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from hw_models import Constraints, fit, resource_use
+from neuroprune.data import Dataset
+from neuroprune.errors import PruneError
+from neuroprune.snn import model as snn_model
+from neuroprune.snn.activity import Activity, ActivityMonitor
+from neuroprune.snn.train import TrainConfig, evaluate, fine_tune
+
+__all__ = ["PruneTask", "PruneResult", "Measurement", "Measurer", "write_summary", "SUMMARY_KEYS"]
+
+
+@dataclass(frozen=True)
+class PruneTask:
+    """The problem every method solves.
+
+    Attributes
+    ----------
+    dataset : training split for fine-tuning, validation split for search rewards,
+        test split for the reported numbers.
+    train : training recipe (time steps, encoder, batch size, lr) used for fine-tuning.
+    synops_target : wanted SynOps as a fraction of the dense network's (e.g. 0.5), or None.
+    sparsity : wanted fraction of removed synapses (unstructured methods), or None.
+    constraints : hardware budgets (chip, cores, ...) the result must fit, or None.
+    finetune_steps : optimizer steps of the final fine-tune.
+    finetune_lr : learning rate of fine-tunes (default: a tenth of the training lr).
+    eval_samples : validation samples used to measure candidates during a search.
+    seed : seeds everything random in the method.
+    """
+
+    dataset: Dataset
+    train: TrainConfig
+    synops_target: float | None = None
+    sparsity: float | None = None
+    constraints: Constraints | None = None
+    finetune_steps: int = 200
+    finetune_lr: float | None = None
+    eval_samples: int = 512
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.synops_target is not None and not 0.0 < self.synops_target <= 1.0:
+            raise PruneError(f"SynOps target {self.synops_target} must be a fraction of the dense SynOps in (0, 1]")
+        if self.sparsity is not None and not 0.0 <= self.sparsity < 1.0:
+            raise PruneError(f"sparsity {self.sparsity} must be in [0, 1)")
+        if self.finetune_steps < 0 or self.eval_samples < 1:
+            raise PruneError("finetune_steps must be >= 0 and eval_samples >= 1")
+
+    @property
+    def lr(self) -> float:
+        return self.finetune_lr if self.finetune_lr is not None else self.train.lr * 0.1
+
+
+@dataclass
+class PruneResult:
+    """A pruned model and what the method did (one dict per step/episode/epoch)."""
+
+    model: snn_model.SNN
+    method: str
+    history: list[dict[str, Any]] = field(default_factory=list)
+    info: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Measurement:
+    """Accuracy and SynOps of a model on one split."""
+
+    accuracy: float
+    synops: float  # per inference
+    synops_per_step: float
+    layer_synops: dict[int, float]  # per inference, by IR layer index
+    params: int
+    nonzero: int
+    activity: Activity = field(repr=False, compare=False)
+
+
+class Measurer:
+    """Measures candidates on a fixed set of inputs, so SynOps ratios compare like with like.
+
+    ``split`` is "val" (search rewards) or "test" (reported numbers); at most
+    ``max_samples`` samples are used.
+    """
+
+    def __init__(self, dataset: Dataset, config: TrainConfig, split: str = "val", max_samples: int | None = None,
+                 chip: str = "loihi2") -> None:
+        x, y = {"val": (dataset.x_val, dataset.y_val), "test": (dataset.x_test, dataset.y_test),
+                "train": (dataset.x_train, dataset.y_train)}[split]
+        if max_samples is not None:
+            x, y = x[:max_samples], y[:max_samples]
+        if len(y) == 0:
+            raise PruneError(f"the {split} split of {dataset.name!r} is empty; cannot measure")
+        self.x, self.y, self.config, self.split, self.chip = x, y, config, split, chip
+
+    def measure(self, model: snn_model.SNN) -> Measurement:
+        with ActivityMonitor(model) as monitor:
+            result = evaluate(model, self.x, self.y, self.config)
+        activity = monitor.result()
+        network = snn_model.to_ir(model)
+        if model.ir_offset:  # no input neuron layer: the encoded input spikes are layer 0
+            activity.rates[0] = _input_rates(self.x, self.config)
+        report = fit(network, self.chip, activity.rates, time_steps=activity.steps, suggest_fixes=False)
+        steps = activity.steps
+        layers = {layer.index: layer.synops_per_step * steps for layer in report.layers if layer.synops_per_step}
+        return Measurement(
+            accuracy=result.accuracy,
+            synops=report.totals.synops_per_step * steps,
+            synops_per_step=report.totals.synops_per_step,
+            layer_synops=layers,
+            params=network.num_params,
+            nonzero=sum(int(np.count_nonzero(layer.effective_weight)) for layer in network.layers
+                        if hasattr(layer, "effective_weight")),
+            activity=activity,
+        )
+
+
+def _input_rates(x: np.ndarray, config: TrainConfig) -> np.ndarray:
+    from neuroprune.snn.encoders import get_encoder
+
+    encoded = get_encoder(config.encoder)(torch.as_tensor(x), config.steps,
+                                          generator=torch.Generator().manual_seed(config.seed + 1))
+    return (encoded > 0).double().mean(dim=(0, encoded.ndim - 1)).numpy()
+
+
+def fits(model: snn_model.SNN, task: PruneTask, activity: Activity | None = None) -> tuple[bool, int]:
+    """Whether ``model`` meets the task's hardware constraints, and its core count."""
+    network = snn_model.to_ir(model)
+    if task.constraints is None:
+        report = fit(network, "loihi2", None if activity is None else activity.rates, suggest_fixes=False)
+        return report.ok, report.totals.cores
+    use = resource_use(network, task.constraints, None if activity is None else activity.rates)
+    return use.ok, use.cores
+
+
+def finetune(model: snn_model.SNN, task: PruneTask, steps: int, seed: int, on_step: Any = None) -> None:
+    """Fine-tune in place with the task's recipe and a seed of its own."""
+    if steps <= 0:
+        return
+    config = dataclasses.replace(task.train, seed=seed)
+    fine_tune(model, task.dataset, steps, config, lr=task.lr, on_step=on_step)
+
+
+SUMMARY_KEYS = ("method", "target", "synops_dense", "synops_pruned", "synops_ratio", "acc_dense", "acc_pruned",
+                "fits", "cores")
+
+
+def write_summary(path: str | os.PathLike[str], summary: dict[str, Any]) -> Path:
+    """Write the JSON summary every method produces (atomic: temp file + rename)."""
+    missing = [key for key in SUMMARY_KEYS if key not in summary]
+    if missing:
+        raise PruneError(f"summary lacks keys {missing}")
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as handle:
+            json.dump(summary, handle, indent=2, default=_json_default)
+            handle.write("\n")
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    return path
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, (np.integer,)):
+        return int(value)
+    if isinstance(value, (np.floating,)):
+        return float(value)
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+
+
+# ----------------------------------------------------------------------------- delivery
+def synops_inputs(dataset: Dataset) -> Dataset:
+    """The inputs on which a delivered net must meet its SynOps target: validation and
+    test inputs together (SynOps use no labels; the reported numbers come from these)."""
+    return dataclasses.replace(
+        dataset,
+        x_val=np.concatenate([dataset.x_val, dataset.x_test]),
+        y_val=np.concatenate([dataset.y_val, dataset.y_test]),
+    )
+
+
+def deliver(model: snn_model.SNN, task: PruneTask, ratios: dict[int, float], importance: dict[int, np.ndarray],
+            *, a_min: float = 0.05, max_tighten: int = 6, progress: Any = None) -> tuple[snn_model.SNN, list[dict[str, Any]]]:
+    """Prune ``model`` to ``ratios``, fine-tune fully, and tighten until the measured
+    SynOps ratio is at or under ``task.synops_target``.
+
+    Tightening scales every keep ratio by ``sqrt(target / measured) * 0.98`` (SynOps of
+    a layer scale with the kept fraction of its inputs times that of its outputs) and
+    starts again from the dense model. Returns the delivered model and one record per try.
+    """
+    from neuroprune.prune.graph import DependencyGraph
+    from neuroprune.prune.structured import keep_by_ratio, prune_model
+
+    check = Measurer(synops_inputs(task.dataset), task.train, "val")
+    dense_synops = check.measure(model).synops
+    graph = DependencyGraph(snn_model.to_ir(model))
+    records: list[dict[str, Any]] = []
+    current = dict(ratios)
+    for attempt in range(max_tighten + 1):
+        pruned = prune_model(model, keep_by_ratio(graph, current, importance), graph)
+        finetune(pruned, task, task.finetune_steps, seed=task.seed + 7919 + attempt)
+        measured = check.measure(pruned)
+        ratio = measured.synops / dense_synops if dense_synops else 0.0
+        records.append({"attempt": attempt, "ratios": dict(current), "synops_ratio": ratio,
+                        "accuracy_val_test": measured.accuracy})
+        if progress is not None:
+            progress(f"deliver try {attempt}: SynOps ratio {ratio:.3f}")
+        if task.synops_target is None or ratio <= task.synops_target:
+            return pruned, records
+        scale = float(np.sqrt(task.synops_target / ratio)) * 0.98
+        floor = {i: 1.0 / graph.channels(i) for i in current}
+        if all(current[i] <= max(a_min, floor[i]) + 1e-9 for i in current):
+            break
+        current = {i: max(max(a_min, floor[i]), r * scale) for i, r in current.items()}
+    raise PruneError(
+        f"could not bring SynOps under the target {task.synops_target:.3f} (reached {records[-1]['synops_ratio']:.3f} "
+        f"after {len(records)} tries); lower a_min or give a looser target"
+    )

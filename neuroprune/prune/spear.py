@@ -1,0 +1,375 @@
+"""SPEAR: structured pruning under a SynOps target with reinforcement learning.
+
+The recipe (SPEAR, arXiv 2507.02945, which has no public code; see DESIGN.md):
+
+1. **LRE** — sample pruned networks with random keep ratios, measure SynOps before and
+   after fine-tuning, fit ``after ~= w * before + b`` (:mod:`neuroprune.prune.lre`).
+2. **Search** — a DDPG agent (:mod:`neuroprune.prune.ddpg`) walks the prunable layers;
+   per layer it sees an AMC-style state and picks a keep ratio in ``[a_min, 1]``. An
+   *action wall* clamps each ratio so the remaining layers can still reach the target:
+   SynOps of synaptic layer ``j`` are estimated as ``S_j * k_pre(j) * k_j`` (dense SynOps
+   times the kept fraction of its input channels and of its output channels), and the
+   estimate with every later layer at ``a_min`` must stay under the LRE-corrected target
+   ``(target - b) / w``. Hardware budgets (cores, chips, per-core limits) are walled the
+   same way with :func:`hw_models.resource_use` on the candidate structure.
+3. **Reward (TAR)** — at the episode's end the channels go (importance criterion,
+   default L1), the net gets a short recovery fine-tune, and
+
+   ``reward = accuracy_val - beta * relu(pred / target - 1) - gamma * sum_b relu(use_b / budget_b - 1)``
+
+   with ``pred`` the LRE prediction of final SynOps from the SynOps measured right after
+   pruning, and ``use_b / budget_b`` each hardware budget's use (cores, chips). The
+   penalty is zero inside the target and grows linearly with the overshoot (the paper's
+   target-aware shape); ``beta`` (default 2) makes a 10 % overshoot cost 0.2 accuracy.
+4. **Delivery** — the best feasible policy is pruned, fully fine-tuned and measured; if
+   the measured SynOps still exceed the target the ratios are tightened and the
+   delivery repeated (:func:`neuroprune.prune.base.deliver`).
+
+Search state (LRE samples, agent, replay buffer, history, best policy) is checkpointed
+after every LRE sample and every episode; ``resume=True`` continues a killed search and
+gives the same result as an uninterrupted run with the same seed, because every random
+draw comes from generators seeded by (seed, phase, step).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+
+from hw_models import resource_use
+from neuroprune.errors import CheckpointError, PruneError
+from neuroprune.ir import ConvLayer, Network
+from neuroprune.prune.base import Measurer, PruneResult, PruneTask, deliver, finetune
+from neuroprune.prune.ddpg import DDPGAgent, DDPGConfig
+from neuroprune.prune.graph import DependencyGraph
+from neuroprune.prune.importance import get_criterion
+from neuroprune.prune.lre import LinearSynOpsEstimator
+from neuroprune.prune.structured import keep_by_ratio, prune_model, prune_network
+from neuroprune.snn import model as snn_model
+
+__all__ = ["SpearConfig", "spear", "SynOpsModel"]
+
+STATE_FEATURES = 12
+
+
+@dataclass(frozen=True)
+class SpearConfig:
+    """SPEAR hyper-parameters (search length, LRE sampling, reward shape, agent)."""
+
+    episodes: int = 60
+    warmup: int = 20
+    lre_samples: int = 16
+    lre_finetune_steps: int | None = None  # default: the task's final fine-tune steps
+    recovery_steps: int = 10
+    a_min: float = 0.2
+    criterion: str = "l1"
+    beta: float = 2.0
+    gamma: float = 1.0
+    hidden: int = 300
+    sigma: float = 0.5
+    sigma_decay: float = 0.95
+    max_tighten: int = 6
+
+    def __post_init__(self) -> None:
+        if self.episodes < 1 or self.warmup < 0 or self.lre_samples < 0 or self.recovery_steps < 0:
+            raise PruneError("SPEAR needs episodes >= 1 and non-negative warmup, lre_samples, recovery_steps")
+        if not 0.0 < self.a_min <= 1.0:
+            raise PruneError(f"a_min {self.a_min} must be in (0, 1]")
+
+    def agent_config(self) -> DDPGConfig:
+        return DDPGConfig(hidden=self.hidden, warmup=self.warmup, sigma=self.sigma, sigma_decay=self.sigma_decay,
+                          a_min=self.a_min)
+
+
+class SynOpsModel:
+    """Analytic SynOps of a pruned structure from the dense per-layer SynOps:
+    ``sum_j S_j * k_pre(j) * k_j / S_total`` (fraction of the dense SynOps)."""
+
+    def __init__(self, network: Network, graph: DependencyGraph, layer_synops: dict[int, float]) -> None:
+        prunable = set(graph.prunable())
+        root: dict[int, int | None] = {}
+        producer: int | None = None
+        self.terms: list[tuple[float, int | None, int | None]] = []
+        for index, layer in enumerate(network.layers):
+            if not layer.synaptic:
+                continue
+            passthrough = producer is not None and graph.graph.has_edge(producer, index) \
+                and graph.graph.edges[producer, index]["passthrough"]
+            root[index] = index if index in prunable else (root.get(producer) if passthrough else None)
+            pre = root.get(producer) if producer is not None else None
+            self.terms.append((float(layer_synops.get(index, 0.0)), pre, root[index]))
+            producer = index
+        self.total = sum(t[0] for t in self.terms) or 1.0
+
+    def ratio(self, keep: dict[int, float]) -> float:
+        """Estimated SynOps fraction for keep ratios ``keep`` (missing layers keep all)."""
+        value = 0.0
+        for synops, pre, own in self.terms:
+            value += synops * (keep.get(pre, 1.0) if pre is not None else 1.0) * \
+                (keep.get(own, 1.0) if own is not None else 1.0)
+        return value / self.total
+
+    def layer_share(self, index: int) -> float:
+        """Fraction of dense SynOps that involve layer ``index``'s channels."""
+        return sum(s for s, pre, own in self.terms if index in (pre, own)) / self.total
+
+
+def _layer_features(network: Network, graph: DependencyGraph, layers: list[int], synops: SynOpsModel) -> np.ndarray:
+    """Static part of the state: index, type, in/out channels, kernel, stride, feature
+    size, params, SynOps share (normalised by their maximum over layers)."""
+    rows = []
+    for t, index in enumerate(layers):
+        layer = network[index]
+        in_shape = network.input_shape_of(index)
+        is_conv = isinstance(layer, ConvLayer)
+        rows.append([
+            t, float(is_conv), in_shape[0], network.shapes[index][0],
+            layer.kernel_size[0] if is_conv else 1, layer.stride[0] if is_conv else 1,
+            int(np.prod(network.shapes[index][1:])) if is_conv else 1, layer.num_params,
+            synops.layer_share(index),
+        ])
+    features = np.asarray(rows, dtype=np.float64)
+    features /= np.maximum(np.abs(features).max(axis=0), 1e-12)
+    return features
+
+
+class _Search:
+    """Environment + agent + bookkeeping of one SPEAR run."""
+
+    def __init__(self, model: snn_model.SNN, task: PruneTask, config: SpearConfig,
+                 log: Callable[[str], None]) -> None:
+        if task.synops_target is None:
+            raise PruneError("SPEAR needs a SynOps target (e.g. --synops-target 0.5)")
+        self.model, self.task, self.config, self.log = model, task, config, log
+        self.network = snn_model.to_ir(model)
+        self.graph = DependencyGraph(self.network)
+        self.layers = self.graph.prunable()
+        if not self.layers:
+            raise PruneError("the network has no prunable layers (only the output layer carries synapses)")
+        self.measurer = Measurer(task.dataset, task.train, "val", task.eval_samples)
+        dense = self.measurer.measure(model)
+        self.dense = dense
+        self.synops = SynOpsModel(self.network, self.graph, dense.layer_synops)
+        self.features = _layer_features(self.network, self.graph, self.layers, self.synops)
+        self.layer_rates = {i: float(np.mean(r)) for i, r in dense.activity.rates.items()}
+        criterion = get_criterion(config.criterion)
+        if config.criterion == "membrane":
+            from neuroprune.snn.activity import record_activity
+            from neuroprune.snn.encoders import get_encoder
+
+            x = get_encoder(task.train.encoder)(torch.as_tensor(self.measurer.x), task.train.steps,
+                                                generator=torch.Generator().manual_seed(task.seed))
+            activity = record_activity(model, x, voltage=True)
+        else:
+            activity = dense.activity
+        self.importance = criterion(self.network, activity)
+        self.lre = LinearSynOpsEstimator()
+        self.agent = DDPGAgent(STATE_FEATURES, config.agent_config(), seed=task.seed)
+        self.history: list[dict[str, Any]] = []
+        self.best: dict[str, Any] | None = None
+
+    # -- structure helpers --------------------------------------------------------------
+    def candidate(self, ratios: dict[int, float]) -> Network:
+        return prune_network(self.network, keep_by_ratio(self.graph, ratios, self.importance), self.graph)
+
+    def hardware_penalty(self, network: Network) -> tuple[float, bool, int]:
+        constraints = self.task.constraints
+        if constraints is None:
+            return 0.0, True, 0
+        use = resource_use(network, constraints, {i: self.layer_rates.get(i, 0.1) for i in
+                                                  [0, *network.synaptic_indices()]})
+        over = max(0.0, use.cores / constraints.max_cores - 1.0) + max(0.0, use.chips / constraints.max_chips - 1.0)
+        if not use.within["per_core_limits"]:
+            over += 1.0
+        return over, use.ok, use.cores
+
+    def wall_target(self) -> float:
+        target = float(self.task.synops_target)
+        if self.lre.stats is not None and self.lre.weight > 1e-6:
+            return (target - self.lre.bias) / self.lre.weight
+        return target
+
+    def wall(self, t: int, action: float, decided: dict[int, float]) -> float:
+        """Clamp the action of layer ``t`` so the target (and hardware) stay reachable."""
+        a_min = self.config.a_min
+        index = self.layers[t]
+        rest = {i: a_min for i in self.layers[t + 1:]}
+        low = self.synops.ratio({**decided, index: 0.0, **rest})
+        high = self.synops.ratio({**decided, index: 1.0, **rest})
+        if high > low:
+            action = min(action, (self.wall_target() - low) / (high - low))
+        action = float(np.clip(action, a_min, 1.0))
+        if self.task.constraints is not None:
+            channels = self.graph.channels(index)
+            counts = sorted({max(1, int(round(channels * r))) for r in np.linspace(a_min, action, 12)})
+            for count in reversed(counts):
+                ratio = count / channels
+                _, ok, _ = self.hardware_penalty(self.candidate({**decided, index: ratio, **rest}))
+                if ok:
+                    return max(a_min, min(action, ratio))
+            return a_min
+        return action
+
+    def state(self, t: int, decided: dict[int, float], previous: float) -> np.ndarray:
+        reduced = 1.0 - self.synops.ratio(decided)
+        rest = sum(self.synops.layer_share(i) for i in self.layers[t + 1:])
+        return np.concatenate([self.features[t], [reduced, rest, previous]]).astype(np.float32)
+
+    # -- evaluation ---------------------------------------------------------------------
+    def evaluate(self, ratios: dict[int, float], recovery: int, seed: int) -> dict[str, Any]:
+        pruned = prune_model(self.model, keep_by_ratio(self.graph, ratios, self.importance), self.graph)
+        before = self.measurer.measure(pruned)
+        before_ratio = before.synops / self.dense.synops
+        finetune(pruned, self.task, recovery, seed=seed)
+        after = self.measurer.measure(pruned) if recovery > 0 else before
+        return {"model": pruned, "synops_before": before_ratio, "synops_after": after.synops / self.dense.synops,
+                "accuracy": after.accuracy}
+
+    def reward(self, outcome: dict[str, Any], network: Network) -> tuple[float, dict[str, Any]]:
+        target = float(self.task.synops_target)
+        predicted = self.lre.predict(outcome["synops_before"]) if self.lre.stats else outcome["synops_before"]
+        overshoot = max(0.0, predicted / target - 1.0)
+        hw_over, hw_ok, cores = self.hardware_penalty(network)
+        value = outcome["accuracy"] - self.config.beta * overshoot - self.config.gamma * hw_over
+        return value, {"predicted_synops": predicted, "feasible": overshoot == 0.0 and hw_ok, "cores": cores}
+
+
+def _rng(seed: int, phase: int, step: int) -> np.random.Generator:
+    return np.random.default_rng([seed, phase, step])
+
+
+# ----------------------------------------------------------------------------- checkpoint
+def _save_state(path: Path, search: _Search, stage: dict[str, Any]) -> None:
+    state = {
+        "format": "neuroprune.spear/1",
+        "meta": json.dumps({"stage": stage, "history": search.history, "best": search.best,
+                            "lre": search.lre.state_dict(), "layers": search.layers,
+                            "target": search.task.synops_target, "seed": search.task.seed}),
+        "agent": search.agent.state_dict(),
+    }
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        torch.save(state, tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def _load_state(path: Path, search: _Search) -> dict[str, Any]:
+    try:
+        state = torch.load(path, weights_only=True)
+    except FileNotFoundError:
+        raise CheckpointError(f"{path}: no search checkpoint to resume; run without --resume to start") from None
+    except Exception as err:  # unpickling errors of many kinds
+        raise CheckpointError(f"{path}: not a readable SPEAR checkpoint ({type(err).__name__}); delete it to start over") from None
+    if not isinstance(state, dict) or state.get("format") != "neuroprune.spear/1":
+        raise CheckpointError(f"{path}: not a SPEAR search checkpoint")
+    meta = json.loads(state["meta"])
+    if meta["layers"] != search.layers or meta["target"] != search.task.synops_target or meta["seed"] != search.task.seed:
+        raise CheckpointError(
+            f"{path}: the checkpoint belongs to another search (layers, target or seed differ); "
+            "use the same model, --synops-target and --seed, or delete the checkpoint"
+        )
+    search.agent.load_state_dict(state["agent"])
+    search.history = meta["history"]
+    search.best = meta["best"]
+    search.lre = LinearSynOpsEstimator.from_state_dict(meta["lre"])
+    return meta["stage"]
+
+
+# ----------------------------------------------------------------------------- entry point
+def spear(model: snn_model.SNN, task: PruneTask, config: SpearConfig = SpearConfig(), *,
+          checkpoint: str | os.PathLike[str] | None = None, resume: bool = False, progress: bool = True,
+          stop_after: int | None = None) -> PruneResult:
+    """Prune ``model`` with SPEAR to ``task.synops_target`` (fraction of dense SynOps).
+
+    ``checkpoint`` is written after every LRE sample and episode; ``resume`` continues
+    from it. ``stop_after`` ends the run after that many episodes in this call (used to
+    test resumption) and returns the search state without delivering a model.
+    """
+    from neuroprune.progress import task_progress
+
+    with task_progress(progress) as bar:
+        search = _Search(model, task, config, log=bar.log)
+        path = Path(checkpoint) if checkpoint is not None else None
+        stage = {"lre_done": 0, "episode": 0}
+        if path is not None and resume:
+            stage = _load_state(path, search)
+            bar.log(f"resumed from {path}: {stage['lre_done']} LRE samples, {stage['episode']} episodes done")
+        lre_steps = task.finetune_steps if config.lre_finetune_steps is None else config.lre_finetune_steps
+
+        # 1. LRE samples
+        sampling = bar.add("LRE samples", total=config.lre_samples, completed=stage["lre_done"])
+        for i in range(stage["lre_done"], config.lre_samples):
+            rng = _rng(task.seed, 1, i)
+            ratios = {index: float(rng.uniform(config.a_min, 1.0)) for index in search.layers}
+            outcome = search.evaluate(ratios, lre_steps, seed=task.seed * 1000 + i)
+            search.lre.add(outcome["synops_before"], outcome["synops_after"])
+            stage["lre_done"] = i + 1
+            bar.advance(sampling, f"before {outcome['synops_before']:.3f} -> after {outcome['synops_after']:.3f}")
+            if path is not None:
+                _save_state(path, search, stage)
+        if config.lre_samples >= 3 and search.lre.stats is None:
+            stats = search.lre.fit(seed=task.seed)
+            bar.log(f"LRE: after = {stats.weight:.3f} * before + {stats.bias:.3f}, R^2 {stats.r2:.3f}, "
+                    f"held-out relative error {stats.holdout_mean_rel_error:.1%} (max {stats.holdout_max_rel_error:.1%})")
+
+        # 2. search episodes
+        episodes = bar.add("SPEAR episodes", total=config.episodes, completed=stage["episode"])
+        ran = 0
+        for episode in range(stage["episode"], config.episodes):
+            if stop_after is not None and ran >= stop_after:
+                break
+            rng = _rng(task.seed, 2, episode)
+            decided: dict[int, float] = {}
+            transitions = []
+            previous = 1.0
+            for t, index in enumerate(search.layers):
+                state = search.state(t, decided, previous)
+                action = search.wall(t, search.agent.act(state, episode, rng), decided)
+                decided[index] = action
+                previous = action
+                next_state = search.state(t + 1, decided, action) if t + 1 < len(search.layers) else state
+                transitions.append((state, action, next_state, t + 1 == len(search.layers)))
+            outcome = search.evaluate(decided, config.recovery_steps, seed=task.seed * 1000 + 500 + episode)
+            value, extra = search.reward(outcome, snn_model.to_ir(outcome["model"]))
+            losses = search.agent.end_episode(transitions, value, episode, rng)
+            record = {"episode": episode, "ratios": {str(k): v for k, v in decided.items()}, "reward": value,
+                      "accuracy": outcome["accuracy"], "synops_before": outcome["synops_before"],
+                      "synops_after_recovery": outcome["synops_after"], **extra, **losses}
+            search.history.append(record)
+            if extra["feasible"] and (search.best is None or value > search.best["reward"]):
+                search.best = record
+            stage["episode"] = episode + 1
+            ran += 1
+            best = search.best["reward"] if search.best else float("nan")
+            bar.advance(episodes, f"reward {value:.3f} best {best:.3f}")
+            if path is not None:
+                _save_state(path, search, stage)
+
+        info = {"lre": None if search.lre.stats is None else search.lre.stats.to_dict(),
+                "dense_val_accuracy": search.dense.accuracy, "best": search.best, "episodes_done": stage["episode"]}
+        if stage["episode"] < config.episodes:
+            return PruneResult(model=model, method="spear", history=search.history, info={**info, "complete": False})
+
+        # 3. delivery
+        if search.best is None:
+            ratios = {i: config.a_min for i in search.layers}
+            bar.log("no feasible episode: delivering every layer at a_min and tightening from there")
+        else:
+            ratios = {int(k): float(v) for k, v in search.best["ratios"].items()}
+        delivered, tries = deliver(model, task, ratios, search.importance, a_min=min(config.a_min, 0.05),
+                                   max_tighten=config.max_tighten, progress=bar.log)
+        info.update(delivery=tries, complete=True)
+        return PruneResult(model=delivered, method="spear", history=search.history, info=info)
