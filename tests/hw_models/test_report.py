@@ -184,3 +184,13 @@ def test_mesh_hops_between_cores(tmp_path):
     # layer 1 on core 0 (0,0); layer 2 on cores 1 (1,0) and 2 (0,1): each of the 2 spikes
     # goes 1 hop east-west to core 1 and 1 hop north-south to core 2
     assert report.energy.mesh_hops_j == pytest.approx(2 * 3.0e-12 * 32 + 2 * 4.0e-12 * 32)
+
+
+def test_graded_input_counts_macs_apart(loihi1):
+    net = dense_net([np.ones((3, 4), dtype=np.int32), np.ones((2, 3), dtype=np.int32)])
+    spiking = fit(net, loihi1)
+    graded = fit(net, loihi1, graded_input=True)
+    assert spiking.totals.macs_per_step == 0.0
+    assert graded.totals.macs_per_step == 12          # every input value meets every synapse
+    assert graded.layers[1].synops_per_step == 0.0
+    assert graded.totals.synops_per_step == pytest.approx(spiking.totals.synops_per_step - 0.1 * 12)
