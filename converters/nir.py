@@ -1,0 +1,824 @@
+"""NIR (Neuromorphic Intermediate Representation, package ``nir``) import and export.
+
+:func:`to_nir` turns an IR :class:`~neuroprune.ir.Network` into a ``nir.NIRGraph``;
+:func:`from_nir` turns a chain-shaped NIR graph back into a Network; :func:`write` and
+:func:`read` do the same through NIR's HDF5 files (``nir.write`` / ``nir.read``).
+
+Node mapping (one chain ``Input -> ... -> Output``)
+---------------------------------------------------
+==========================  ==================================================================
+IR layer                    NIR nodes
+==========================  ==================================================================
+``InputLayer``              ``Input`` (+ ``CubaLIF`` when the input layer has a neuron)
+``DenseLayer``              ``Affine`` (bias on the synapse) or ``Linear``, then ``CubaLIF``;
+                            a per-output delay adds a ``Delay`` between them, a per-input
+                            delay a ``Delay`` before the synapse
+``ConvLayer``               ``Conv2d`` (``input_shape``, stride, padding, dilation, groups),
+                            then ``CubaLIF``
+``PoolLayer``               ``SumPool2d``, ``Scale`` (the pool weight), then ``CubaLIF``
+``FlattenLayer``            ``Flatten`` (``start_dim=0``: NIR shapes carry no batch axis)
+==========================  ==================================================================
+
+Import also accepts ``IF`` and ``LIF`` neurons, ``AvgPool2d``, and a ``Scale`` right
+after any synapse (folded into its weights). Any other node type raises one
+:class:`UnsupportedLayerError` listing every such node. (nir's own type check miscounts
+the input channels of grouped ``Conv2d`` nodes, so :func:`read` reads without it and
+checks shapes itself.)
+
+CUBA parameter mapping (``dt`` = the length of one chip time step in the graph's time unit)
+---------------------------------------------------------------------------------------------
+The chip (IR units, decays in 1/4096 per step, see :mod:`neuroprune.ir`) computes per step::
+
+    u[t] = u[t-1] * (1 - i_decay/4096) + a[t]          a = sum of weight mantissas of spikes
+    v[t] = v[t-1] * (1 - v_decay/4096) + u[t] + bias    spike and v = 0 when v > v_th_mant
+
+(voltages counted in weight-mantissa units, i.e. the chip's ``v`` divided by 2**6).
+NIR's CubaLIF, integrated with forward Euler at step ``dt``, computes::
+
+    I[t] = I[t-1] + dt/tau_syn * (-I[t-1] + w_in * (W x + b))
+    v[t] = v[t-1] + dt/tau_mem * (v_leak - v[t-1] + r * I[t])
+
+Both agree term by term with
+
+=================  =============================================  =========================
+NIR field          export (IR -> NIR)                             import (NIR -> IR)
+=================  =============================================  =========================
+``tau_syn``        ``dt * 4096 / i_decay`` (``inf`` if 0)          ``i_decay = round(4096 dt / tau_syn)``
+``tau_mem``        ``dt * 4096 / v_decay`` (``inf`` if 0)          ``v_decay = round(4096 dt / tau_mem)``
+``w_in``           ``tau_syn / dt`` (current gain 1)               input gain ``w_in dt / tau_syn``
+``r``              ``tau_mem / dt`` (voltage gain 1)               voltage gain ``r dt / tau_mem``
+``v_threshold``    ``v_th_mant``                                  ``v_th_mant`` (see below)
+``v_reset``        0 (the chip resets to 0)                       must be 0
+``v_leak``         ``bias * tau_mem / dt`` if ``i_decay < 4096``  adds ``v_leak dt / tau_mem`` per step to the bias
+``Affine.bias``    ``bias`` if ``i_decay = 4096``                 adds ``w_in r dt / tau_mem * b`` per step
+=================  =============================================  =========================
+
+``inf`` stands for "no decay"; gains ``inf / inf`` are read as their limit 1. Exported
+weights are the IR mantissas (as float32) and the thresholds the ``v_th_mant`` integers,
+so ``round(4096 dt / (dt 4096 / d)) == d`` and import returns the same integers: the round
+trip IR -> NIR -> IR is exact (:meth:`Network.same_as`). The chip-only fields NIR has no
+place for (neuron ``kind``, ``ref_delay``, ``graded_spike``, whether a bias exists,
+``weight_bits``, masks, input-layer weight/bias) travel in node ``metadata``; the exact
+chip integers are stored there too for readers. Masked layers export their effective
+weights (masked synapses as 0); the values under the mask travel in metadata too.
+
+A bias with ``i_decay < 4096`` and ``v_decay = 0`` has no CubaLIF form (it would need
+``v_leak = inf``) and is refused. On import, an ``Affine`` bias behind a synaptic time
+constant (``i_decay < 4096``) is mapped to its steady-state voltage drive: exact after
+the current settles, not during the first ``tau_syn`` steps (a warning says so).
+
+Graphs from other tools carry float weights and thresholds. Import first tries the
+exact reading (equal integer thresholds, integer ``gain * W``); otherwise it rescales
+each neuron so its threshold is 1 (``v`` is linear and resets to 0, so this changes no
+spike) and quantizes per layer: ``v_th_mant = round(254 / max|W'|)`` and weights to
+even mantissas in [-256, 254] (slayer's 8-bit grid), keeping ``W / threshold``.
+
+The chip adds one time step per synaptic layer; NIR graphs carry no such delay and none
+is added or removed here.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from neuroprune.errors import FormatError, ShapeError, UnsupportedLayerError
+from neuroprune.ir import (
+    ConvLayer,
+    DenseLayer,
+    FlattenLayer,
+    InputLayer,
+    Layer,
+    Network,
+    Neuron,
+    PoolLayer,
+)
+
+__all__ = ["to_nir", "from_nir", "write", "read", "SUPPORTED_NODES", "DECAY_UNITY", "MAX_V_TH_MANT"]
+
+DECAY_UNITY = 4096  # decays are in 1/4096 per step
+MAX_V_TH_MANT = (1 << 17) - 1  # v_th_mant << 6 must fit the 24-bit voltage
+WEIGHT_MAX = 254  # largest mantissa on slayer's even 8-bit grid [-256, 254]
+WEIGHT_MIN = -256
+_TOL = 1e-6
+
+SYNAPSE_NODES = ("Affine", "Linear", "Conv2d", "SumPool2d", "AvgPool2d")
+NEURON_NODES = ("CubaLIF", "LIF", "IF")
+SUPPORTED_NODES = ("Input", "Output", "Flatten", "Delay", "Scale") + SYNAPSE_NODES + NEURON_NODES
+_META = "neuroprune"  # prefix of our metadata keys
+
+
+def _nir() -> Any:
+    try:
+        import nir
+    except ImportError:  # pragma: no cover - nir is a dev dependency
+        raise FormatError("NIR support needs the 'nir' package: pip install nir") from None
+    return nir
+
+
+# ======================================================================= export
+def _tau(decay: int, dt: float) -> float:
+    return dt * DECAY_UNITY / decay if decay else float("inf")
+
+
+def _neuron_node(neuron: Neuron, shape: tuple[int, ...], dt: float, bias: np.ndarray | None,
+                 bias_in_v: bool, where: str) -> Any:
+    """CubaLIF node of a neuron population of ``shape`` (see the module's mapping table)."""
+    nir = _nir()
+    tau_syn, tau_mem = _tau(neuron.i_decay, dt), _tau(neuron.v_decay, dt)
+    v_leak = np.zeros(shape)
+    if bias_in_v and bias is not None:
+        if neuron.v_decay == 0 and np.any(bias):
+            raise UnsupportedLayerError(
+                f"{where}: a bias with i_decay={neuron.i_decay} < 4096 and v_decay=0 has no NIR CubaLIF form "
+                "(v_leak would be infinite); use i_decay=4096 or a non-zero v_decay"
+            )
+        if np.any(bias):
+            v_leak = np.broadcast_to(_channel_shape(np.asarray(bias, dtype=np.float64), shape), shape) * (tau_mem / dt)
+    metadata = {
+        f"{_META}_kind": neuron.kind,
+        f"{_META}_ref_delay": int(neuron.ref_delay),
+        f"{_META}_graded_spike": bool(neuron.graded_spike),
+        f"{_META}_i_decay": int(neuron.i_decay),
+        f"{_META}_v_decay": int(neuron.v_decay),
+        f"{_META}_v_th_mant": int(neuron.v_th_mant),
+        f"{_META}_dt": float(dt),
+    }
+    return nir.CubaLIF(
+        tau_syn=np.full(shape, tau_syn), tau_mem=np.full(shape, tau_mem),
+        r=np.full(shape, tau_mem / dt), v_leak=np.array(v_leak, dtype=np.float64),
+        v_threshold=np.full(shape, float(neuron.v_th_mant)), v_reset=np.zeros(shape),
+        w_in=np.full(shape, tau_syn / dt), metadata=metadata,
+    )
+
+
+def _channel_shape(bias: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    """A per-channel bias ``(C,)`` shaped to broadcast over ``(C, H, W)``."""
+    if len(shape) > 1 and bias.size == shape[0]:
+        return bias.reshape(shape[0], *([1] * (len(shape) - 1)))
+    return bias.reshape(shape) if bias.size == int(np.prod(shape)) else bias
+
+
+def _synapse_meta(layer: DenseLayer | ConvLayer) -> dict[str, Any]:
+    meta: dict[str, Any] = {f"{_META}_has_bias": layer.bias is not None}
+    if layer.mask is not None:  # the graph holds the effective weights; keep what the mask hides
+        meta[f"{_META}_mask"] = layer.mask.astype(np.uint8)
+        meta[f"{_META}_masked_weight"] = np.where(layer.mask, 0, layer.weight).astype(np.int32)
+    if layer.weight_bits is not None:
+        meta[f"{_META}_weight_bits"] = int(layer.weight_bits)
+    return meta
+
+
+def to_nir(network: Network, dt: float = 1.0) -> Any:
+    """Export ``network`` to a ``nir.NIRGraph`` (mapping in the module docstring).
+
+    Parameters
+    ----------
+    network : the IR network.
+    dt : length of one chip time step in the NIR graph's time unit (default 1: time
+        constants in steps).
+
+    Returns
+    -------
+    nir.NIRGraph with nodes named after the IR layers (``<name>``, ``<name>.lif``,
+    ``<name>.delay``), an ``output`` node and metadata ``{"neuroprune_name": ..., "dt": dt}``.
+    """
+    nir = _nir()
+    if not dt > 0:
+        raise ShapeError(f"dt={dt} must be > 0 (length of one time step)")
+    nodes: dict[str, Any] = {}
+    chain: list[str] = []
+
+    def add(key: str, node: Any) -> None:
+        if type(node).__name__ == "Conv2d":  # nir takes in-channels = weight.shape[1], wrong for groups > 1
+            node.input_type = {"input": np.array(network.input_shape_of(index))}
+        if key in nodes:
+            raise ShapeError(f"two NIR nodes would be named {key!r}; give the IR layers unique names")
+        nodes[key] = node
+        chain.append(key)
+
+    for index, layer in enumerate(network.layers):
+        shape = network.shapes[index]
+        in_shape = network.input_shape_of(index)
+        where = f"layer {index} ({layer.kind} {layer.name!r})"
+        if isinstance(layer, InputLayer):
+            meta: dict[str, Any] = {}
+            if layer.weight is not None:
+                meta[f"{_META}_input_weight"] = float(layer.weight)
+            if layer.bias is not None:
+                meta[f"{_META}_input_bias"] = float(layer.bias)
+            add(layer.name, nir.Input(input_type=np.array(shape), metadata=meta))
+            if layer.neuron is not None:
+                add(f"{layer.name}.lif", _neuron_node(layer.neuron, shape, dt, None, False, where))
+            continue
+        if isinstance(layer, FlattenLayer):
+            add(layer.name, nir.Flatten(input_type={"input": np.array(in_shape)}, start_dim=0, end_dim=-1))
+            continue
+        bias = getattr(layer, "bias", None)
+        bias_on_synapse = bias is not None and (layer.neuron is None or layer.neuron.i_decay == DECAY_UNITY)
+        if isinstance(layer, DenseLayer):
+            post_delay, pre_delay = _split_delay(layer, where)
+            if pre_delay is not None:
+                add(f"{layer.name}.delay_in", nir.Delay(delay=pre_delay.astype(np.float64)))
+            weight = layer.effective_weight.astype(np.float32)
+            meta = _synapse_meta(layer)
+            if bias_on_synapse:
+                add(layer.name, nir.Affine(weight=weight, bias=np.asarray(bias, dtype=np.float32).reshape(-1),
+                                           metadata=meta))
+            else:
+                add(layer.name, nir.Linear(weight=weight, metadata=meta))
+            if post_delay is not None:
+                add(f"{layer.name}.delay", nir.Delay(delay=post_delay.astype(np.float64)))
+        elif isinstance(layer, ConvLayer):
+            if layer.delay is not None and np.any(layer.delay):
+                raise UnsupportedLayerError(f"{where}: synaptic delays on conv layers cannot be exported to NIR")
+            conv_bias = np.zeros(layer.out_channels, dtype=np.float32)
+            if bias_on_synapse:
+                flat = np.asarray(bias, dtype=np.float32).reshape(-1)
+                if flat.size not in (1, layer.out_channels):
+                    raise UnsupportedLayerError(
+                        f"{where}: conv bias of shape {np.shape(bias)} is not per channel ({layer.out_channels},)"
+                    )
+                conv_bias = np.broadcast_to(flat, conv_bias.shape).copy()
+            meta = _synapse_meta(layer)
+            if layer.delay is not None:
+                meta[f"{_META}_delay"] = np.asarray(layer.delay)
+            add(layer.name, nir.Conv2d(
+                input_shape=tuple(int(s) for s in in_shape[1:]), weight=layer.effective_weight.astype(np.float32),
+                stride=layer.stride, padding=layer.padding, dilation=layer.dilation, groups=layer.groups,
+                bias=conv_bias, metadata=meta,
+            ))
+        elif isinstance(layer, PoolLayer):
+            add(layer.name, nir.SumPool2d(kernel_size=np.array(layer.kernel), stride=np.array(layer.stride),
+                                          padding=np.array(layer.padding)))
+            add(f"{layer.name}.scale", nir.Scale(scale=np.full(shape, float(layer.weight))))
+        else:  # pragma: no cover - Network only holds the types above
+            raise UnsupportedLayerError(f"{where}: cannot be exported to NIR")
+        if layer.neuron is not None:
+            add(f"{layer.name}.lif", _neuron_node(layer.neuron, shape, dt, bias, not bias_on_synapse, where))
+        elif bias is not None and not bias_on_synapse:  # pragma: no cover - bias_on_synapse covers neuron None
+            raise UnsupportedLayerError(f"{where}: bias without neuron")
+    add("output", nir.Output(output_type=np.array(network.output_shape)))
+    edges = list(zip(chain[:-1], chain[1:]))
+    return nir.NIRGraph(nodes=nodes, edges=edges,
+                        metadata={f"{_META}_name": network.name, "dt": float(dt), "source": "neuroprune"})
+
+
+def _split_delay(layer: DenseLayer, where: str) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """(per-output delay, per-input delay) of a dense layer; other layouts are refused."""
+    if layer.delay is None:
+        return None, None
+    delay = np.asarray(layer.delay)
+    out, inp = layer.weight.shape
+    if delay.ndim == 1 and delay.size == out:
+        return delay, None
+    if delay.ndim == 1 and delay.size == inp:
+        return None, delay
+    raise UnsupportedLayerError(
+        f"{where}: delay of shape {delay.shape} has no NIR form (NIR Delay nodes hold one delay per "
+        f"input ({inp},) or per output ({out},))"
+    )
+
+
+def write(network: Network, path: str | os.PathLike[str], dt: float = 1.0) -> Path:
+    """Write ``network`` as a NIR HDF5 file (``nir.write``) atomically (temp + rename)."""
+    nir = _nir()
+    path = Path(path)
+    if not path.parent.exists():
+        raise FormatError(f"cannot write {path}: folder {path.parent} does not exist")
+    graph = to_nir(network, dt=dt)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        nir.write(tmp_name, graph)
+        os.replace(tmp_name, path)
+    except BaseException:
+        if os.path.exists(tmp_name):
+            os.unlink(tmp_name)
+        raise
+    return path
+
+
+# ======================================================================= import
+@dataclass
+class _NeuronParams:
+    """A NIR neuron node read into chip terms, per neuron of the population."""
+
+    i_decay: int
+    v_decay: int
+    gain: np.ndarray  # input (W x) -> voltage per step
+    bias_gain: np.ndarray  # Affine bias b -> voltage per step (steady state)
+    leak_bias: np.ndarray  # v_leak -> voltage per step
+    threshold: np.ndarray
+    meta: dict[str, Any] = field(default_factory=dict)
+
+
+def _ratio(num: np.ndarray, den: np.ndarray) -> np.ndarray:
+    """num / den with inf / inf read as 1 (our 'no decay' convention) and x / inf as 0."""
+    num, den = np.broadcast_arrays(np.asarray(num, dtype=np.float64), np.asarray(den, dtype=np.float64))
+    out = np.zeros(num.shape)
+    both = np.isinf(num) & np.isinf(den)
+    out[both] = np.sign(num[both]) * np.sign(den[both])
+    finite_den = ~np.isinf(den)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        out[finite_den] = num[finite_den] / den[finite_den]
+    return out
+
+
+def _decay_from_tau(tau: np.ndarray, dt: float, what: str, where: str) -> int:
+    tau = np.asarray(tau, dtype=np.float64).reshape(-1)
+    with np.errstate(divide="ignore"):
+        decays = np.where(np.isinf(tau), 0.0, DECAY_UNITY * dt / tau)
+    values = np.unique(np.round(decays).astype(np.int64)) if decays.size else np.array([0])
+    if values.size != 1:
+        raise UnsupportedLayerError(
+            f"{where}: {what} differs between neurons ({values.min()}..{values.max()} /4096); "
+            "the chip has one decay per layer"
+        )
+    decay = int(values[0])
+    if not 0 <= decay <= DECAY_UNITY:
+        raise UnsupportedLayerError(
+            f"{where}: {what}={decay}/4096 per step is outside [0, 4096] "
+            f"(time constant {tau[0]} shorter than dt={dt}, or negative)"
+        )
+    return decay
+
+
+def _shaped(value: Any, shape: tuple[int, ...], name: str, where: str) -> np.ndarray:
+    array = np.asarray(value, dtype=np.float64)
+    if array.shape == shape:
+        return array
+    try:
+        if len(shape) > 1 and array.ndim == 1 and array.size == shape[0]:
+            array = array.reshape(shape[0], *([1] * (len(shape) - 1)))
+        return np.broadcast_to(array, shape).astype(np.float64)
+    except ValueError:
+        raise ShapeError(f"{where}: {name} has shape {array.shape}, the population has shape {shape}") from None
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, bytes):
+        return value.decode("utf8")
+    if isinstance(value, np.ndarray) and value.ndim == 0:
+        return value.item()
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
+def _ours(metadata: Any) -> dict[str, Any]:
+    """Our ``neuroprune_*`` metadata keys, unprefixed."""
+    if not isinstance(metadata, dict):
+        return {}
+    prefix = f"{_META}_"
+    return {k[len(prefix):]: _plain(v) for k, v in metadata.items() if isinstance(k, str) and k.startswith(prefix)}
+
+
+def _read_neuron(node: Any, shape: tuple[int, ...], dt: float, where: str) -> _NeuronParams:
+    kind = type(node).__name__
+    meta = _ours(node.metadata)
+    if np.any(_shaped(getattr(node, "v_reset", 0.0), shape, "v_reset", where) != 0):
+        raise UnsupportedLayerError(f"{where}: v_reset must be 0 (the chip resets the voltage to 0)")
+    threshold = _shaped(node.v_threshold, shape, "v_threshold", where)
+    if kind == "CubaLIF":
+        tau_syn = _shaped(node.tau_syn, shape, "tau_syn", where)
+        tau_mem = _shaped(node.tau_mem, shape, "tau_mem", where)
+        w_in = _shaped(node.w_in, shape, "w_in", where)
+        r = _shaped(node.r, shape, "r", where)
+        i_decay = _decay_from_tau(tau_syn, dt, "i_decay", where)
+        v_decay = _decay_from_tau(tau_mem, dt, "v_decay", where)
+        syn_gain = _ratio(w_in, tau_syn / dt)
+        mem_gain = _ratio(r, tau_mem / dt)
+        leak = _ratio(_shaped(node.v_leak, shape, "v_leak", where), tau_mem / dt)
+        bias_gain = w_in * mem_gain  # steady-state current w_in * b, exact when i_decay = 4096
+    elif kind == "LIF":
+        tau = _shaped(node.tau, shape, "tau", where)
+        i_decay, v_decay = DECAY_UNITY, _decay_from_tau(tau, dt, "v_decay", where)
+        syn_gain = np.ones(shape)
+        mem_gain = _ratio(_shaped(node.r, shape, "r", where), tau / dt)
+        leak = _ratio(_shaped(node.v_leak, shape, "v_leak", where), tau / dt)
+        bias_gain = mem_gain
+    else:  # IF: dv/dt = r I
+        i_decay, v_decay = DECAY_UNITY, 0
+        syn_gain = np.ones(shape)
+        mem_gain = _shaped(node.r, shape, "r", where) * dt
+        leak = np.zeros(shape)
+        bias_gain = mem_gain
+    if np.any(~np.isfinite(syn_gain * mem_gain)) or np.any(~np.isfinite(leak)):
+        raise UnsupportedLayerError(f"{where}: infinite input gain or leak (check r, w_in, v_leak against the taus)")
+    return _NeuronParams(i_decay=i_decay, v_decay=v_decay, gain=syn_gain * mem_gain, bias_gain=bias_gain,
+                         leak_bias=leak, threshold=threshold, meta=meta)
+
+
+def _make_neuron(params: _NeuronParams, v_th_mant: int) -> Neuron:
+    meta = params.meta
+    return Neuron(
+        kind=str(meta.get("kind", "CUBA")), i_decay=params.i_decay, v_decay=params.v_decay,
+        v_th_mant=int(v_th_mant), ref_delay=int(meta.get("ref_delay", 1)),
+        graded_spike=bool(meta.get("graded_spike", False)),
+    )
+
+
+def _integral(values: np.ndarray) -> bool:
+    values = np.asarray(values, dtype=np.float64)
+    return bool(np.all(np.isfinite(values)) and np.all(np.abs(values - np.round(values)) <= _TOL * np.maximum(1, np.abs(values))))
+
+
+def _per_channel(values: np.ndarray, channels: int, name: str, where: str) -> np.ndarray:
+    """(C, ...) values that must be equal within each channel -> (C,)."""
+    flat = np.asarray(values).reshape(channels, -1)
+    if not np.allclose(flat, flat[:, :1], rtol=1e-9, atol=0):
+        raise UnsupportedLayerError(
+            f"{where}: {name} varies across the positions of a channel; a convolution shares it per channel"
+        )
+    return flat[:, 0]
+
+
+def _quantize(weight: np.ndarray, gain: np.ndarray, threshold: np.ndarray, bias: np.ndarray,
+              where: str) -> tuple[np.ndarray, np.ndarray, int]:
+    """Chip integers for ``v += gain * (W x) + bias; spike when v > threshold`` per output row.
+
+    Returns (weight mantissas, bias mantissas, v_th_mant). ``gain``, ``threshold`` and
+    ``bias`` are per output row (broadcast against ``weight``'s first axis).
+    """
+    rows = weight.shape[0]
+    expand = (rows,) + (1,) * (weight.ndim - 1)
+    scaled = weight * gain.reshape(expand)
+    thresholds = np.unique(threshold)
+    if thresholds.size == 1 and _integral(thresholds) and 0 <= thresholds[0] <= MAX_V_TH_MANT \
+            and _integral(scaled) and _integral(bias):
+        return np.round(scaled).astype(np.int32), np.round(bias).astype(np.int64), int(round(float(thresholds[0])))
+    if np.any(threshold <= 0):
+        raise UnsupportedLayerError(
+            f"{where}: v_threshold <= 0 with non-integer weights cannot be quantized (threshold must be > 0)"
+        )
+    normalized = scaled / threshold.reshape(expand)
+    normalized_bias = bias / threshold
+    largest = float(np.max(np.abs(normalized))) if normalized.size else 0.0
+    v_th = MAX_V_TH_MANT if largest == 0 else int(np.clip(np.round(WEIGHT_MAX / largest), 1, MAX_V_TH_MANT))
+    mantissa = np.clip(2 * np.round(normalized * v_th / 2), WEIGHT_MIN, WEIGHT_MAX).astype(np.int32)
+    return mantissa, np.round(normalized_bias * v_th).astype(np.int64), v_th
+
+
+@dataclass
+class _Stage:
+    """One IR layer being assembled from consecutive NIR nodes."""
+
+    kind: str  # input | dense | conv | pool | flatten
+    name: str
+    synapse: Any = None
+    neuron: Any = None
+    pre_delay: Any = None
+    post_delay: Any = None
+    scale: Any = None
+    meta: dict[str, Any] = field(default_factory=dict)
+
+
+def _chain(graph: Any) -> list[str]:
+    """Node keys in data-flow order; refuses graphs that are not one chain."""
+    nir = _nir()
+    nodes, edges = graph.nodes, [(str(a), str(b)) for a, b in graph.edges]
+    succ: dict[str, list[str]] = {k: [] for k in nodes}
+    pred: dict[str, list[str]] = {k: [] for k in nodes}
+    for a, b in edges:
+        if a not in nodes or b not in nodes:
+            raise FormatError(f"NIR edge ({a!r}, {b!r}) names a node that does not exist")
+        succ[a].append(b)
+        pred[b].append(a)
+    branching = sorted(k for k in nodes if len(succ[k]) > 1 or len(pred[k]) > 1)
+    if branching:
+        raise UnsupportedLayerError(
+            f"NIR graph is not a chain: node(s) {', '.join(branching)} have several inputs or outputs "
+            "(branches, skip or recurrent connections are not supported)"
+        )
+    starts = [k for k in nodes if isinstance(nodes[k], nir.Input)]
+    if len(starts) != 1:
+        raise UnsupportedLayerError(f"NIR graph must have exactly one Input node, found {len(starts)}")
+    order = [starts[0]]
+    while succ[order[-1]]:
+        nxt = succ[order[-1]][0]
+        if nxt in order:
+            raise UnsupportedLayerError(f"NIR graph has a cycle through {nxt!r} (recurrent graphs are not supported)")
+        order.append(nxt)
+    missing = sorted(set(nodes) - set(order))
+    if missing:
+        raise UnsupportedLayerError(f"NIR nodes {', '.join(missing)} are not on the path from the Input node")
+    return order
+
+
+def _stages(graph: Any, order: list[str]) -> list[_Stage]:
+    """Group chain nodes into IR layers (synapse [+ delay] [+ neuron])."""
+    stages: list[_Stage] = []
+    for key in order:
+        node = graph.nodes[key]
+        kind = type(node).__name__
+        last = stages[-1] if stages else None
+        if kind == "Input":
+            stages.append(_Stage("input", key, meta=_ours(node.metadata)))
+        elif kind == "Output":
+            continue
+        elif kind == "Flatten":
+            stages.append(_Stage("flatten", key))
+        elif kind in SYNAPSE_NODES:
+            if kind in ("Affine", "Linear"):
+                stage_kind = "dense"
+            elif kind == "Conv2d":
+                stage_kind = "conv"
+            else:
+                stage_kind = "pool"
+            stage = _Stage(stage_kind, key, synapse=node, meta=_ours(node.metadata))
+            if last is not None and last.kind == "delay":
+                stages.pop()
+                stage.pre_delay = last.synapse
+            stages.append(stage)
+        elif kind == "Scale":
+            if last is None or last.synapse is None or last.kind == "delay" or last.neuron is not None \
+                    or last.scale is not None:
+                raise UnsupportedLayerError(f"NIR Scale {key!r} is supported only right after a synapse node")
+            last.scale = node
+        elif kind == "Delay":
+            if last is not None and last.kind == "dense" and last.neuron is None and last.post_delay is None:
+                last.post_delay = node
+            else:
+                stages.append(_Stage("delay", key, synapse=node))
+        elif kind in NEURON_NODES:
+            if last is None or last.kind == "flatten" or last.neuron is not None or last.kind == "delay":
+                raise UnsupportedLayerError(
+                    f"NIR node {key!r} ({kind}) does not follow a synapse (Affine, Linear, Conv2d, pooling) or the Input"
+                )
+            last.neuron = (key, node)
+        else:  # pragma: no cover - filtered before
+            raise UnsupportedLayerError(f"NIR node {key!r} has unsupported type {kind}")
+    for stage in stages:
+        if stage.kind == "delay":
+            raise UnsupportedLayerError(f"NIR Delay {stage.name!r} is not next to an Affine/Linear synapse")
+    return stages
+
+
+def _conv_geometry(node: Any, in_shape: tuple[int, ...], where: str) -> dict[str, Any]:
+    def pair(value: Any) -> tuple[int, int]:
+        flat = np.asarray(value).reshape(-1).astype(np.int64)
+        return (int(flat[0]), int(flat[0])) if flat.size == 1 else (int(flat[0]), int(flat[1]))
+
+    weight = np.asarray(node.weight)
+    if weight.ndim != 4:
+        raise UnsupportedLayerError(f"{where}: Conv2d weight must be 4-D (out, in/groups, kH, kW), got {weight.shape}")
+    stride, dilation = pair(node.stride), pair(node.dilation)
+    padding = _plain(node.padding) if not isinstance(node.padding, (tuple, list)) else node.padding
+    if isinstance(padding, str):
+        if padding == "valid":
+            padding = (0, 0)
+        elif padding == "same" and stride == (1, 1) and all(k % 2 for k in weight.shape[2:]):
+            padding = tuple(dilation[i] * (weight.shape[2 + i] - 1) // 2 for i in range(2))
+        else:
+            raise UnsupportedLayerError(f"{where}: padding {padding!r} with stride {stride} and kernel "
+                                        f"{weight.shape[2:]} has no symmetric integer form")
+    return {"stride": stride, "padding": pair(padding), "dilation": dilation, "groups": int(np.asarray(node.groups))}
+
+
+def from_nir(graph: Any, dt: float = 1.0) -> Network:
+    """Import a chain-shaped ``nir.NIRGraph`` into an IR network.
+
+    Parameters
+    ----------
+    graph : a NIR graph ``Input -> [neuron] -> (synapse [Delay] [neuron] | Flatten)* -> Output``
+        of the node types in :data:`SUPPORTED_NODES`.
+    dt : length of one chip time step in the graph's time unit (decays = ``4096 dt / tau``).
+
+    Raises
+    ------
+    UnsupportedLayerError listing every node of an unsupported type (one error), or naming
+    the parameter the chip cannot represent.
+    """
+    nir = _nir()
+    if not isinstance(graph, nir.NIRGraph):
+        raise FormatError(f"expected a nir.NIRGraph, got {type(graph).__name__}")
+    if not dt > 0:
+        raise ShapeError(f"dt={dt} must be > 0 (length of one time step)")
+    unsupported = [f"{key} ({type(node).__name__})" for key, node in graph.nodes.items()
+                   if type(node).__name__ not in SUPPORTED_NODES]
+    if unsupported:
+        raise UnsupportedLayerError(
+            f"NIR graph has {len(unsupported)} unsupported node(s): {', '.join(unsupported)}; "
+            f"supported: {', '.join(SUPPORTED_NODES)}"
+        )
+    stages = _stages(graph, _chain(graph))
+    layers: list[Layer] = []
+    shape: tuple[int, ...] = ()
+    for index, stage in enumerate(stages):
+        where = f"NIR node {stage.name!r}"
+        if stage.kind == "input":
+            node = graph.nodes[stage.name]
+            shape = tuple(int(s) for s in np.asarray(node.input_type["input"]).reshape(-1))
+            neuron = None
+            if stage.neuron is not None:
+                neuron = _input_neuron(stage, shape, dt)
+            layers.append(InputLayer(name=stage.name, shape=shape, neuron=neuron,
+                                     weight=stage.meta.get("input_weight"), bias=stage.meta.get("input_bias")))
+            continue
+        if stage.kind == "flatten":
+            layers.append(FlattenLayer(name=stage.name))
+            shape = (int(np.prod(shape)),)
+            continue
+        layer = _synaptic_layer(stage, shape, dt)
+        layers.append(layer)
+        try:
+            shape = layer.output_shape(shape)
+        except ShapeError as err:
+            raise ShapeError(f"{where}: {err}") from None
+    name = _plain(graph.metadata.get(f"{_META}_name", "nir")) if isinstance(graph.metadata, dict) else "nir"
+    try:
+        return Network(layers, name=str(name))
+    except ShapeError as err:
+        raise FormatError(f"NIR graph has inconsistent shapes: {err}") from None
+
+
+def _input_neuron(stage: _Stage, shape: tuple[int, ...], dt: float) -> Neuron:
+    key, node = stage.neuron
+    where = f"NIR node {key!r}"
+    params = _read_neuron(node, shape, dt, where)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratio = params.threshold / params.gain
+    values = np.unique(ratio)
+    if values.size != 1 or not _integral(values) or not 0 <= values[0] <= MAX_V_TH_MANT:
+        raise UnsupportedLayerError(
+            f"{where}: an input neuron needs one integer v_threshold / input gain (got {values[:3]}); "
+            "the chip feeds input mantissas to it with gain 1"
+        )
+    if np.any(params.leak_bias):
+        raise UnsupportedLayerError(f"{where}: an input neuron cannot have a leak bias (v_leak)")
+    return _make_neuron(params, int(round(float(values[0]))))
+
+
+def _synaptic_layer(stage: _Stage, in_shape: tuple[int, ...], dt: float) -> Layer:
+    node = stage.synapse
+    kind = type(node).__name__
+    where = f"NIR node {stage.name!r} ({kind})"
+    bias_vec: np.ndarray | None = None
+    geometry: dict[str, Any] = {}
+    if stage.kind == "dense":
+        if len(in_shape) != 1:
+            raise ShapeError(f"{where} receives shape {in_shape}; a Flatten node must come first")
+        weight = np.asarray(node.weight, dtype=np.float64)
+        if weight.ndim != 2:
+            raise UnsupportedLayerError(f"{where}: weight must be 2-D (out, in), got {weight.shape}")
+        out_shape: tuple[int, ...] = (weight.shape[0],)
+        if kind == "Affine":
+            bias_vec = np.asarray(node.bias, dtype=np.float64).reshape(-1)
+    elif kind == "Conv2d":
+        if len(in_shape) != 3:
+            raise ShapeError(f"{where} needs a (C, H, W) input, got {in_shape}")
+        weight = np.asarray(node.weight, dtype=np.float64)
+        geometry = _conv_geometry(node, in_shape, where)
+        probe = ConvLayer(weight=np.zeros(weight.shape, dtype=np.int32), **geometry)
+        out_shape = probe.output_shape(in_shape)
+        bias_vec = np.asarray(node.bias, dtype=np.float64).reshape(-1)
+    else:  # SumPool2d / AvgPool2d
+        if len(in_shape) != 3:
+            raise ShapeError(f"{where} needs a (C, H, W) input, got {in_shape}")
+        kernel = tuple(int(k) for k in np.asarray(node.kernel_size).reshape(-1))
+        kernel = kernel * 2 if len(kernel) == 1 else kernel
+        stride = tuple(int(k) for k in np.asarray(node.stride).reshape(-1))
+        padding = tuple(int(k) for k in np.asarray(node.padding).reshape(-1))
+        probe_pool = PoolLayer(kernel=kernel, stride=stride if len(stride) == 2 else stride * 2,
+                               padding=padding if len(padding) == 2 else padding * 2)
+        out_shape = probe_pool.output_shape(in_shape)
+        tap = 1.0 / (kernel[0] * kernel[1]) if kind == "AvgPool2d" else 1.0
+        weight = np.full((in_shape[0], 1, *kernel), tap)
+        geometry = {"stride": probe_pool.stride, "padding": probe_pool.padding, "groups": in_shape[0]}
+    neuron_node = stage.neuron[1] if stage.neuron is not None else None
+    rows = weight.shape[0]
+    scale = np.ones(out_shape) if stage.scale is None else _shaped(stage.scale.scale, out_shape, "Scale", where)
+    if neuron_node is None:
+        if stage.scale is not None:
+            weight = weight * (_per_channel(scale, rows, "Scale", where) if len(out_shape) > 1
+                               else scale).reshape((rows,) + (1,) * (weight.ndim - 1))
+        if not _integral(weight) or (bias_vec is not None and not _integral(bias_vec)):
+            raise UnsupportedLayerError(
+                f"{where}: a synapse without a neuron node needs integer weights and bias (nothing sets their scale)"
+            )
+        mantissa, neuron = np.round(weight).astype(np.int32), None
+        bias_int = None if bias_vec is None else np.round(bias_vec).astype(np.int64)
+    else:
+        params = _read_neuron(neuron_node, out_shape, dt, f"NIR node {stage.neuron[0]!r}")
+        gain, threshold = params.gain * scale, params.threshold
+        bias_drive = params.leak_bias.copy()
+        if bias_vec is not None and np.any(bias_vec):
+            if params.i_decay == 0 or not np.all(np.isfinite(params.bias_gain)):
+                raise UnsupportedLayerError(
+                    f"{where}: a synapse bias feeding a current that never decays (tau_syn = inf) has no chip form"
+                )
+            if params.i_decay != DECAY_UNITY:
+                warnings.warn(
+                    f"{where}: the bias sits behind a synaptic time constant (i_decay={params.i_decay}); it is "
+                    "mapped to its steady-state voltage drive (exact once the current has settled)", stacklevel=4)
+            bias_drive = bias_drive + _shaped(bias_vec, out_shape, "bias", where) * params.bias_gain * scale
+        if len(out_shape) > 1:
+            gain = _per_channel(gain, rows, "the input gain (w_in, r, taus)", where)
+            threshold = _per_channel(threshold, rows, "v_threshold", where)
+            bias_drive = _per_channel(bias_drive, rows, "the bias (b, v_leak)", where)
+        else:
+            gain, threshold, bias_drive = gain.reshape(-1), threshold.reshape(-1), bias_drive.reshape(-1)
+        mantissa, bias_int, v_th = _quantize(weight, gain, threshold, bias_drive, where)
+        neuron = _make_neuron(params, v_th)
+    has_bias = stage.meta.get("has_bias")
+    if has_bias is None:  # a graph from another tool: a bias exists when it is non-zero
+        has_bias = bias_int is not None and bool(np.any(bias_int))
+    bias = bias_int.astype(np.int32) if has_bias and bias_int is not None else None
+    mask = stage.meta.get("mask")
+    mask = None if mask is None else np.asarray(mask).astype(bool)
+    hidden = stage.meta.get("masked_weight")
+    if mask is not None and hidden is not None and np.shape(hidden) == mantissa.shape:
+        mantissa = np.where(mask, mantissa, np.asarray(hidden)).astype(np.int32)
+    weight_bits = stage.meta.get("weight_bits")
+    weight_bits = None if weight_bits is None else int(weight_bits)
+    if stage.kind == "dense":
+        delay = _delays(stage, mantissa.shape, where)
+        return DenseLayer(name=stage.name, weight=mantissa, neuron=neuron, bias=bias, delay=delay, mask=mask,
+                          weight_bits=weight_bits)
+    if stage.pre_delay is not None or stage.post_delay is not None:
+        raise UnsupportedLayerError(f"{where}: Delay nodes are supported around Affine/Linear synapses only")
+    if stage.kind == "pool":
+        taps = np.unique(mantissa)
+        groups_ok = mantissa.shape[1] == 1 and int(geometry["groups"]) == rows == in_shape[0]
+        if taps.size == 1 and groups_ok and bias is None and geometry.get("dilation", (1, 1)) == (1, 1):
+            return PoolLayer(name=stage.name, kernel=tuple(mantissa.shape[2:]), stride=geometry["stride"],
+                             padding=geometry["padding"], weight=int(taps[0]), neuron=neuron)
+        if kind in ("SumPool2d", "AvgPool2d"):  # pragma: no cover - uniform by construction
+            raise UnsupportedLayerError(f"{where}: pooling with per-channel gains cannot be one pool layer")
+    delay_meta = stage.meta.get("delay")
+    return ConvLayer(name=stage.name, weight=mantissa, neuron=neuron, bias=bias, mask=mask, weight_bits=weight_bits,
+                     delay=None if delay_meta is None else np.asarray(delay_meta), **geometry)
+
+
+def _delays(stage: _Stage, weight_shape: tuple[int, ...], where: str) -> np.ndarray | None:
+    if stage.pre_delay is None and stage.post_delay is None:
+        return None
+    if stage.pre_delay is not None and stage.post_delay is not None:
+        raise UnsupportedLayerError(f"{where}: Delay nodes on both sides of one synapse are not supported")
+    out, inp = weight_shape
+    node = stage.post_delay if stage.post_delay is not None else stage.pre_delay
+    delay = np.asarray(node.delay, dtype=np.float64).reshape(-1)
+    if not _integral(delay) or np.any(delay < 0):
+        raise UnsupportedLayerError(f"{where}: delays must be non-negative whole time steps, got {delay[:4]}")
+    delay = np.round(delay).astype(np.int32)
+    if stage.post_delay is not None:
+        if delay.size != out:
+            raise ShapeError(f"{where}: Delay after the synapse has {delay.size} values for {out} outputs")
+        return delay
+    if delay.size != inp:
+        raise ShapeError(f"{where}: Delay before the synapse has {delay.size} values for {inp} inputs")
+    if inp == out:  # a 1-D delay of size out would be read per output: store it in full
+        return np.repeat(delay.reshape(1, -1), out, axis=0)
+    return delay
+
+
+def _check_node_types(path: Path) -> None:
+    """List every unsupported node type in a NIR file before ``nir.read`` (which stops at
+    the first type it does not know)."""
+    import h5py
+
+    try:
+        handle = h5py.File(path, "r")
+    except OSError as err:
+        raise FormatError(
+            f"{path}: not a readable HDF5 file ({str(err).split('(')[0].strip().rstrip(':,')}); "
+            "is it a NIR graph file?"
+        ) from None
+    with handle:
+        nodes = handle.get("node/nodes")
+        if nodes is None or not hasattr(nodes, "items"):
+            raise FormatError(f"{path}: no /node/nodes group; not a NIR graph file")
+        unsupported = []
+        for key, group in nodes.items():
+            kind = _plain(group["type"][()]) if hasattr(group, "keys") and "type" in group else "?"
+            if kind not in SUPPORTED_NODES:
+                unsupported.append(f"{key} ({kind})")
+    if unsupported:
+        raise UnsupportedLayerError(
+            f"{path}: NIR graph has {len(unsupported)} unsupported node(s): {', '.join(sorted(unsupported))}; "
+            f"supported: {', '.join(SUPPORTED_NODES)}"
+        )
+
+
+def read(path: str | os.PathLike[str], dt: float = 1.0) -> Network:
+    """Read a NIR HDF5 file (``nir.read``) into an IR network (see :func:`from_nir`)."""
+    nir = _nir()
+    path = Path(path)
+    if not path.exists():
+        raise FormatError(f"{path}: no such file")
+    if path.is_dir():
+        raise FormatError(f"{path}: is a folder, expected a NIR HDF5 file")
+    _check_node_types(path)
+    try:
+        graph = nir.read(path, type_check=False)
+    except (OSError, KeyError, ValueError, TypeError, AssertionError) as err:
+        text = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise FormatError(f"{path}: damaged NIR graph file ({text[:160]})") from None
+    return from_nir(graph, dt=dt)
