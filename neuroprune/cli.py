@@ -20,6 +20,8 @@ from neuroprune.errors import NeuropruneError
 COMMANDS: dict[str, tuple[str, str]] = {
     "info": ("neuroprune.commands.info", "print the layers of a netx file"),
     "fit": ("neuroprune.commands.fit", "check that a netx network fits a neuromorphic chip"),
+    "train": ("neuroprune.commands.train", "train an SNN on slayer CUBA blocks (digits by default)"),
+    "prune": ("neuroprune.commands.prune", "prune a trained model under a SynOps target and chip budgets"),
     "verify": ("neuroprune.commands.verify", "run a netx file in Lava and check spike-exact agreement"),
 }
 

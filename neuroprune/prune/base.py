@@ -157,6 +157,28 @@ def fits(model: snn_model.SNN, task: PruneTask, activity: Activity | None = None
     return use.ok, use.cores
 
 
+def check_feasible(model: snn_model.SNN, task: PruneTask) -> None:
+    """Refuse budgets that no pruning can meet: even one channel per prunable layer
+    must fit the task's hardware constraints."""
+    if task.constraints is None:
+        return
+    from neuroprune.prune.graph import DependencyGraph
+    from neuroprune.prune.structured import prune_network
+
+    network = snn_model.to_ir(model)
+    graph = DependencyGraph(network)
+    smallest = prune_network(network, {i: [0] for i in graph.prunable()}, graph)
+    use = resource_use(smallest, task.constraints)
+    if not use.ok:
+        broken = [name for name, ok in use.within.items() if not ok]
+        raise PruneError(
+            f"impossible hardware budget: even with one channel in every prunable layer the net needs "
+            f"{use.cores} cores on {use.chips} chip(s) of {task.constraints.chip.name} "
+            f"(budget {task.constraints.max_cores} cores, {task.constraints.max_chips} chips; broken: "
+            f"{', '.join(broken)}); each layer needs cores of its own, so raise --max-cores to at least {use.cores}"
+        )
+
+
 def finetune(model: snn_model.SNN, task: PruneTask, steps: int, seed: int, on_step: Any = None) -> None:
     """Fine-tune in place with the task's recipe and a seed of its own."""
     if steps <= 0:

@@ -33,10 +33,7 @@ draw comes from generators seeded by (seed, phase, step).
 
 from __future__ import annotations
 
-import dataclasses
-import json
 import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -47,17 +44,19 @@ import torch
 from hw_models import resource_use
 from neuroprune.errors import CheckpointError, PruneError
 from neuroprune.ir import ConvLayer, Network
-from neuroprune.prune.base import Measurer, PruneResult, PruneTask, deliver, finetune
+from neuroprune.prune.base import Measurer, PruneResult, PruneTask, check_feasible, deliver, finetune
 from neuroprune.prune.ddpg import DDPGAgent, DDPGConfig
 from neuroprune.prune.graph import DependencyGraph
 from neuroprune.prune.importance import get_criterion
 from neuroprune.prune.lre import LinearSynOpsEstimator
 from neuroprune.prune.structured import keep_by_ratio, prune_model, prune_network
 from neuroprune.snn import model as snn_model
+from neuroprune.snn.checkpoint import load_checkpoint, save_checkpoint
 
 __all__ = ["SpearConfig", "spear", "SynOpsModel"]
 
 STATE_FEATURES = 12
+CHECKPOINT_KIND = "spear-search"
 
 
 @dataclass(frozen=True)
@@ -149,6 +148,7 @@ class _Search:
         if task.synops_target is None:
             raise PruneError("SPEAR needs a SynOps target (e.g. --synops-target 0.5)")
         self.model, self.task, self.config, self.log = model, task, config, log
+        check_feasible(model, task)
         self.network = snn_model.to_ir(model)
         self.graph = DependencyGraph(self.network)
         self.layers = self.graph.prunable()
@@ -248,34 +248,13 @@ def _rng(seed: int, phase: int, step: int) -> np.random.Generator:
 
 # ----------------------------------------------------------------------------- checkpoint
 def _save_state(path: Path, search: _Search, stage: dict[str, Any]) -> None:
-    state = {
-        "format": "neuroprune.spear/1",
-        "meta": json.dumps({"stage": stage, "history": search.history, "best": search.best,
-                            "lre": search.lre.state_dict(), "layers": search.layers,
-                            "target": search.task.synops_target, "seed": search.task.seed}),
-        "agent": search.agent.state_dict(),
-    }
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        torch.save(state, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    meta = {"stage": stage, "history": search.history, "best": search.best, "lre": search.lre.state_dict(),
+            "layers": search.layers, "target": search.task.synops_target, "seed": search.task.seed}
+    save_checkpoint(path, {"agent": search.agent.state_dict()}, meta, kind=CHECKPOINT_KIND)
 
 
 def _load_state(path: Path, search: _Search) -> dict[str, Any]:
-    try:
-        state = torch.load(path, weights_only=True)
-    except FileNotFoundError:
-        raise CheckpointError(f"{path}: no search checkpoint to resume; run without --resume to start") from None
-    except Exception as err:  # unpickling errors of many kinds
-        raise CheckpointError(f"{path}: not a readable SPEAR checkpoint ({type(err).__name__}); delete it to start over") from None
-    if not isinstance(state, dict) or state.get("format") != "neuroprune.spear/1":
-        raise CheckpointError(f"{path}: not a SPEAR search checkpoint")
-    meta = json.loads(state["meta"])
+    state, meta = load_checkpoint(path, kind=CHECKPOINT_KIND)
     if meta["layers"] != search.layers or meta["target"] != search.task.synops_target or meta["seed"] != search.task.seed:
         raise CheckpointError(
             f"{path}: the checkpoint belongs to another search (layers, target or seed differ); "
@@ -304,9 +283,11 @@ def spear(model: snn_model.SNN, task: PruneTask, config: SpearConfig = SpearConf
         search = _Search(model, task, config, log=bar.log)
         path = Path(checkpoint) if checkpoint is not None else None
         stage = {"lre_done": 0, "episode": 0}
-        if path is not None and resume:
+        if path is not None and resume and path.exists():
             stage = _load_state(path, search)
             bar.log(f"resumed from {path}: {stage['lre_done']} LRE samples, {stage['episode']} episodes done")
+        elif resume:
+            bar.log(f"no search checkpoint at {path}; starting a new search")
         lre_steps = task.finetune_steps if config.lre_finetune_steps is None else config.lre_finetune_steps
 
         # 1. LRE samples
@@ -322,8 +303,10 @@ def spear(model: snn_model.SNN, task: PruneTask, config: SpearConfig = SpearConf
                 _save_state(path, search, stage)
         if config.lre_samples >= 3 and search.lre.stats is None:
             stats = search.lre.fit(seed=task.seed)
-            bar.log(f"LRE: after = {stats.weight:.3f} * before + {stats.bias:.3f}, R^2 {stats.r2:.3f}, "
-                    f"held-out relative error {stats.holdout_mean_rel_error:.1%} (max {stats.holdout_max_rel_error:.1%})")
+            held_out = (f"held-out relative error {stats.holdout_mean_rel_error:.1%} "
+                        f"(max {stats.holdout_max_rel_error:.1%}, {stats.holdout_samples} nets)"
+                        if stats.holdout_samples else "too few samples for a held-out check")
+            bar.log(f"LRE: after = {stats.weight:.3f} * before + {stats.bias:.3f}, R^2 {stats.r2:.3f}, {held_out}")
 
         # 2. search episodes
         episodes = bar.add("SPEAR episodes", total=config.episodes, completed=stage["episode"])

@@ -166,12 +166,19 @@ class SNN(torch.nn.Module):
     # -- running ---------------------------------------------------------------------
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Output spikes ``(N, classes, T)`` for input ``(N, *input_shape, T)``."""
-        for block in self.blocks:
-            x = block(x)
-        return x
+        return self.forward_all(x)[-1]
 
     def forward_all(self, x: torch.Tensor) -> list[torch.Tensor]:
-        """Outputs of every block (flatten included), in order."""
+        """Outputs of every block (flatten included), in order.
+
+        Timing matches the chip exactly: on Loihi every synapse delivers one step
+        late, which slayer models by delaying each block's output (``delay_shift``).
+        The last block is built without that delay, so its output is the output
+        layer's spikes at the chip's time steps; without an input neuron layer the
+        input spikes are delayed one step here (the first synapse's delay).
+        """
+        if not self.has_input_neuron:
+            x = torch.cat([torch.zeros_like(x[..., :1]), x[..., :-1]], dim=-1)
         outputs = []
         for block in self.blocks:
             x = block(x)
@@ -300,6 +307,7 @@ def build(arch: str | Sequence[LayerSpec], input_shape: Sequence[int], num_class
             shape = (spec.out,)
         else:
             raise ShapeError(f"layer {index}: unknown layer kind {spec.kind!r}")
+    blocks[-1].delay_shift = False  # the output layer's spikes at the chip's time steps
     return SNN(blocks, input_shape, neuron=neuron, name=name)
 
 
@@ -410,3 +418,27 @@ def from_ir(network: Network, neuron: NeuronConfig | None = None) -> SNN:
             weight = torch.as_tensor(layer.effective_weight, dtype=torch.float32) / WEIGHT_SCALE
             block.synapse.weight.data.copy_(weight.reshape(block.synapse.weight.shape))
     return model
+
+
+# ----------------------------------------------------------------------------- files
+def save_model(path: str, model: SNN, meta: dict[str, Any] | None = None) -> Any:
+    """Write ``model`` as a neuroprune checkpoint (weights + rebuild description)."""
+    from neuroprune.snn.checkpoint import save_checkpoint
+
+    return save_checkpoint(path, model.state_dict(), {**(meta or {}), "model": model.meta()})
+
+
+def load_model(path: str) -> tuple[SNN, dict[str, Any]]:
+    """Read a checkpoint written by :func:`save_model` (``weights_only`` loading)."""
+    from neuroprune.errors import CheckpointError
+    from neuroprune.snn.checkpoint import load_checkpoint
+
+    state, meta = load_checkpoint(path)
+    if "model" not in meta:
+        raise CheckpointError(f"{path}: the checkpoint has no model description; save it with save_model()")
+    model = build_from_meta(meta["model"])
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as err:
+        raise CheckpointError(f"{path}: weights do not match the model description ({str(err).splitlines()[0]})") from None
+    return model, meta

@@ -1,0 +1,155 @@
+"""Glue shared by the commands (train, prune, demo): load a trained model with its data
+and recipe, measure it on the chip's terms, prune it and write the results."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from converters import netx
+from hw_models import Constraints, fit
+from neuroprune.data import Dataset, load
+from neuroprune.errors import CheckpointError
+from neuroprune.prune.base import Measurer, PruneTask, write_summary
+from neuroprune.snn import model as snn_model
+from neuroprune.snn.encoders import get_encoder
+from neuroprune.snn.fixed import run_fixed
+from neuroprune.snn.train import TrainConfig
+
+__all__ = ["Trained", "load_trained", "fixed_point_accuracy", "prune_and_report", "print_table"]
+
+
+@dataclass
+class Trained:
+    """A trained model with the data set and training recipe it came from."""
+
+    model: snn_model.SNN
+    dataset: Dataset
+    config: TrainConfig
+    meta: dict[str, Any]
+
+
+def load_trained(path: str, data: str | None = None, seed: int = 0) -> Trained:
+    """Load a checkpoint from ``neuroprune train`` and the data set it names (or ``data``)."""
+    model, meta = snn_model.load_model(path)
+    config_fields = {f.name for f in dataclasses.fields(TrainConfig)}
+    config = TrainConfig(**{k: v for k, v in meta.get("config", {}).items() if k in config_fields})
+    name = data or meta.get("dataset")
+    if name is None:
+        raise CheckpointError(f"{path}: the checkpoint does not name its data set; pass --data")
+    dataset = load(name, seed=meta.get("data_seed", seed) if data is None else seed)
+    if tuple(dataset.input_shape) != tuple(model.input_shape):
+        raise CheckpointError(
+            f"{path}: the model takes inputs of shape {tuple(model.input_shape)}, data set {name!r} has "
+            f"{tuple(dataset.input_shape)}; pass the --data it was trained on"
+        )
+    return Trained(model=model, dataset=dataset, config=config, meta=meta)
+
+
+def chip_inputs(model: snn_model.SNN, x: np.ndarray, config: TrainConfig) -> torch.Tensor:
+    """Integer chip input for samples ``x``: encoded like training, then as the chip sees it."""
+    encoded = get_encoder(config.encoder)(torch.as_tensor(x), config.steps,
+                                          generator=torch.Generator().manual_seed(config.seed + 1))
+    return model.chip_input(encoded)
+
+
+def fixed_point_accuracy(model: snn_model.SNN, x: np.ndarray, y: np.ndarray, config: TrainConfig,
+                         batch_size: int = 256) -> float:
+    """Accuracy of the bit-exact chip model (what Lava computes) on ``(x, y)``."""
+    network = snn_model.to_ir(model)
+    correct = 0
+    for start in range(0, len(y), batch_size):
+        spikes = run_fixed(network, chip_inputs(model, x[start:start + batch_size], config)).output()
+        predictions = spikes.to(torch.int64).sum(dim=-1).argmax(dim=1).numpy()
+        correct += int((predictions == y[start:start + batch_size]).sum())
+    return correct / len(y)
+
+
+def print_table(title: str, rows: list[tuple[str, ...]], columns: tuple[str, ...]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=title)
+    for column in columns:
+        table.add_column(column)
+    for row in rows:
+        table.add_row(*row)
+    Console().print(table)
+
+
+def make_task(trained: Trained, args: argparse.Namespace) -> PruneTask:
+    constraints = None
+    if args.max_cores is not None or args.max_chips is not None or args.chip:
+        constraints = Constraints.from_chip(args.chip, max_cores=args.max_cores, max_chips=args.max_chips)
+    return PruneTask(
+        dataset=trained.dataset, train=trained.config, synops_target=args.synops_target, sparsity=args.sparsity,
+        constraints=constraints, finetune_steps=args.finetune_steps, eval_samples=args.eval_samples, seed=args.seed,
+    )
+
+
+def prune_and_report(trained: Trained, args: argparse.Namespace, out: Path) -> dict[str, Any]:
+    """Run ``args.method``, measure before/after on the test split, write model, netx
+    and summary; print the outcome. Returns the summary."""
+    from neuroprune.prune.methods import get_method
+
+    method = get_method(args.method)
+    task = make_task(trained, args)
+    if method.needs == "synops" and task.synops_target is None:
+        raise CheckpointError(f"method {args.method} needs --synops-target (a fraction such as 0.5)")
+    if method.needs == "sparsity" and task.sparsity is None:
+        raise CheckpointError(f"method {args.method} needs --sparsity (a fraction such as 0.75)")
+    torch.manual_seed(args.seed)
+    result = method.run(trained.model, task, args)
+    test = Measurer(trained.dataset, trained.config, "test")
+    dense, pruned = test.measure(trained.model), test.measure(result.model)
+    network = snn_model.to_ir(result.model)
+    report = fit(network, task.constraints.chip if task.constraints else args.chip, pruned.activity.rates,
+                 time_steps=pruned.activity.steps)
+    net_path = netx.write(network, out.with_suffix(".net"))
+    snn_model.save_model(str(out), result.model, {
+        **{k: v for k, v in trained.meta.items() if k != "model"},
+        "pruned": {"method": args.method, "source": str(args.model)},
+    })
+    summary = {
+        "method": args.method,
+        "target": task.synops_target if task.synops_target is not None else task.sparsity,
+        "target_kind": "synops_ratio" if task.synops_target is not None else "sparsity",
+        "synops_dense": dense.synops,
+        "synops_pruned": pruned.synops,
+        "synops_ratio": pruned.synops / dense.synops if dense.synops else 0.0,
+        "acc_dense": dense.accuracy,
+        "acc_pruned": pruned.accuracy,
+        "fits": report.ok,
+        "cores": report.totals.cores,
+        "chip": report.chip.name,
+        "max_cores": task.constraints.max_cores if task.constraints else None,
+        "params_dense": dense.params,
+        "params_pruned": pruned.params,
+        "nonzero_dense": dense.nonzero,
+        "nonzero_pruned": pruned.nonzero,
+        "sparsity": 1.0 - pruned.nonzero / dense.nonzero if dense.nonzero else 0.0,
+        "seed": args.seed,
+        "model": str(out),
+        "netx": str(net_path),
+        "info": result.info,
+    }
+    summary_path = write_summary(out.with_suffix(".json"), summary)
+    print_table(
+        f"{args.method}: {Path(args.model).name} -> {out.name}",
+        [
+            ("SynOps / inference", f"{dense.synops:,.0f}", f"{pruned.synops:,.0f}", f"{summary['synops_ratio']:.3f}"),
+            ("test accuracy", f"{dense.accuracy:.4f}", f"{pruned.accuracy:.4f}", f"{pruned.accuracy - dense.accuracy:+.4f}"),
+            ("parameters", f"{dense.params:,}", f"{pruned.params:,}", f"{pruned.params / max(dense.params, 1):.3f}"),
+            ("non-zero synapses", f"{dense.nonzero:,}", f"{pruned.nonzero:,}", f"{pruned.nonzero / max(dense.nonzero, 1):.3f}"),
+        ],
+        ("", "dense", "pruned", "ratio / change"),
+    )
+    fit_text = "fits" if report.ok else f"does NOT fit ({len(report.violations)} violations)"
+    print(f"{report.chip.name}: {fit_text}, {report.totals.cores} cores; wrote {out}, {net_path}, {summary_path}")
+    return summary

@@ -1,0 +1,58 @@
+"""Registry of pruning methods for the CLI: name -> how to run it from parsed arguments.
+
+Every method has the call shape ``method(model, task, config) -> PruneResult``; an
+entry here turns command-line options into the method's config. Add a method by adding
+a :class:`MethodSpec` to :data:`METHODS`.
+"""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Callable
+
+from neuroprune.errors import PruneError
+
+if TYPE_CHECKING:  # pragma: no cover - the registry must import without torch
+    from neuroprune.prune.base import PruneResult, PruneTask
+    from neuroprune.snn.model import SNN
+
+__all__ = ["MethodSpec", "METHODS", "get_method"]
+
+
+@dataclass(frozen=True)
+class MethodSpec:
+    name: str
+    help: str
+    run: Callable[["SNN", "PruneTask", argparse.Namespace], "PruneResult"]
+    needs: str = "synops"  # "synops": needs --synops-target; "sparsity": --sparsity; "either"
+
+
+def _spear(model: "SNN", task: "PruneTask", args: argparse.Namespace) -> "PruneResult":
+    from neuroprune.prune.spear import SpearConfig, spear
+
+    config = SpearConfig(
+        episodes=args.episodes, warmup=min(args.warmup, args.episodes), lre_samples=args.lre_samples,
+        lre_finetune_steps=args.lre_finetune_steps, recovery_steps=args.recovery_steps, criterion=args.criterion,
+        hidden=args.hidden,
+    )
+    return spear(model, task, config, checkpoint=args.checkpoint, resume=args.resume, progress=not args.quiet)
+
+
+def _uniform(model: "SNN", task: "PruneTask", args: argparse.Namespace) -> "PruneResult":
+    from neuroprune.prune.uniform import UniformConfig, uniform
+
+    return uniform(model, task, UniformConfig(ratio=args.keep_ratio, criterion=args.criterion), progress=not args.quiet)
+
+
+METHODS: dict[str, MethodSpec] = {
+    "spear": MethodSpec("spear", "reinforcement-learning structured pruning under a SynOps target (LRE + TAR)", _spear),
+    "uniform": MethodSpec("uniform", "same keep ratio in every layer (baseline)", _uniform, needs="either"),
+}
+
+
+def get_method(name: str) -> MethodSpec:
+    try:
+        return METHODS[name]
+    except KeyError:
+        raise PruneError(f"unknown pruning method {name!r}; choose one of {', '.join(METHODS)}") from None

@@ -1,0 +1,70 @@
+"""Uniform pruning: the same keep ratio for every prunable layer (the simplest baseline).
+
+With a SynOps target the ratio is found by bisection on the analytic SynOps estimate
+(see :class:`neuroprune.prune.spear.SynOpsModel`), then delivered like every method:
+prune, fine-tune, tighten until the measured SynOps are under the target.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from neuroprune.errors import PruneError
+from neuroprune.prune.base import Measurer, PruneResult, PruneTask, check_feasible, deliver
+from neuroprune.prune.graph import DependencyGraph
+from neuroprune.prune.importance import get_criterion
+from neuroprune.snn import model as snn_model
+
+__all__ = ["UniformConfig", "uniform", "uniform_ratio_for"]
+
+
+@dataclass(frozen=True)
+class UniformConfig:
+    """``ratio``: keep ratio for every layer (used when the task has no SynOps target)."""
+
+    ratio: float | None = None
+    criterion: str = "l1"
+    a_min: float = 0.05
+
+
+def uniform_ratio_for(synops_model: "SynOpsModel", layers: list[int], target: float, a_min: float) -> float:  # noqa: F821
+    """Largest common keep ratio whose estimated SynOps fraction is at most ``target``."""
+    low, high = a_min, 1.0
+    if synops_model.ratio({i: high for i in layers}) <= target:
+        return high
+    for _ in range(40):
+        mid = 0.5 * (low + high)
+        if synops_model.ratio({i: mid for i in layers}) <= target:
+            low = mid
+        else:
+            high = mid
+    return low
+
+
+def uniform(model: snn_model.SNN, task: PruneTask, config: UniformConfig = UniformConfig(), *,
+            progress: bool = True) -> PruneResult:
+    """Prune every prunable layer to the same keep ratio (to meet ``task.synops_target``
+    when given, else ``config.ratio``)."""
+    from neuroprune.progress import task_progress
+    from neuroprune.prune.spear import SynOpsModel
+
+    check_feasible(model, task)
+    network = snn_model.to_ir(model)
+    graph = DependencyGraph(network)
+    layers = graph.prunable()
+    if not layers:
+        raise PruneError("the network has no prunable layers")
+    measured = Measurer(task.dataset, task.train, "val", task.eval_samples).measure(model)
+    importance = get_criterion(config.criterion)(network, measured.activity)
+    if task.synops_target is not None:
+        ratio = uniform_ratio_for(SynOpsModel(network, graph, measured.layer_synops), layers, task.synops_target,
+                                  config.a_min)
+    elif config.ratio is not None:
+        ratio = config.ratio
+    else:
+        raise PruneError("uniform pruning needs a SynOps target or a keep ratio")
+    with task_progress(progress) as bar:
+        bar.log(f"uniform keep ratio {ratio:.3f} on layers {layers}")
+        delivered, tries = deliver(model, task, {i: ratio for i in layers}, importance, a_min=config.a_min,
+                                   progress=bar.log)
+    return PruneResult(model=delivered, method="uniform", history=tries, info={"ratio": ratio})
