@@ -128,7 +128,7 @@ class DDPGAgent:
 
     # -- learning --------------------------------------------------------------------
     def end_episode(self, transitions: list[tuple[np.ndarray, float, np.ndarray, bool]], reward: float,
-                    episode: int, rng: np.random.Generator) -> dict[str, float]:
+                    episode: int, rng: np.random.Generator) -> dict[str, float | None]:
         """Store the episode (each step gets ``reward - baseline``), update the
         networks, decay the noise after warm-up. Returns losses for logging."""
         decay = self.config.baseline_decay
@@ -136,7 +136,7 @@ class DDPGAgent:
         advantage = reward - self.baseline
         for state, action, next_state, done in transitions:
             self.buffer.add(state, action, advantage, next_state, done)
-        losses = {"critic_loss": float("nan"), "actor_loss": float("nan")}
+        losses: dict[str, float | None] = {"critic_loss": None, "actor_loss": None}
         if episode >= self.config.warmup:
             self.sigma *= self.config.sigma_decay
         if len(self.buffer) < min(self.config.batch_size, 8) or episode < self.config.warmup // 2:
