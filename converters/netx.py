@@ -21,12 +21,12 @@ convolution, so a written-and-read pool comes back as a conv layer.
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
 
+from neuroprune.atomic import atomic_path
 from neuroprune.errors import FormatError, ShapeError, UnsupportedLayerError
 from neuroprune.ir import (
     ConvLayer,
@@ -131,24 +131,14 @@ def write(network: Network, path: str | os.PathLike[str]) -> Path:
     import h5py
 
     path = Path(path)
-    if not path.parent.exists():
-        raise FormatError(f"cannot write {path}: folder {path.parent} does not exist")
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        with h5py.File(tmp_name, "w") as handle:
-            layer_group = handle.create_group("layer")
-            for index, layer in enumerate(network.layers):
-                writer = _WRITERS.get(layer.kind)
-                if writer is None:  # pragma: no cover - guarded by Network
-                    raise UnsupportedLayerError(f"layer {index}: type {layer.kind!r} cannot be written to netx")
-                writer(layer_group.create_group(str(index)), layer, network.shapes[index],
-                       network.input_shape_of(index))
-        os.replace(tmp_name, path)
-    except BaseException:
-        if os.path.exists(tmp_name):
-            os.unlink(tmp_name)
-        raise
+    with atomic_path(path) as tmp_name, h5py.File(tmp_name, "w") as handle:
+        layer_group = handle.create_group("layer")
+        for index, layer in enumerate(network.layers):
+            writer = _WRITERS.get(layer.kind)
+            if writer is None:  # pragma: no cover - guarded by Network
+                raise UnsupportedLayerError(f"layer {index}: type {layer.kind!r} cannot be written to netx")
+            writer(layer_group.create_group(str(index)), layer, network.shapes[index],
+                   network.input_shape_of(index))
     return path
 
 

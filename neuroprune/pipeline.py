@@ -153,3 +153,90 @@ def prune_and_report(trained: Trained, args: argparse.Namespace, out: Path) -> d
     fit_text = "fits" if report.ok else f"does NOT fit ({len(report.violations)} violations)"
     print(f"{report.chip.name}: {fit_text}, {report.totals.cores} cores; wrote {out}, {net_path}, {summary_path}")
     return summary
+
+
+# ----------------------------------------------------------------------------- energy
+@dataclass
+class NetRun:
+    """A network with chip inputs (and labels when known) for counting and accuracy."""
+
+    label: str
+    network: Any  # neuroprune.ir.Network
+    x_int: np.ndarray  # (N, *input_shape, T) chip input integers
+    y: np.ndarray | None = None
+
+
+def _direct_mantissas(x: np.ndarray) -> np.ndarray:
+    """Analog input in [0, 1] as an input neuron layer receives it (slayer's 8-bit input
+    quantizer: step 2/64, then x 64)."""
+    return (np.clip(np.round(x * 32.0), -128, 127) * 2).astype(np.int64)
+
+
+def load_net_run(path: str, data: str | None, samples: int, steps: int | None, seed: int = 0,
+                 label: str | None = None) -> NetRun:
+    """Inputs for a ``.pt`` model (its own data and encoding) or a ``.net`` file
+    (``data``: digits, synthetic, a .npz with x, y, or a .npy of chip-input integers;
+    none: seeded random input)."""
+    from converters import lava_verify
+    from neuroprune.errors import DataError
+
+    label = label or Path(path).stem
+    if str(path).endswith(".pt"):
+        trained = load_trained(path, data=data, seed=seed)
+        config = trained.config if steps is None else dataclasses.replace(trained.config, steps=steps)
+        x, y = trained.dataset.x_test[:samples], trained.dataset.y_test[:samples]
+        return NetRun(label, snn_model.to_ir(trained.model), chip_inputs(trained.model, x, config).numpy(), y)
+    network = netx.read(path)
+    steps = steps or 16
+    if data is None:
+        return NetRun(label, network, lava_verify.random_input(network, steps, samples, seed))
+    if data.endswith(".npy"):
+        try:
+            x_int = np.load(data, allow_pickle=False)
+        except (OSError, ValueError) as err:
+            raise DataError(f"{data}: not a readable .npy array ({err})") from None
+        if tuple(x_int.shape[1:-1]) != network.input_shape:
+            raise DataError(f"{data}: inputs of shape {tuple(x_int.shape[1:-1])}, the network takes "
+                            f"{network.input_shape}; give (samples, *input_shape, steps) integers")
+        return NetRun(label, network, x_int[:samples].astype(np.int64))
+    dataset = load(data, seed=seed)
+    if tuple(dataset.input_shape) != network.input_shape:
+        raise DataError(f"data set {data!r} has inputs of shape {tuple(dataset.input_shape)}, the network takes "
+                        f"{network.input_shape}")
+    x, y = dataset.x_test[:samples], dataset.y_test[:samples]
+    repeated = np.repeat(x[..., None], steps, axis=-1)
+    if network[0].neuron is not None:
+        x_int = _direct_mantissas(repeated)
+    else:
+        x_int = (np.random.default_rng(seed).random(repeated.shape) < repeated).astype(np.int64)
+    return NetRun(label, network, x_int, y)
+
+
+def chip_rates(run: NetRun, source: str = "model") -> tuple[dict[int, np.ndarray], float | None]:
+    """Spike rates per layer (spikes per neuron per step) counted by our bit-exact model
+    or by Lava, and the accuracy when labels are known."""
+    from converters import lava_verify
+
+    steps = run.x_int.shape[-1]
+    if source == "lava":
+        with_path = netx.write(run.network, Path(_tmpdir()) / f"{run.label}.net")
+        per_sample = [lava_verify.run_lava(with_path, run.network, sample) for sample in run.x_int]
+        spikes = {i: np.stack([s[i] for s in per_sample]).astype(np.int64) for i in per_sample[0]}
+    elif source == "model":
+        spikes = {i: s.numpy().astype(np.int64) for i, s in run_fixed(run.network, run.x_int).spikes.items()}
+    else:
+        raise CheckpointError(f"unknown count source {source!r}; use 'model' or 'lava'")
+    rates = {i: s.sum(axis=(0, s.ndim - 1)) / (s.shape[0] * steps) for i, s in spikes.items()}
+    if 0 not in rates:
+        rates[0] = (run.x_int > 0).sum(axis=(0, run.x_int.ndim - 1)) / (run.x_int.shape[0] * steps)
+    accuracy = None
+    if run.y is not None:
+        output = spikes[max(spikes)].sum(axis=-1)
+        accuracy = float((output.argmax(axis=1) == run.y).mean())
+    return rates, accuracy
+
+
+def _tmpdir() -> str:
+    import tempfile
+
+    return tempfile.mkdtemp(prefix="neuroprune-")

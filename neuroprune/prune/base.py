@@ -18,7 +18,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,6 +26,7 @@ import numpy as np
 import torch
 
 from hw_models import Constraints, fit, resource_use
+from neuroprune.atomic import atomic_path
 from neuroprune.data import Dataset
 from neuroprune.errors import PruneError
 from neuroprune.snn import model as snn_model
@@ -196,18 +196,9 @@ def write_summary(path: str | os.PathLike[str], summary: dict[str, Any]) -> Path
     missing = [key for key in SUMMARY_KEYS if key not in summary]
     if missing:
         raise PruneError(f"summary lacks keys {missing}")
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as handle:
-            json.dump(summary, handle, indent=2, default=_json_default)
-            handle.write("\n")
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    return path
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(summary, indent=2, default=_json_default) + "\n")
+    return Path(path)
 
 
 def _json_default(value: Any) -> Any:
