@@ -38,6 +38,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     spear.add_argument("--hidden", type=int, default=300, help="DDPG hidden units (default 300)")
     spear.add_argument("--checkpoint", help="search checkpoint (default: OUT with .search suffix)")
     spear.add_argument("--resume", action="store_true", help="continue the search from its checkpoint")
+    regrowth = parser.add_argument_group("SCA and criticality")
+    regrowth.add_argument("--sca-steps", type=int, default=300, help="SCA: steps of pruning while training (default 300)")
+    regrowth.add_argument("--sca-update-every", type=int, default=25, help="SCA: steps between prune/regrow updates")
+    regrowth.add_argument("--regrow-ratio", type=float, default=0.2, help="criticality: share pruned past the target "
+                          "and regrown (default 0.2)")
     parser.add_argument("--quiet", action="store_true", help="no progress output")
 
 

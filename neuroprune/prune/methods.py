@@ -45,9 +45,29 @@ def _uniform(model: "SNN", task: "PruneTask", args: argparse.Namespace) -> "Prun
     return uniform(model, task, UniformConfig(ratio=args.keep_ratio, criterion=args.criterion), progress=not args.quiet)
 
 
+def _sca(model: "SNN", task: "PruneTask", args: argparse.Namespace) -> "PruneResult":
+    from neuroprune.prune.sca import SCAConfig, sca
+
+    config = SCAConfig(train_steps=getattr(args, "sca_steps", 300), update_every=getattr(args, "sca_update_every", 25),
+                       keep_ratio=getattr(args, "keep_ratio", None))
+    return sca(model, task, config, progress=not getattr(args, "quiet", False))
+
+
+def _criticality(model: "SNN", task: "PruneTask", args: argparse.Namespace) -> "PruneResult":
+    from neuroprune.prune.criticality import CriticalityConfig, criticality
+
+    config = CriticalityConfig(regrow_ratio=getattr(args, "regrow_ratio", 0.2), criterion=getattr(args, "criterion", "l1"),
+                               keep_ratio=getattr(args, "keep_ratio", None))
+    return criticality(model, task, config, progress=not getattr(args, "quiet", False))
+
+
 METHODS: dict[str, MethodSpec] = {
     "spear": MethodSpec("spear", "reinforcement-learning structured pruning under a SynOps target (LRE + TAR)", _spear),
     "uniform": MethodSpec("uniform", "same keep ratio in every layer (baseline)", _uniform, needs="either"),
+    "sca": MethodSpec("sca", "spiking-channel-activity pruning with gradient regrowth during training (SCA)", _sca,
+                      needs="either"),
+    "criticality": MethodSpec("criticality", "prune past the target, regrow the most critical channels "
+                              "(--synops-target) or synapses (--sparsity)", _criticality, needs="either"),
 }
 
 

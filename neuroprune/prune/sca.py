@@ -78,6 +78,8 @@ __all__ = [
     "sca_select",
     "ChannelMasks",
     "target_keep_ratio",
+    "keep_ratio_for_task",
+    "mean_layer_rates",
     "deliver_selection",
 ]
 
@@ -244,7 +246,8 @@ class ChannelMasks:
 
 
 # ----------------------------------------------------------------------------- targets
-def _layer_rates(activity_rates: Mapping[int, np.ndarray]) -> dict[int, float]:
+def mean_layer_rates(activity_rates: Mapping[int, np.ndarray]) -> dict[int, float]:
+    """Mean spike rate (spikes per neuron per step) of every layer."""
     return {i: float(np.mean(r)) for i, r in activity_rates.items()}
 
 
@@ -272,8 +275,11 @@ def target_keep_ratio(network: Network, graph: DependencyGraph, layers: list[int
     return low
 
 
-def _final_keep_ratio(network: Network, graph: DependencyGraph, layers: list[int], layer_synops: dict[int, float],
-                      task: PruneTask, keep_ratio: float | None, a_min: float, rates: Mapping[int, float]) -> float:
+def keep_ratio_for_task(network: Network, graph: DependencyGraph, layers: list[int], layer_synops: dict[int, float],
+                        task: PruneTask, keep_ratio: float | None, a_min: float, rates: Mapping[int, float]) -> float:
+    """Common keep ratio of the prunable ``layers``: the largest whose estimated SynOps
+    fraction meets ``task.synops_target`` (else ``keep_ratio``), lowered until the
+    structure fits ``task.constraints``."""
     from neuroprune.prune.spear import SynOpsModel
     from neuroprune.prune.uniform import uniform_ratio_for
 
@@ -353,8 +359,8 @@ def sca(model: snn_model.SNN, task: PruneTask, config: SCAConfig = SCAConfig(), 
     if not layers:
         raise PruneError("the network has no prunable layers (only the output layer carries synapses)")
     dense = Measurer(task.dataset, task.train, "val", task.eval_samples).measure(model)
-    rates = _layer_rates(dense.activity.rates)
-    final = _final_keep_ratio(network, graph, layers, dense.layer_synops, task, config.keep_ratio, config.a_min, rates)
+    rates = mean_layer_rates(dense.activity.rates)
+    final = keep_ratio_for_task(network, graph, layers, dense.layer_synops, task, config.keep_ratio, config.a_min, rates)
     from neuroprune.prune.spear import SynOpsModel
 
     estimate = SynOpsModel(network, graph, dense.layer_synops)
