@@ -61,6 +61,28 @@ def _criticality(model: "SNN", task: "PruneTask", args: argparse.Namespace) -> "
     return criticality(model, task, config, progress=not getattr(args, "quiet", False))
 
 
+def _given(args: argparse.Namespace, **names: str) -> dict:
+    """Config fields for the options the user gave (None = keep the config's default)."""
+    values = {field: getattr(args, option, None) for field, option in names.items()}
+    return {field: value for field, value in values.items() if value is not None}
+
+
+def _gradr(model: "SNN", task: "PruneTask", args: argparse.Namespace) -> "PruneResult":
+    from neuroprune.prune.gradr import GradRConfig, gradr
+
+    config = GradRConfig(**_given(args, alpha="alpha", steps="gradr_steps"))
+    return gradr(model, task, config, progress=not getattr(args, "quiet", False))
+
+
+def _admm(model: "SNN", task: "PruneTask", args: argparse.Namespace) -> "PruneResult":
+    from neuroprune.prune.admm import AdmmConfig, admm
+
+    config = AdmmConfig(ternary=bool(getattr(args, "ternary", False)),
+                        **_given(args, weight_bits="weight_bits", activity_reg="activity_reg", rho="rho",
+                                 steps="admm_steps", update_every="admm_update_every"))
+    return admm(model, task, config, progress=not getattr(args, "quiet", False))
+
+
 METHODS: dict[str, MethodSpec] = {
     "spear": MethodSpec("spear", "reinforcement-learning structured pruning under a SynOps target (LRE + TAR)", _spear),
     "uniform": MethodSpec("uniform", "same keep ratio in every layer (baseline)", _uniform, needs="either"),
@@ -68,6 +90,11 @@ METHODS: dict[str, MethodSpec] = {
                       needs="either"),
     "criticality": MethodSpec("criticality", "prune past the target, regrow the most critical channels "
                               "(--synops-target) or synapses (--sparsity)", _criticality, needs="either"),
+    "gradr": MethodSpec("gradr", "gradient rewiring: w = s*ReLU(theta), pruned synapses regrow, Laplace prior "
+                        "(--sparsity, --alpha)", _gradr, needs="sparsity"),
+    "admm": MethodSpec("admm", "ADMM pruning (--sparsity) and/or weight quantization (--weight-bits, --ternary) "
+                       "with activity regularisation (--activity-reg); --sparsity 0 quantizes only", _admm,
+                       needs="sparsity"),
 }
 
 
