@@ -23,6 +23,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "train": ("neuroprune.commands.train", "train an SNN on slayer CUBA blocks (digits by default)"),
     "prune": ("neuroprune.commands.prune", "prune a trained model under a SynOps target and chip budgets"),
     "energy": ("neuroprune.commands.energy", "energy per inference per layer, before/after, HTML report"),
+    "demo": ("neuroprune.demo", "train -> fit -> SPEAR -> netx -> Lava -> energy report on digits"),
     "verify": ("neuroprune.commands.verify", "run a netx file in Lava and check spike-exact agreement"),
 }
 
