@@ -342,6 +342,77 @@ def clone_model(model: snn_model.SNN) -> snn_model.SNN:
     return copy.deepcopy(model)
 
 
+# ----------------------------------------------------------------------------- training
+class _Run:
+    """State of one SCA training run: the channel masks, the regrowth gradients summed
+    since the last update, the activity monitor and one history record per update."""
+
+    def __init__(self, work: snn_model.SNN, graph: DependencyGraph, layers: list[int], config: SCAConfig,
+                 final: float, estimate: Any, monitor: ActivityMonitor, log: Callable[[str], None]) -> None:
+        self.graph, self.layers, self.config, self.final, self.estimate = graph, layers, config, final, estimate
+        self.monitor, self.log = monitor, log
+        self.blocks = work.synaptic_blocks()
+        self.masks = ChannelMasks(work, layers)
+        self.final_counts = {i: keep_count(graph.channels(i), final) for i in layers}
+        self.grad_sum = {i: torch.zeros(graph.channels(i)) for i in layers}
+        self.grad_steps = 0
+        self.history: list[dict[str, Any]] = []
+        self.activity: dict[int, np.ndarray] = {}  # channel activity of the latest window
+
+    def on_step(self, net: torch.nn.Module, step: int) -> None:
+        """After every optimizer step: add the gradient norms, update every
+        ``update_every`` steps during the pruning phase, keep pruned rows at zero."""
+        for i in self.layers:
+            grad = self.blocks[i].synapse.weight.grad
+            if grad is not None:
+                self.grad_sum[i] += channel_grad_norm(grad)
+        self.grad_steps += 1
+        done = step + 1
+        if done % self.config.update_every == 0 and done // self.config.update_every <= self.config.updates:
+            self.update(net, done // self.config.update_every, done)
+        self.masks.apply(net)
+
+    def update(self, net: torch.nn.Module, update: int, step: int) -> None:
+        """Prune by activity and regrow by gradient norm, to the scheduled keep ratio."""
+        updates = self.config.updates
+        activity = self.monitor.result().mean_abs_voltage
+        self.monitor.reset()
+        ratio = keep_ratio_schedule(update, updates, self.final)
+        record: dict[str, Any] = {"update": update, "step": step, "keep_ratio": ratio, "dropped": {}, "regrown": {}}
+        for i in self.layers:
+            count = self.final_counts[i] if update == updates else keep_count(self.graph.channels(i), ratio)
+            count = max(count, self.final_counts[i])
+            regrow = regrow_count(count, self.config.regrow_fraction, update, updates)
+            scores = (self.grad_sum[i] / max(self.grad_steps, 1)).numpy()
+            _, dropped, regrown = sca_select(self.masks.live[i], activity[i], scores, count, regrow)
+            self.masks.prune(net, i, dropped)
+            self.masks.regrow(net, i, regrown)
+            self.activity[i] = np.asarray(activity[i], dtype=np.float64)
+            record["dropped"][str(i)] = dropped.tolist()
+            record["regrown"][str(i)] = regrown.tolist()
+            self.grad_sum[i].zero_()
+        self.grad_steps = 0
+        record["counts"] = {str(i): c for i, c in self.masks.counts().items()}
+        record["synops_estimate"] = self.estimate.ratio(self.masks.fractions())
+        self.history.append(record)
+        self.log(f"SCA update {update}/{updates} at step {step}: keep {ratio:.3f}, regrown "
+                 f"{sum(len(v) for v in record['regrown'].values())}, SynOps estimate {record['synops_estimate']:.3f}")
+
+    def finish(self) -> None:
+        """Rank the live channels by the activity of the frozen phase (used if delivery tightens)."""
+        if self.monitor.samples:
+            self.activity = {i: np.asarray(a, dtype=np.float64)
+                             for i, a in self.monitor.result().mean_abs_voltage.items() if i in self.layers}
+
+    def select(self, counts: dict[int, int]) -> dict[int, np.ndarray]:
+        """The ``counts[i]`` most active live channels of every layer."""
+        keep = {}
+        for i, count in counts.items():
+            live = np.flatnonzero(self.masks.live[i])
+            keep[i] = np.sort(live[np.argsort(-self.activity[i][live], kind="stable")][:count])
+        return keep
+
+
 # ----------------------------------------------------------------------------- entry point
 def sca(model: snn_model.SNN, task: PruneTask, config: SCAConfig = SCAConfig(), *,
         progress: bool = True) -> PruneResult:
@@ -349,6 +420,7 @@ def sca(model: snn_model.SNN, task: PruneTask, config: SCAConfig = SCAConfig(), 
     or, without a target, to ``config.keep_ratio`` of the channels of every prunable
     layer. ``model`` is left unchanged."""
     from neuroprune.progress import task_progress
+    from neuroprune.prune.spear import SynOpsModel
 
     if task.synops_target is None and task.sparsity is not None:
         raise PruneError("SCA prunes channels: give a SynOps target (--synops-target) or a --keep-ratio, not --sparsity")
@@ -359,83 +431,23 @@ def sca(model: snn_model.SNN, task: PruneTask, config: SCAConfig = SCAConfig(), 
     if not layers:
         raise PruneError("the network has no prunable layers (only the output layer carries synapses)")
     dense = Measurer(task.dataset, task.train, "val", task.eval_samples).measure(model)
-    rates = mean_layer_rates(dense.activity.rates)
-    final = keep_ratio_for_task(network, graph, layers, dense.layer_synops, task, config.keep_ratio, config.a_min, rates)
-    from neuroprune.prune.spear import SynOpsModel
-
-    estimate = SynOpsModel(network, graph, dense.layer_synops)
-    final_counts = {i: keep_count(graph.channels(i), final) for i in layers}
-
+    final = keep_ratio_for_task(network, graph, layers, dense.layer_synops, task, config.keep_ratio, config.a_min,
+                                mean_layer_rates(dense.activity.rates))
     work = clone_model(model)
-    masks = ChannelMasks(work, layers)
-    blocks = work.synaptic_blocks()
-    grad_sum = {i: torch.zeros(graph.channels(i)) for i in layers}
-    grad_steps = [0]
-    history: list[dict[str, Any]] = []
-    last_activity: dict[int, np.ndarray] = {}
-    updates = config.updates
-
-    with task_progress(progress) as bar, ActivityMonitor(work, voltage=True) as monitor:
-        bar.log(f"SCA: final keep ratio {final:.3f} on layers {layers} (counts {final_counts}), "
-                f"{updates} updates every {config.update_every} steps")
-        running = bar.add("SCA training", total=config.train_steps)
-
-        def on_step(net: torch.nn.Module, step: int) -> None:
-            for i in layers:
-                grad = blocks[i].synapse.weight.grad
-                if grad is not None:
-                    grad_sum[i] += channel_grad_norm(grad)
-            grad_steps[0] += 1
-            done = step + 1
-            if done % config.update_every == 0 and done // config.update_every <= updates:
-                update = done // config.update_every
-                activity = monitor.result().mean_abs_voltage
-                monitor.reset()
-                ratio = keep_ratio_schedule(update, updates, final)
-                record: dict[str, Any] = {"update": update, "step": done, "keep_ratio": ratio,
-                                          "dropped": {}, "regrown": {}}
-                for i in layers:
-                    count = final_counts[i] if update == updates else keep_count(graph.channels(i), ratio)
-                    count = max(count, final_counts[i])
-                    regrow = regrow_count(count, config.regrow_fraction, update, updates)
-                    scores = (grad_sum[i] / max(grad_steps[0], 1)).numpy()
-                    _, dropped, regrown = sca_select(masks.live[i], activity[i], scores, count, regrow)
-                    masks.prune(net, i, dropped)
-                    masks.regrow(net, i, regrown)
-                    last_activity[i] = np.asarray(activity[i], dtype=np.float64)
-                    record["dropped"][str(i)] = dropped.tolist()
-                    record["regrown"][str(i)] = regrown.tolist()
-                record["counts"] = {str(i): c for i, c in masks.counts().items()}
-                record["synops_estimate"] = estimate.ratio(masks.fractions())
-                history.append(record)
-                for i in layers:
-                    grad_sum[i].zero_()
-                grad_steps[0] = 0
-                regrown_total = sum(len(v) for v in record["regrown"].values())
-                bar.log(f"SCA update {update}/{updates} at step {done}: keep {ratio:.3f}, "
-                        f"regrown {regrown_total}, SynOps estimate {record['synops_estimate']:.3f}")
-            masks.apply(net)
-            bar.advance(running)
-
-        finetune(work, task, config.train_steps, seed=task.seed + 104729, on_step=on_step)
-        if monitor.samples:  # activity of the frozen phase ranks channels for any tightening
-            last_activity = {i: np.asarray(a, dtype=np.float64)
-                             for i, a in monitor.result().mean_abs_voltage.items() if i in layers}
-
-    def select(counts: dict[int, int]) -> dict[int, np.ndarray]:
-        keep = {}
-        for i, count in counts.items():
-            live_idx = np.flatnonzero(masks.live[i])
-            order = live_idx[np.argsort(-last_activity[i][live_idx], kind="stable")]
-            keep[i] = np.sort(order[:count])
-        return keep
-
-    dense_synops = Measurer(synops_inputs(task.dataset), task.train, "val").measure(model).synops
     with task_progress(progress) as bar:
-        delivered, tries = deliver_selection(work, task, masks.counts(), select, dense_synops=dense_synops,
+        with ActivityMonitor(work, voltage=True) as monitor:
+            run = _Run(work, graph, layers, config, final, SynOpsModel(network, graph, dense.layer_synops), monitor,
+                       bar.log)
+            bar.log(f"SCA: final keep ratio {final:.3f} on layers {layers} (counts {run.final_counts}), "
+                    f"{config.updates} updates every {config.update_every} steps")
+            finetune(work, task, config.train_steps, seed=task.seed + 104729, on_step=run.on_step)
+            run.finish()
+        bar.log(f"SCA: trained {config.train_steps} steps; live channels {run.masks.counts()}")
+        dense_synops = Measurer(synops_inputs(task.dataset), task.train, "val").measure(model).synops
+        delivered, tries = deliver_selection(work, task, run.masks.counts(), run.select, dense_synops=dense_synops,
                                              max_tighten=config.max_tighten, log=bar.log)
     ok, cores = fits(delivered, task)
-    info = {"final_keep_ratio": final, "counts": {str(i): c for i, c in final_counts.items()},
+    info = {"final_keep_ratio": final, "counts": {str(i): c for i, c in run.final_counts.items()},
             "dense_val_accuracy": dense.accuracy, "delivery": tries, "fits": ok, "cores": cores,
             "synops_ratio": tries[-1]["synops_ratio"]}
-    return PruneResult(model=delivered, method="sca", history=history, info=info)
+    return PruneResult(model=delivered, method="sca", history=run.history, info=info)
