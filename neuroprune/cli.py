@@ -25,6 +25,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "energy": ("neuroprune.commands.energy", "energy per inference per layer, before/after, HTML report"),
     "demo": ("neuroprune.demo", "train -> fit -> SPEAR -> netx -> Lava -> energy report on digits"),
     "verify": ("neuroprune.commands.verify", "run a netx file in Lava and check spike-exact agreement"),
+    "convert": ("neuroprune.commands.convert", "convert between .net, .nir, .pt and .onnx (ANN -> SNN)"),
 }
 
 EXIT_BAD_INPUT = 2
