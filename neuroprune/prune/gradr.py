@@ -48,7 +48,6 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
 import torch
 
 from neuroprune.errors import PruneError
