@@ -44,7 +44,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     regrowth.add_argument("--regrow-ratio", type=float, default=0.2, help="criticality: share pruned past the target "
                           "and regrown (default 0.2)")
     unstructured = parser.add_argument_group("Grad R and ADMM (default values: see their config classes)")
-    unstructured.add_argument("--alpha", type=float, help="gradr: prior strength, larger prunes more (default 2)")
+    unstructured.add_argument("--alpha", type=float, help="gradr: prior strength, larger prunes more (default: calibrated to the target)")
     unstructured.add_argument("--gradr-steps", type=int, help="gradr: rewiring steps before the landing (default 300)")
     unstructured.add_argument("--weight-bits", type=int, help="admm: quantize weights to B bits, 2..8 (e.g. 4)")
     unstructured.add_argument("--ternary", action="store_true", help="admm: ternary weights {-a, 0, a}")

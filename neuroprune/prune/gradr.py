@@ -22,7 +22,14 @@ centre whose probability mass below 0 is the target sparsity ``S``:
 
 ``alpha`` is in 1 / weight units (slayer's, where the chip mantissa is ``64 w``): the
 prior moves a strength by ``eta * alpha`` weight units per step, so a larger ``alpha``
-prunes faster and further.
+prunes faster and further. Over a short run every strength above ``mu`` just drifts
+down by ``alpha * sum_t eta_t``; the default (``alpha=None``) calibrates ``alpha`` so
+that this drift equals the target quantile of the trained magnitudes,
+
+.. math:: \\alpha = q_S(|w|) / \\sum_t \\eta_t ,
+
+i.e. the prior alone would prune the fraction ``S`` by the end of the run; synapses
+the loss needs resist (or regrow), the others go.
 
 How it runs on slayer blocks: the optimizer of :func:`neuroprune.snn.train.train`
 keeps updating ``synapse.weight`` (so Adam, schedules, ``to_ir`` and export are
@@ -56,7 +63,7 @@ from neuroprune.prune.masks import MaskSet
 from neuroprune.snn import model as snn_model
 from neuroprune.snn.train import TrainConfig, fine_tune
 
-__all__ = ["GradRConfig", "GradRewiring", "gradr", "prior_center", "chip_sparsity"]
+__all__ = ["GradRConfig", "GradRewiring", "gradr", "prior_center", "calibrated_alpha", "chip_sparsity"]
 
 
 @dataclass(frozen=True)
@@ -66,7 +73,7 @@ class GradRConfig:
     Attributes
     ----------
     alpha : prior strength (1 / weight units); the sparsity the rewiring reaches grows
-        with it.
+        with it. None: calibrated to the target (see the module docstring).
     steps : optimizer steps of the rewiring phase.
     lr : peak learning rate of the rewiring phase (default: the training lr of the task).
     land : finish with a magnitude step to exactly the target sparsity and a masked
@@ -75,7 +82,7 @@ class GradRConfig:
     log_every : steps between history records.
     """
 
-    alpha: float = 2.0
+    alpha: float | None = None
     steps: int = 300
     lr: float | None = None
     land: bool = True
@@ -83,7 +90,7 @@ class GradRConfig:
     log_every: int = 25
 
     def __post_init__(self) -> None:
-        if not self.alpha > 0:
+        if self.alpha is not None and not self.alpha > 0:
             raise PruneError(f"Grad R prior strength alpha = {self.alpha} must be > 0")
         if self.steps < 0:
             raise PruneError(f"Grad R steps = {self.steps} must be >= 0")
@@ -119,6 +126,18 @@ def _lr_at(step: int, lr: float, planned: int, schedule: str) -> float:
     if schedule == "cosine":
         return lr * 0.5 * (1.0 + math.cos(math.pi * step / max(planned, 1)))
     return lr
+
+
+def calibrated_alpha(model: snn_model.SNN, sparsity: float, lr: float, steps: int, schedule: str) -> float:
+    """``alpha = q_S(|w|) / sum_t eta_t``: the prior's drift over the run reaches the
+    ``sparsity`` quantile of the model's weight magnitudes (weight units)."""
+    magnitudes = torch.cat([b.synapse.weight.detach().abs().flatten() for b in model.synaptic_blocks().values()])
+    quantile = float(torch.quantile(magnitudes.double(), sparsity))
+    drift = sum(_lr_at(t, lr, steps, schedule) for t in range(steps))
+    if drift <= 0 or quantile <= 0:
+        raise PruneError(f"cannot calibrate Grad R's alpha (drift {drift:g}, weight quantile {quantile:g}); "
+                         "give --alpha and --gradr-steps > 0")
+    return quantile / drift
 
 
 class GradRewiring:
@@ -217,9 +236,12 @@ def gradr(model: snn_model.SNN, task: PruneTask, config: GradRConfig = GradRConf
     check_feasible(model, task)
     started = time.perf_counter()
     pruned = copy.deepcopy(model)
-    mu = prior_center(task.sparsity, config.alpha)
     lr = config.lr if config.lr is not None else task.train.lr
-    rewiring = GradRewiring(pruned, config.alpha, mu, lr, config.steps, task.train.schedule)
+    alpha = config.alpha
+    if alpha is None:
+        alpha = calibrated_alpha(model, task.sparsity, lr, config.steps, task.train.schedule) if config.steps else 1.0
+    mu = prior_center(task.sparsity, alpha)
+    rewiring = GradRewiring(pruned, alpha, mu, lr, config.steps, task.train.schedule)
     history: list[dict[str, Any]] = []
 
     def on_step(net: snn_model.SNN, step: int) -> None:
@@ -230,12 +252,13 @@ def gradr(model: snn_model.SNN, task: PruneTask, config: GradRConfig = GradRConf
                             "pruned": rewiring.pruned})
 
     with task_progress(progress) as bar:
-        bar.log(f"Grad R: alpha {config.alpha:g}, mu {mu:.4f}, {config.steps} rewiring steps at lr {lr:g}")
+        bar.log(f"Grad R: alpha {alpha:g}, mu {mu:.4f}, {config.steps} rewiring steps at lr {lr:g}")
         if config.steps:
             recipe: TrainConfig = dataclasses.replace(task.train, seed=task.seed + 104729)
             fine_tune(pruned, task.dataset, config.steps, recipe, on_step=on_step, lr=lr)
         natural = chip_sparsity(pruned)
-        info: dict[str, Any] = {"alpha": config.alpha, "mu": mu, "rewire_steps": config.steps, "rewire_lr": lr,
+        info: dict[str, Any] = {"alpha": alpha, "alpha_calibrated": config.alpha is None, "mu": mu,
+                                "rewire_steps": config.steps, "rewire_lr": lr,
                                 "natural_sparsity": natural, "hidden_sparsity": rewiring.hidden_sparsity(),
                                 "regrown": rewiring.regrown, "pruned_crossings": rewiring.pruned}
         bar.log(f"Grad R: prior reached sparsity {natural:.3f} ({rewiring.regrown} regrowths)")

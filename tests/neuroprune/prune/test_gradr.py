@@ -7,7 +7,14 @@ import torch
 from neuroprune.data import make_synthetic
 from neuroprune.errors import PruneError
 from neuroprune.prune.base import PruneTask
-from neuroprune.prune.gradr import GradRConfig, GradRewiring, chip_sparsity, gradr, prior_center
+from neuroprune.prune.gradr import (
+    GradRConfig,
+    GradRewiring,
+    calibrated_alpha,
+    chip_sparsity,
+    gradr,
+    prior_center,
+)
 from neuroprune.prune.masks import MaskSet
 from neuroprune.snn import model as snn_model
 from neuroprune.snn.train import TrainConfig, fine_tune, train
@@ -70,6 +77,17 @@ def test_cosine_schedule_scales_the_prior(trained):
     before = rewiring.theta[index].clone()
     rewiring.on_step(model, 2)  # lr at step 2 of 4: 0.02 * 0.5 * (1 + cos(pi / 2)) = 0.01
     assert torch.allclose(before - rewiring.theta[index], torch.full_like(before, 0.01), atol=1e-7)
+
+
+@pytest.mark.parametrize("schedule", ["constant", "cosine"])
+def test_calibrated_alpha_makes_the_prior_alone_reach_the_target(trained, schedule):
+    model = _copy(trained)
+    alpha = calibrated_alpha(model, 0.6, lr=0.01, steps=20, schedule=schedule)
+    rewiring = GradRewiring(model, alpha, prior_center(0.6, alpha), lr=0.01, planned=20, schedule=schedule)
+    for step in range(20):  # no optimizer: only the prior acts
+        rewiring.on_step(model, step)
+    assert rewiring.hidden_sparsity() == pytest.approx(0.6, abs=0.01)
+    assert rewiring.regrown == 0
 
 
 def test_pruned_synapse_regrows_when_its_gradient_pushes_it_up(trained, data):
