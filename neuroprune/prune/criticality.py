@@ -275,7 +275,9 @@ def _structured(model: snn_model.SNN, task: PruneTask, config: CriticalityConfig
     history: list[dict[str, Any]] = []
 
     def select(current: dict[int, int]) -> dict[int, np.ndarray]:
-        keep, record = {}, {"counts": {str(i): int(c) for i, c in current.items()}, "pruned_past": {}, "regenerated": {}}
+        keep: dict[int, np.ndarray] = {}
+        record: dict[str, Any] = {"counts": {str(i): int(c) for i, c in current.items()}, "pruned_past": {},
+                                  "regenerated": {}}
         for i, count in current.items():
             kept, past, regenerated = prune_and_regenerate(importance[i], crit[i], count, config.regrow_ratio)
             keep[i] = kept
@@ -320,7 +322,8 @@ def _unstructured(model: snn_model.SNN, task: PruneTask, config: CriticalityConf
         if not use.ok:
             broken = [name for name, ok in use.within.items() if not ok]
             raise PruneError(
-                f"at sparsity {sparsity:.3f} the net still needs {use.cores} cores (budget {task.constraints.max_cores}; "
+                f"at sparsity {sparsity:.3f} the net still needs {use.cores} cores "
+                f"(budget {task.constraints.max_cores}; "
                 f"broken: {', '.join(broken)}); synapse pruning keeps every neuron, so prune channels with "
                 "--synops-target or raise --max-cores"
             )

@@ -56,8 +56,8 @@ def _sca(model: "SNN", task: "PruneTask", args: argparse.Namespace) -> "PruneRes
 def _criticality(model: "SNN", task: "PruneTask", args: argparse.Namespace) -> "PruneResult":
     from neuroprune.prune.criticality import CriticalityConfig, criticality
 
-    config = CriticalityConfig(regrow_ratio=getattr(args, "regrow_ratio", 0.2), criterion=getattr(args, "criterion", "l1"),
-                               keep_ratio=getattr(args, "keep_ratio", None))
+    config = CriticalityConfig(regrow_ratio=getattr(args, "regrow_ratio", 0.2),
+                               criterion=getattr(args, "criterion", "l1"), keep_ratio=getattr(args, "keep_ratio", None))
     return criticality(model, task, config, progress=not getattr(args, "quiet", False))
 
 

@@ -423,7 +423,8 @@ def sca(model: snn_model.SNN, task: PruneTask, config: SCAConfig = SCAConfig(), 
     from neuroprune.prune.spear import SynOpsModel
 
     if task.synops_target is None and task.sparsity is not None:
-        raise PruneError("SCA prunes channels: give a SynOps target (--synops-target) or a --keep-ratio, not --sparsity")
+        raise PruneError("SCA prunes channels: give a SynOps target (--synops-target) or a --keep-ratio, "
+                         "not --sparsity")
     check_feasible(model, task)
     network = snn_model.to_ir(model)
     graph = DependencyGraph(network)

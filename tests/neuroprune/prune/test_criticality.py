@@ -136,6 +136,20 @@ def test_mode_and_config_errors():
         CriticalityConfig(mode="channels")
 
 
+def test_hardware_budgets_refused_with_a_fix():
+    data = make_synthetic(num_classes=2, n_per_class=10, seed=0)
+    model = snn_model.build("c32,c16s2,f", data.input_shape, num_classes=2, seed=0)  # 5 cores on Loihi 1
+    config = TrainConfig(steps=4)
+    impossible = PruneTask(dataset=data, train=config, synops_target=0.5,
+                           constraints=Constraints.from_chip("loihi1", max_cores=2))
+    with pytest.raises(PruneError, match="impossible hardware budget"):
+        criticality(model, impossible, progress=False)
+    # synapse pruning keeps all 2048 neurons of the first layer: 4 cores cannot be met that way
+    sparse = PruneTask(dataset=data, train=config, sparsity=0.5, constraints=Constraints.from_chip("loihi1", max_cores=4))
+    with pytest.raises(PruneError, match="synapse pruning keeps every neuron, so prune channels with --synops-target"):
+        criticality(model, sparse, progress=False)
+
+
 # ----------------------------------------------------------------------------- end to end
 @pytest.fixture(scope="module")
 def trained():

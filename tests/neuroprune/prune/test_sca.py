@@ -146,6 +146,11 @@ def test_config_and_task_errors():
         sca(model, PruneTask(dataset=data, train=TrainConfig(steps=4), sparsity=0.5), progress=False)
     with pytest.raises(PruneError, match="needs a SynOps target or a channel keep ratio"):
         sca(model, PruneTask(dataset=data, train=TrainConfig(steps=4)), progress=False)
+    big = snn_model.build("c32,c16s2,f", data.input_shape, num_classes=2, seed=0)  # 5 cores on Loihi 1
+    impossible = PruneTask(dataset=data, train=TrainConfig(steps=4), synops_target=0.5,
+                           constraints=Constraints.from_chip("loihi1", max_cores=2))
+    with pytest.raises(PruneError, match="impossible hardware budget.*raise --max-cores"):
+        sca(big, impossible, progress=False)
 
 
 # ----------------------------------------------------------------------------- end to end
