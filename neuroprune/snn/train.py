@@ -153,12 +153,16 @@ class TrainHistory:
     epoch_time_s: list[float] = field(default_factory=list)
     """wall time of each epoch in seconds (training plus validation)."""
     optimizer_steps: int = 0
+    """optimizer steps taken in total."""
     wall_time_s: float = 0.0
+    """wall time of the whole run in seconds (validation and checkpoints included)."""
+    step_time_s: float = 0.0
+    """wall time spent in training steps only (encode, forward, backward, update, hooks)."""
 
     @property
     def seconds_per_step(self) -> float:
-        """Mean wall time per optimizer step in seconds (validation included)."""
-        return self.wall_time_s / max(self.optimizer_steps, 1)
+        """Mean wall time of one training step in seconds (validation excluded)."""
+        return self.step_time_s / max(self.optimizer_steps, 1)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain-JSON form."""
@@ -332,6 +336,7 @@ def train(
             ):
                 if step >= planned:
                     break
+                step_start = time.perf_counter()
                 inputs = encoder(xb, config.steps, generator=encode_gen)
                 output = _check_output(model(inputs), len(yb), dataset.num_classes, config.steps)
                 loss = compute_loss(output, yb, config)
@@ -350,6 +355,7 @@ def train(
                 if on_step is not None:
                     on_step(model, step)
                 step += 1
+                history.step_time_s += time.perf_counter() - step_start
                 loss_sum += loss.item() * len(yb)
                 correct += int((classify(output.detach()) == yb).sum())
                 seen += len(yb)

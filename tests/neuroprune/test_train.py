@@ -108,7 +108,8 @@ def test_tiny_snn_learns_synthetic_task(synthetic) -> None:
     assert history.loss[-1] < history.loss[0]
     batches_per_epoch = -(-len(synthetic.y_train) // FAST.batch_size)
     assert history.optimizer_steps == 3 * batches_per_epoch
-    assert 0 < history.wall_time_s <= elapsed
+    assert 0 < history.step_time_s < history.wall_time_s <= elapsed
+    assert history.seconds_per_step == pytest.approx(history.step_time_s / history.optimizer_steps)
     # cosine schedule ends at lr 0; constant stays put
     assert history.lr[-1] == pytest.approx(0.0, abs=1e-9)
 
