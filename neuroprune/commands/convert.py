@@ -32,6 +32,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     onnx.add_argument("--steps", type=int, default=64, help="time steps of the SNN accuracy run (default 64)")
     onnx.add_argument("--percentile", type=float, default=99.9,
                       help="activation percentile that maps to one spike per step (default 99.9)")
+    onnx.add_argument("--max-rate", type=float, default=0.5,
+                      help="spikes per step at the percentile activation (default 0.5)")
     onnx.add_argument("--input-encoding", choices=("neuron", "graded"), default="neuron",
                       help="input neuron layer (any chip, default) or graded input into the first layer (Loihi 2)")
     onnx.add_argument("--input-rate", type=float, default=0.5,
@@ -76,7 +78,7 @@ def _write_checkpoint(network: Any, path: Path) -> None:
     if len(network) != len(back) or differ:
         where = f"layer {differ[0]} ({network[differ[0]].kind})" if differ else "the layer count"
         raise UnsupportedLayerError(
-            f"{path}: the network cannot be stored exactly as a slayer checkpoint ({where} differs: slayer "
+            f"{path}: cannot store the network as a slayer checkpoint exactly ({where} differs: slayer "
             "holds even weight mantissas in [-256, 254], no biases or pools, one neuron type); write .net or .nir"
         )
     snn_model.save_model(str(path), model, {"source": "neuroprune convert"})
@@ -91,7 +93,7 @@ def _read_onnx(path: Path, args: argparse.Namespace) -> Any:
         raise ShapeError(f"--steps={args.steps} must be >= 1")
     dataset = data_module.load(args.data, seed=args.seed)
     config = onnx_conv.ConversionConfig(percentile=args.percentile, input_rate=args.input_rate,
-                                        input_encoding=args.input_encoding)
+                                        max_rate=args.max_rate, input_encoding=args.input_encoding)
     conversion, error = onnx_conv.convert(path, dataset.x_train, config)
     ann_accuracy = float((conversion.ann.predict(dataset.x_test) == dataset.y_test).mean())
     snn_accuracy = conversion.accuracy(dataset.x_test, dataset.y_test, args.steps)
