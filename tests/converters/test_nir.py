@@ -314,3 +314,11 @@ def test_cli_convert_reports_unsupported_nir_nodes(tmp_path: Path, capsys: pytes
     err = capsys.readouterr().err
     assert "unsupported node(s): li (LI)" in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "li.net").exists()
+
+
+@pytest.mark.parametrize("kind", ["dense", "conv"])
+def test_round_trip_of_a_file_written_by_lava_dl(kind: str, slayer_export, tmp_path: Path) -> None:
+    """A netx file written by lava-dl's own exporter (axonal delays in the dense case)."""
+    path, _ = slayer_export(kind)
+    network = netx.read(path)
+    assert nir_conv.read(nir_conv.write(network, tmp_path / f"{kind}.nir")).same_as(network)
