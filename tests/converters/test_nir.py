@@ -322,3 +322,13 @@ def test_round_trip_of_a_file_written_by_lava_dl(kind: str, slayer_export, tmp_p
     path, _ = slayer_export(kind)
     network = netx.read(path)
     assert nir_conv.read(nir_conv.write(network, tmp_path / f"{kind}.nir")).same_as(network)
+
+
+def test_per_input_delays_export_as_a_delay_before_the_synapse() -> None:
+    network = Network([InputLayer(shape=(4,)),
+                       DenseLayer(weight=np.ones((3, 4), dtype=np.int32), delay=np.array([0, 1, 2, 3], dtype=np.int32),
+                                  neuron=Neuron(i_decay=4096, v_decay=0, v_th_mant=2))])
+    graph = nir_conv.to_nir(network)
+    assert graph.edges[:2] == [("input0", "dense1.delay_in"), ("dense1.delay_in", "dense1")]
+    np.testing.assert_array_equal(graph.nodes["dense1.delay_in"].delay, [0, 1, 2, 3])
+    assert nir_conv.from_nir(graph).same_as(network)
