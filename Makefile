@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 PYTHON310 ?= $(shell (python3.10 -c 'import sys' >/dev/null 2>&1 && command -v python3.10) || ls -d $${PYENV_ROOT:-$$HOME/.pyenv}/versions/3.10*/bin/python3.10 2>/dev/null | tail -n 1)
 PYTEST_ARGS ?=
 
-.PHONY: install demo test test-fast bench clean
+.PHONY: install system-deps demo test test-fast bench clean
 
 $(STAMP): pyproject.toml
 	@if [ ! -x $(PY) ]; then \
@@ -22,7 +22,15 @@ install: $(STAMP)
 demo: install
 	$(VENV)/bin/neuroprune demo
 
-test: install
+# Headless Chromium renders the HTML report in a test; install Debian's package when missing.
+system-deps:
+	@command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    echo "installing chromium (apt-get)"; \
+	    apt-get install -y -q chromium >/dev/null 2>&1 || { apt-get update -q >/dev/null && apt-get install -y -q chromium >/dev/null; }; \
+	  else echo "warning: chromium not found and cannot be installed here; the report-rendering test will fail"; fi; }
+
+test: install system-deps
 	$(PY) -m pytest -q $(PYTEST_ARGS)
 
 test-fast: install
