@@ -198,6 +198,9 @@ def to_nir(network: Network, dt: float = 1.0) -> Any:
     def add(key: str, node: Any) -> None:
         if type(node).__name__ == "Conv2d":  # nir takes in-channels = weight.shape[1], wrong for groups > 1
             node.input_type = {"input": np.array(network.input_shape_of(index))}
+        layer_name = network.layers[index].name
+        if key == _node_key(layer_name) and key != layer_name:  # the layer's main node keeps the IR name
+            node.metadata[f"{_META}_layer_name"] = layer_name
         if key in nodes:
             raise ShapeError(f"two NIR nodes would be named {key!r}; give the IR layers unique names")
         nodes[key] = node
@@ -207,34 +210,35 @@ def to_nir(network: Network, dt: float = 1.0) -> Any:
         shape = network.shapes[index]
         in_shape = network.input_shape_of(index)
         where = f"layer {index} ({layer.kind} {layer.name!r})"
+        key = _node_key(layer.name)
         if isinstance(layer, InputLayer):
             meta: dict[str, Any] = {}
             if layer.weight is not None:
                 meta[f"{_META}_input_weight"] = float(layer.weight)
             if layer.bias is not None:
                 meta[f"{_META}_input_bias"] = float(layer.bias)
-            add(layer.name, nir.Input(input_type=np.array(shape), metadata=meta))
+            add(key, nir.Input(input_type=np.array(shape), metadata=meta))
             if layer.neuron is not None:
-                add(f"{layer.name}.lif", _neuron_node(layer.neuron, shape, dt, None, False, where))
+                add(f"{key}.lif", _neuron_node(layer.neuron, shape, dt, None, False, where))
             continue
         if isinstance(layer, FlattenLayer):
-            add(layer.name, nir.Flatten(input_type={"input": np.array(in_shape)}, start_dim=0, end_dim=-1))
+            add(key, nir.Flatten(input_type={"input": np.array(in_shape)}, start_dim=0, end_dim=-1))
             continue
         bias = getattr(layer, "bias", None)
         bias_on_synapse = bias is not None and (layer.neuron is None or layer.neuron.i_decay == DECAY_UNITY)
         if isinstance(layer, DenseLayer):
             post_delay, pre_delay = _split_delay(layer, where)
             if pre_delay is not None:
-                add(f"{layer.name}.delay_in", nir.Delay(delay=pre_delay.astype(np.float64)))
+                add(f"{key}.delay_in", nir.Delay(delay=pre_delay.astype(np.float64)))
             weight = layer.effective_weight.astype(np.float32)
             meta = _synapse_meta(layer)
             if bias_on_synapse:
-                add(layer.name, nir.Affine(weight=weight, bias=np.asarray(bias, dtype=np.float32).reshape(-1),
+                add(key, nir.Affine(weight=weight, bias=np.asarray(bias, dtype=np.float32).reshape(-1),
                                            metadata=meta))
             else:
-                add(layer.name, nir.Linear(weight=weight, metadata=meta))
+                add(key, nir.Linear(weight=weight, metadata=meta))
             if post_delay is not None:
-                add(f"{layer.name}.delay", nir.Delay(delay=post_delay.astype(np.float64)))
+                add(f"{key}.delay", nir.Delay(delay=post_delay.astype(np.float64)))
         elif isinstance(layer, ConvLayer):
             if layer.delay is not None and np.any(layer.delay):
                 raise UnsupportedLayerError(f"{where}: synaptic delays on conv layers cannot be exported to NIR")
@@ -249,25 +253,30 @@ def to_nir(network: Network, dt: float = 1.0) -> Any:
             meta = _synapse_meta(layer)
             if layer.delay is not None:
                 meta[f"{_META}_delay"] = np.asarray(layer.delay)
-            add(layer.name, nir.Conv2d(
+            add(key, nir.Conv2d(
                 input_shape=tuple(int(s) for s in in_shape[1:]), weight=layer.effective_weight.astype(np.float32),
                 stride=layer.stride, padding=layer.padding, dilation=layer.dilation, groups=layer.groups,
                 bias=conv_bias, metadata=meta,
             ))
         elif isinstance(layer, PoolLayer):
-            add(layer.name, nir.SumPool2d(kernel_size=np.array(layer.kernel), stride=np.array(layer.stride),
+            add(key, nir.SumPool2d(kernel_size=np.array(layer.kernel), stride=np.array(layer.stride),
                                           padding=np.array(layer.padding)))
-            add(f"{layer.name}.scale", nir.Scale(scale=np.full(shape, float(layer.weight))))
+            add(f"{key}.scale", nir.Scale(scale=np.full(shape, float(layer.weight))))
         else:  # pragma: no cover - Network only holds the types above
             raise UnsupportedLayerError(f"{where}: cannot be exported to NIR")
         if layer.neuron is not None:
-            add(f"{layer.name}.lif", _neuron_node(layer.neuron, shape, dt, bias, not bias_on_synapse, where))
+            add(f"{key}.lif", _neuron_node(layer.neuron, shape, dt, bias, not bias_on_synapse, where))
         elif bias is not None and not bias_on_synapse:  # pragma: no cover - bias_on_synapse covers neuron None
             raise UnsupportedLayerError(f"{where}: bias without neuron")
     add("output", nir.Output(output_type=np.array(network.output_shape)))
     edges = list(zip(chain[:-1], chain[1:]))
     return nir.NIRGraph(nodes=nodes, edges=edges,
                         metadata={f"{_META}_name": network.name, "dt": float(dt), "source": "neuroprune"})
+
+
+def _node_key(name: str) -> str:
+    """A NIR node key for an IR layer name ('/' would nest HDF5 groups)."""
+    return name.replace("/", "_") or "layer"
 
 
 def _split_delay(layer: DenseLayer, where: str) -> tuple[np.ndarray | None, np.ndarray | None]:
@@ -479,6 +488,11 @@ class _Stage:
     scale: Any = None
     meta: dict[str, Any] = field(default_factory=dict)
 
+    @property
+    def layer_name(self) -> str:
+        """The IR layer name: stored in metadata when the node key had to differ."""
+        return str(self.meta.get("layer_name", self.name))
+
 
 def _chain(graph: Any) -> list[str]:
     """Node keys in data-flow order; refuses graphs that are not one chain."""
@@ -524,7 +538,7 @@ def _stages(graph: Any, order: list[str]) -> list[_Stage]:
         elif kind == "Output":
             continue
         elif kind == "Flatten":
-            stages.append(_Stage("flatten", key))
+            stages.append(_Stage("flatten", key, meta=_ours(node.metadata)))
         elif kind in SYNAPSE_NODES:
             if kind in ("Affine", "Linear"):
                 stage_kind = "dense"
@@ -619,11 +633,11 @@ def from_nir(graph: Any, dt: float = 1.0) -> Network:
             neuron = None
             if stage.neuron is not None:
                 neuron = _input_neuron(stage, shape, dt)
-            layers.append(InputLayer(name=stage.name, shape=shape, neuron=neuron,
+            layers.append(InputLayer(name=stage.layer_name, shape=shape, neuron=neuron,
                                      weight=stage.meta.get("input_weight"), bias=stage.meta.get("input_bias")))
             continue
         if stage.kind == "flatten":
-            layers.append(FlattenLayer(name=stage.name))
+            layers.append(FlattenLayer(name=stage.layer_name))
             shape = (int(np.prod(shape)),)
             continue
         layer = _synaptic_layer(stage, shape, dt)
@@ -740,7 +754,7 @@ def _synaptic_layer(stage: _Stage, in_shape: tuple[int, ...], dt: float) -> Laye
     weight_bits = None if weight_bits is None else int(weight_bits)
     if stage.kind == "dense":
         delay = _delays(stage, mantissa.shape, where)
-        return DenseLayer(name=stage.name, weight=mantissa, neuron=neuron, bias=bias, delay=delay, mask=mask,
+        return DenseLayer(name=stage.layer_name, weight=mantissa, neuron=neuron, bias=bias, delay=delay, mask=mask,
                           weight_bits=weight_bits)
     if stage.pre_delay is not None or stage.post_delay is not None:
         raise UnsupportedLayerError(f"{where}: Delay nodes are supported around Affine/Linear synapses only")
@@ -748,12 +762,12 @@ def _synaptic_layer(stage: _Stage, in_shape: tuple[int, ...], dt: float) -> Laye
         taps = np.unique(mantissa)
         groups_ok = mantissa.shape[1] == 1 and int(geometry["groups"]) == rows == in_shape[0]
         if taps.size == 1 and groups_ok and bias is None and geometry.get("dilation", (1, 1)) == (1, 1):
-            return PoolLayer(name=stage.name, kernel=tuple(mantissa.shape[2:]), stride=geometry["stride"],
+            return PoolLayer(name=stage.layer_name, kernel=tuple(mantissa.shape[2:]), stride=geometry["stride"],
                              padding=geometry["padding"], weight=int(taps[0]), neuron=neuron)
         if kind in ("SumPool2d", "AvgPool2d"):  # pragma: no cover - uniform by construction
             raise UnsupportedLayerError(f"{where}: pooling with per-channel gains cannot be one pool layer")
     delay_meta = stage.meta.get("delay")
-    return ConvLayer(name=stage.name, weight=mantissa, neuron=neuron, bias=bias, mask=mask, weight_bits=weight_bits,
+    return ConvLayer(name=stage.layer_name, weight=mantissa, neuron=neuron, bias=bias, mask=mask, weight_bits=weight_bits,
                      delay=None if delay_meta is None else np.asarray(delay_meta), **geometry)
 
 

@@ -332,3 +332,12 @@ def test_per_input_delays_export_as_a_delay_before_the_synapse() -> None:
     assert graph.edges[:2] == [("input0", "dense1.delay_in"), ("dense1.delay_in", "dense1")]
     np.testing.assert_array_equal(graph.nodes["dense1.delay_in"].delay, [0, 1, 2, 3])
     assert nir_conv.from_nir(graph).same_as(network)
+
+
+def test_layer_names_with_slashes_round_trip(dense_net: Network, tmp_path: Path) -> None:
+    """ONNX node names such as '/fc1/Gemm' cannot be HDF5 group names; they travel in metadata."""
+    named = Network([dataclasses.replace(layer, name=f"/block{i}/op") for i, layer in enumerate(dense_net.layers)])
+    path = nir_conv.write(named, tmp_path / "named.nir")
+    assert "_block1_op" in nir.read(path, type_check=False).nodes
+    back = nir_conv.read(path)
+    assert back.same_as(named) and back[1].name == "/block1/op"
