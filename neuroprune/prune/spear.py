@@ -44,12 +44,13 @@ import torch
 from hw_models import resource_use
 from neuroprune.errors import CheckpointError, PruneError
 from neuroprune.ir import ConvLayer, Network
-from neuroprune.prune.base import Measurer, PruneResult, PruneTask, check_feasible, deliver, finetune
+from neuroprune.prune.base import Measurer, PruneResult, PruneTask, check_feasible, deliver
 from neuroprune.prune.ddpg import DDPGAgent, DDPGConfig
+from neuroprune.prune.executor import CandidateJob, EvaluatorSpec, Executor, InProcessExecutor, spec_for
 from neuroprune.prune.graph import DependencyGraph
 from neuroprune.prune.importance import get_criterion
 from neuroprune.prune.lre import LinearSynOpsEstimator
-from neuroprune.prune.structured import keep_by_ratio, prune_model, prune_network
+from neuroprune.prune.structured import keep_by_ratio, prune_network
 from neuroprune.snn import model as snn_model
 from neuroprune.snn.checkpoint import load_checkpoint, save_checkpoint
 
@@ -76,8 +77,11 @@ class SpearConfig:
     sigma: float = 0.5
     sigma_decay: float = 0.95
     max_tighten: int = 6
+    rollouts: int = 1  # episodes evaluated together per agent update batch (K); 1 = sequential
 
     def __post_init__(self) -> None:
+        if self.rollouts < 1:
+            raise PruneError(f"rollouts={self.rollouts} must be >= 1")
         if self.episodes < 1 or self.warmup < 0 or self.lre_samples < 0 or self.recovery_steps < 0:
             raise PruneError("SPEAR needs episodes >= 1 and non-negative warmup, lre_samples, recovery_steps")
         if not 0.0 < self.a_min <= 1.0:
@@ -144,7 +148,7 @@ class _Search:
     """Environment + agent + bookkeeping of one SPEAR run."""
 
     def __init__(self, model: snn_model.SNN, task: PruneTask, config: SpearConfig,
-                 log: Callable[[str], None]) -> None:
+                 log: Callable[[str], None], executor: Executor | None = None) -> None:
         if task.synops_target is None:
             raise PruneError("SPEAR needs a SynOps target (e.g. --synops-target 0.5)")
         self.model, self.task, self.config, self.log = model, task, config, log
@@ -175,6 +179,8 @@ class _Search:
         self.agent = DDPGAgent(STATE_FEATURES, config.agent_config(), seed=task.seed)
         self.history: list[dict[str, Any]] = []
         self.best: dict[str, Any] | None = None
+        self.executor = executor or InProcessExecutor()
+        self.spec: EvaluatorSpec | None = None
 
     # -- structure helpers --------------------------------------------------------------
     def candidate(self, ratios: dict[int, float]) -> Network:
@@ -224,14 +230,11 @@ class _Search:
         return np.concatenate([self.features[t], [reduced, rest, previous]]).astype(np.float32)
 
     # -- evaluation ---------------------------------------------------------------------
-    def evaluate(self, ratios: dict[int, float], recovery: int, seed: int) -> dict[str, Any]:
-        pruned = prune_model(self.model, keep_by_ratio(self.graph, ratios, self.importance), self.graph)
-        before = self.measurer.measure(pruned)
-        before_ratio = before.synops / self.dense.synops
-        finetune(pruned, self.task, recovery, seed=seed)
-        after = self.measurer.measure(pruned) if recovery > 0 else before
-        return {"model": pruned, "synops_before": before_ratio, "synops_after": after.synops / self.dense.synops,
-                "accuracy": after.accuracy}
+    def evaluate(self, jobs: list[CandidateJob]) -> list[dict[str, float]]:
+        """Evaluate candidates with the executor (in job order)."""
+        if self.spec is None:
+            self.spec = spec_for(self.model, self.task, self.importance, self.dense.synops)
+        return self.executor.map(self.spec, jobs)
 
     def reward(self, outcome: dict[str, Any], network: Network) -> tuple[float, dict[str, Any]]:
         target = float(self.task.synops_target)
@@ -244,6 +247,22 @@ class _Search:
 
 def _rng(seed: int, phase: int, step: int) -> np.random.Generator:
     return np.random.default_rng([seed, phase, step])
+
+
+def _rollout(search: _Search, episode: int) -> tuple[dict[int, float], list[tuple[np.ndarray, float, np.ndarray, bool]]]:
+    """One episode's walk over the layers: walled actions and the transitions."""
+    rng = _rng(search.task.seed, 2, episode)
+    decided: dict[int, float] = {}
+    transitions = []
+    previous = 1.0
+    for t, index in enumerate(search.layers):
+        state = search.state(t, decided, previous)
+        action = search.wall(t, search.agent.act(state, episode, rng), decided)
+        decided[index] = action
+        previous = action
+        last = t + 1 == len(search.layers)
+        transitions.append((state, action, state if last else search.state(t + 1, decided, action), last))
+    return decided, transitions
 
 
 # ----------------------------------------------------------------------------- checkpoint
@@ -270,17 +289,25 @@ def _load_state(path: Path, search: _Search) -> dict[str, Any]:
 # ----------------------------------------------------------------------------- entry point
 def spear(model: snn_model.SNN, task: PruneTask, config: SpearConfig = SpearConfig(), *,
           checkpoint: str | os.PathLike[str] | None = None, resume: bool = False, progress: bool = True,
-          stop_after: int | None = None) -> PruneResult:
+          stop_after: int | None = None, executor: Executor | None = None) -> PruneResult:
     """Prune ``model`` with SPEAR to ``task.synops_target`` (fraction of dense SynOps).
 
-    ``checkpoint`` is written after every LRE sample and episode; ``resume`` continues
-    from it. ``stop_after`` ends the run after that many episodes in this call (used to
-    test resumption) and returns the search state without delivering a model.
+    ``checkpoint`` is written after every chunk of LRE samples and every batch of
+    episodes; ``resume`` continues from it. ``stop_after`` ends the run after that many
+    episodes in this call (used to test resumption) and returns the search state
+    without delivering a model. ``executor`` evaluates candidates (default: in this
+    process; see :mod:`neuroprune.prune.executor`).
+
+    With ``config.rollouts = K > 1`` the agent plays K episodes with the same actor
+    (different exploration noise), their candidates are evaluated together (in parallel
+    on a parallel executor), and all K go into the replay buffer before the next batch;
+    the agent therefore learns from each episode K - 1 episodes later than a strictly
+    sequential agent does. K = 1 is the sequential agent.
     """
     from neuroprune.progress import task_progress
 
     with task_progress(progress) as bar:
-        search = _Search(model, task, config, log=bar.log)
+        search = _Search(model, task, config, log=bar.log, executor=executor)
         path = Path(checkpoint) if checkpoint is not None else None
         stage = {"lre_done": 0, "episode": 0}
         if path is not None and resume and path.exists():
@@ -290,15 +317,20 @@ def spear(model: snn_model.SNN, task: PruneTask, config: SpearConfig = SpearConf
             bar.log(f"no search checkpoint at {path}; starting a new search")
         lre_steps = task.finetune_steps if config.lre_finetune_steps is None else config.lre_finetune_steps
 
-        # 1. LRE samples
+        # 1. LRE samples, in chunks the executor can run at once
         sampling = bar.add("LRE samples", total=config.lre_samples, completed=stage["lre_done"])
-        for i in range(stage["lre_done"], config.lre_samples):
-            rng = _rng(task.seed, 1, i)
-            ratios = {index: float(rng.uniform(config.a_min, 1.0)) for index in search.layers}
-            outcome = search.evaluate(ratios, lre_steps, seed=task.seed * 1000 + i)
-            search.lre.add(outcome["synops_before"], outcome["synops_after"])
-            stage["lre_done"] = i + 1
-            bar.advance(sampling, f"before {outcome['synops_before']:.3f} -> after {outcome['synops_after']:.3f}")
+        chunk = max(1, search.executor.parallelism)
+        while stage["lre_done"] < config.lre_samples:
+            first = stage["lre_done"]
+            jobs = []
+            for i in range(first, min(first + chunk, config.lre_samples)):
+                rng = _rng(task.seed, 1, i)
+                ratios = {index: float(rng.uniform(config.a_min, 1.0)) for index in search.layers}
+                jobs.append(CandidateJob(ratios, lre_steps, seed=task.seed * 1000 + i))
+            for outcome in search.evaluate(jobs):
+                search.lre.add(outcome["synops_before"], outcome["synops_after"])
+                stage["lre_done"] += 1
+                bar.advance(sampling, f"before {outcome['synops_before']:.3f} -> after {outcome['synops_after']:.3f}")
             if path is not None:
                 _save_state(path, search, stage)
         if config.lre_samples >= 3 and search.lre.stats is None:
@@ -308,36 +340,27 @@ def spear(model: snn_model.SNN, task: PruneTask, config: SpearConfig = SpearConf
                         if stats.holdout_samples else "too few samples for a held-out check")
             bar.log(f"LRE: after = {stats.weight:.3f} * before + {stats.bias:.3f}, R^2 {stats.r2:.3f}, {held_out}")
 
-        # 2. search episodes
+        # 2. search episodes, K rollouts at a time with the current actor
         episodes = bar.add("SPEAR episodes", total=config.episodes, completed=stage["episode"])
         ran = 0
-        for episode in range(stage["episode"], config.episodes):
-            if stop_after is not None and ran >= stop_after:
-                break
-            rng = _rng(task.seed, 2, episode)
-            decided: dict[int, float] = {}
-            transitions = []
-            previous = 1.0
-            for t, index in enumerate(search.layers):
-                state = search.state(t, decided, previous)
-                action = search.wall(t, search.agent.act(state, episode, rng), decided)
-                decided[index] = action
-                previous = action
-                next_state = search.state(t + 1, decided, action) if t + 1 < len(search.layers) else state
-                transitions.append((state, action, next_state, t + 1 == len(search.layers)))
-            outcome = search.evaluate(decided, config.recovery_steps, seed=task.seed * 1000 + 500 + episode)
-            value, extra = search.reward(outcome, snn_model.to_ir(outcome["model"]))
-            losses = search.agent.end_episode(transitions, value, episode, rng)
-            record = {"episode": episode, "ratios": {str(k): v for k, v in decided.items()}, "reward": value,
-                      "accuracy": outcome["accuracy"], "synops_before": outcome["synops_before"],
-                      "synops_after_recovery": outcome["synops_after"], **extra, **losses}
-            search.history.append(record)
-            if extra["feasible"] and (search.best is None or value > search.best["reward"]):
-                search.best = record
-            stage["episode"] = episode + 1
-            ran += 1
-            best = search.best["reward"] if search.best else float("nan")
-            bar.advance(episodes, f"reward {value:.3f} best {best:.3f}")
+        while stage["episode"] < config.episodes and (stop_after is None or ran < stop_after):
+            batch = range(stage["episode"], min(stage["episode"] + config.rollouts, config.episodes))
+            rollouts = [_rollout(search, episode) for episode in batch]
+            jobs = [CandidateJob(decided, config.recovery_steps, seed=task.seed * 1000 + 500 + episode)
+                    for episode, (decided, _) in zip(batch, rollouts)]
+            for episode, (decided, transitions), outcome in zip(batch, rollouts, search.evaluate(jobs)):
+                value, extra = search.reward(outcome, search.candidate(decided))
+                losses = search.agent.end_episode(transitions, value, episode, _rng(task.seed, 3, episode))
+                record = {"episode": episode, "ratios": {str(k): v for k, v in decided.items()}, "reward": value,
+                          "accuracy": outcome["accuracy"], "synops_before": outcome["synops_before"],
+                          "synops_after_recovery": outcome["synops_after"], **extra, **losses}
+                search.history.append(record)
+                if extra["feasible"] and (search.best is None or value > search.best["reward"]):
+                    search.best = record
+                stage["episode"] = episode + 1
+                ran += 1
+                best = search.best["reward"] if search.best else float("nan")
+                bar.advance(episodes, f"reward {value:.3f} best {best:.3f}")
             if path is not None:
                 _save_state(path, search, stage)
 
