@@ -107,6 +107,8 @@ def _shift_right(values: torch.Tensor, shift: int) -> torch.Tensor:
 
 def _signed_wrap(values: torch.Tensor, bits: int) -> torch.Tensor:
     base = 1 << bits
+    if values.numel() and int(values.abs().max()) < base // 2:
+        return values  # nothing to wrap (the common case); skip the modulo pass
     return torch.remainder(values + base // 2, base) - base // 2
 
 
@@ -130,8 +132,8 @@ class _Lif:
 
     @staticmethod
     def _decay(state: torch.Tensor, keep: int) -> torch.Tensor:
-        product = state * keep
-        return torch.sign(product) * torch.bitwise_right_shift(torch.abs(product), 12)
+        # sign(x) * (|x| >> 12) is division by 4096 truncated toward zero
+        return torch.div(state * keep, DECAY_UNITY, rounding_mode="trunc")
 
     def step(self, activation: torch.Tensor) -> torch.Tensor:
         current = self._decay(self.u, self.keep_u) + (activation << ACT_SHIFT)
@@ -139,9 +141,9 @@ class _Lif:
         wrapped = torch.where(wrapped <= -MAX_UV, current + 2 * MAX_UV, wrapped)
         self.u = wrapped
         voltage = self._decay(self.v, self.keep_v) + self.u + self.bias
-        self.v = torch.clamp(voltage, -MAX_UV + 1, MAX_UV - 1)
+        self.v = torch.clamp_(voltage, -MAX_UV + 1, MAX_UV - 1)
         spikes = self.v > self.vth
-        self.v = torch.where(spikes, torch.zeros_like(self.v), self.v)
+        self.v.masked_fill_(spikes, 0)
         return spikes
 
 
@@ -167,6 +169,7 @@ class _DenseSynapse:
             ]
 
     def __call__(self, spikes: torch.Tensor) -> list[tuple[int, torch.Tensor]]:
+        """Synaptic input per delay for a batch of spike vectors (rows)."""
         flat = spikes.reshape(spikes.shape[0], -1).to(torch.float64)
         if not self.delays:
             parts = [(0, flat @ self.weight.T)]
@@ -183,71 +186,86 @@ class _ConvSynapse:
             raise ShapeError(f"conv layer {layer.name!r}: synaptic delays on conv layers are not run by netx")
 
     def __call__(self, spikes: torch.Tensor) -> list[tuple[int, torch.Tensor]]:
-        out = F.conv2d(spikes.to(torch.float64), self.weight, stride=self.layer.stride,
+        # float32 sums integers exactly below 2**24; use it when no sum can reach that
+        fan_in = self.weight[0].numel()
+        bound = float(self.weight.abs().max()) * float(spikes.abs().max()) * fan_in if spikes.numel() else 0.0
+        dtype = torch.float32 if bound < 2 ** 24 else torch.float64
+        out = F.conv2d(spikes.to(dtype), self.weight.to(dtype), stride=self.layer.stride,
                        padding=self.layer.padding, dilation=self.layer.dilation, groups=self.layer.groups)
         return [(0, _signed_wrap(torch.round(out).to(torch.int64), 24))]
+
+
+def _delayed(values: torch.Tensor, delay: int) -> torch.Tensor:
+    """``values`` (T, N, ...) delivered ``delay`` steps later (zeros before)."""
+    if delay <= 0:
+        return values
+    out = torch.zeros_like(values)
+    if delay < values.shape[0]:
+        out[delay:] = values[:-delay]
+    return out
 
 
 def run_fixed(network: Network, x: torch.Tensor | np.ndarray, record_voltage: bool = False,
               device: str | torch.device = "cpu") -> FixedPointResult:
     """Run ``network`` bit-exactly as Lava's fixed-point simulation would.
 
+    The network is run layer by layer: a layer's synaptic input for all time steps is
+    one batched matrix product or convolution of the previous layer's spikes (shifted
+    by the one-step synaptic delay plus any programmed delay), then its neurons step
+    through time on contiguous time-first tensors. This gives the same numbers as a
+    step-by-step simulation because synapses are linear and time-invariant.
+
     Parameters
     ----------
     x : (N, *input_shape, T) integers (input mantissas for an input neuron layer, else
         binary spikes).
-    record_voltage : also return membrane voltages (chip units).
+    record_voltage : also return membrane voltages (chip units, after reset).
 
     Returns
     -------
-    FixedPointResult with the spikes of every layer that has neurons.
+    FixedPointResult with the spikes ``(N, *shape, T)`` of every layer that has neurons.
     """
     device = torch.device(device)
     x = torch.as_tensor(np.asarray(x) if not torch.is_tensor(x) else x).to(device=device, dtype=torch.int64)
     if tuple(x.shape[1:-1]) != network.input_shape:
         raise ShapeError(f"input shape {tuple(x.shape[1:-1])} does not match the network input {network.input_shape}")
     batch, steps = x.shape[0], x.shape[-1]
-    first = network[0]
-    assert isinstance(first, InputLayer)
-    stages = []  # (layer index, synapse or None, lif or None)
+    time_first = list(range(x.ndim))
+    time_first = [time_first[-1]] + time_first[:-1]  # (N, ..., T) -> (T, N, ...)
+    current = x.permute(*time_first).contiguous()
+    spikes: dict[int, torch.Tensor] = {}
+    voltages: dict[int, torch.Tensor] | None = {} if record_voltage else None
+
+    def run_neurons(index: int, lif: _Lif, drive: torch.Tensor) -> torch.Tensor:
+        out = torch.empty(drive.shape, dtype=torch.int8, device=device)
+        trace = torch.empty(drive.shape, dtype=torch.int64, device=device) if voltages is not None else None
+        for t in range(steps):
+            out[t] = lif.step(drive[t])
+            if trace is not None:
+                trace[t] = lif.v
+        back = list(range(1, drive.ndim)) + [0]  # (T, N, ...) -> (N, ..., T)
+        spikes[index] = out.permute(*back)
+        if voltages is not None:
+            voltages[index] = trace.permute(*back)
+        return out
+
     for index, layer in enumerate(network.layers):
+        shape = network.shapes[index]
         if isinstance(layer, InputLayer):
-            lif = None if layer.neuron is None else _Lif(layer.neuron, network.shapes[0], batch, None, device)
-            stages.append((index, None, lif))
-        elif isinstance(layer, (DenseLayer, ConvLayer, PoolLayer)):
-            if isinstance(layer, PoolLayer):
-                layer = layer.as_conv(network.input_shape_of(index)[0])
-            synapse = _DenseSynapse(layer, device) if isinstance(layer, DenseLayer) else _ConvSynapse(layer, device)
-            neuron = layer.neuron or Neuron(i_decay=0, v_decay=4096, v_th_mant=(1 << 17) - 1)
-            stages.append((index, synapse, _Lif(neuron, network.shapes[index], batch, layer.bias, device)))
-        # flatten: shapes only
-    spikes = {i: torch.zeros((batch, *network.shapes[i], steps), dtype=torch.int8, device=device)
-              for i, _, lif in stages if lif is not None}
-    voltages = {i: torch.zeros((batch, *network.shapes[i], steps), dtype=torch.int64, device=device)
-                for i in spikes} if record_voltage else None
-    # pending[k][d]: activation that synapse k delivers d steps from now
-    pending: dict[int, list[torch.Tensor]] = {}
-    for k, (index, synapse, _) in enumerate(stages):
-        if synapse is not None:
-            depth = 1 + (max((d for d, _ in synapse.delays), default=0) if isinstance(synapse, _DenseSynapse) else 0)
-            zero = torch.zeros((batch, *network.shapes[index]), dtype=torch.int64, device=device)
-            pending[k] = [zero.clone() for _ in range(depth + 1)]
-    for t in range(steps):
-        previous = x[..., t]
-        for k, (index, synapse, lif) in enumerate(stages):
-            if synapse is None:
-                out = previous if lif is None else lif.step(previous)
-            else:
-                queue = pending[k]
-                activation = queue.pop(0)  # what was sent from the previous step
-                queue.append(torch.zeros_like(activation))
-                shape = network.shapes[index]
-                for delay, value in synapse(previous):
-                    queue[delay] = queue[delay] + value.reshape(batch, *shape)
-                out = lif.step(activation)
-            if lif is not None:
-                spikes[index][..., t] = out.to(torch.int8)
-                if voltages is not None:
-                    voltages[index][..., t] = lif.v
-            previous = out.to(torch.int64)
+            if layer.neuron is not None:
+                current = run_neurons(index, _Lif(layer.neuron, shape, batch, None, device), current)
+            continue
+        if not isinstance(layer, (DenseLayer, ConvLayer, PoolLayer)):
+            continue  # flatten: the next synapse reshapes
+        if isinstance(layer, PoolLayer):
+            layer = layer.as_conv(network.input_shape_of(index)[0])
+        synapse = _DenseSynapse(layer, device) if isinstance(layer, DenseLayer) else _ConvSynapse(layer, device)
+        rows = current.reshape(steps * batch, *current.shape[2:])
+        if isinstance(synapse, _ConvSynapse):
+            rows = rows.reshape(steps * batch, *network.input_shape_of(index))
+        drive = torch.zeros((steps, batch, *shape), dtype=torch.int64, device=device)
+        for delay, part in synapse(rows):
+            drive += _delayed(part.reshape(steps, batch, *shape), 1 + delay)
+        neuron = layer.neuron or Neuron(i_decay=0, v_decay=4096, v_th_mant=(1 << 17) - 1)
+        current = run_neurons(index, _Lif(neuron, shape, batch, layer.bias, device), drive)
     return FixedPointResult(spikes=spikes, voltages=voltages)
