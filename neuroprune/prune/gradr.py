@@ -155,14 +155,16 @@ class GradRewiring:
         self.sign: dict[int, torch.Tensor] = {}
         self.theta: dict[int, torch.Tensor] = {}
         self.written: dict[int, torch.Tensor] = {}
-        self.regrown = 0  # synapses whose theta crossed from <= 0 to > 0, over the run
-        self.pruned = 0  # synapses whose theta crossed from > 0 to <= 0, over the run
+        self.crossings_up = 0  # times a theta crossed from <= 0 to > 0, over the run
+        self.crossings_down = 0  # times a theta crossed from > 0 to <= 0, over the run
+        self.ever_pruned: dict[int, torch.Tensor] = {}  # theta <= 0 at some step
         with torch.no_grad():
             for index, block in model.synaptic_blocks().items():
                 weight = block.synapse.weight.detach()
                 self.sign[index] = torch.where(weight < 0, -1.0, 1.0).to(weight.dtype)
                 self.theta[index] = weight.abs().clone()
                 self.written[index] = weight.clone()
+                self.ever_pruned[index] = self.theta[index] <= 0
 
     def on_step(self, model: snn_model.SNN, step: int) -> None:
         """Move ``theta`` by the optimizer's step, apply the prior, write the weights."""
@@ -176,11 +178,22 @@ class GradRewiring:
                 theta.add_(sign * (weight - self.written[index]))  # the optimizer's step, on theta
                 theta.sub_(eta * self.alpha * torch.sign(theta - self.mu))  # Laplace prior
                 after = theta > 0
-                self.regrown += int((after & ~before).sum())
-                self.pruned += int((before & ~after).sum())
+                self.crossings_up += int((after & ~before).sum())
+                self.crossings_down += int((before & ~after).sum())
+                self.ever_pruned[index] |= ~after
                 new = sign * torch.relu(theta)
                 weight.copy_(new)
                 self.written[index] = new.clone()
+
+    def regrown(self, model: snn_model.SNN) -> int:
+        """Synapses that were pruned (``theta <= 0``) at some step and now carry a
+        non-zero chip weight (jitter of ``theta`` around 0 does not count)."""
+        count = 0
+        with torch.no_grad():
+            for index, block in model.synaptic_blocks().items():
+                mantissa = torch.round(block.synapse.pre_hook_fx(block.synapse.weight, descale=True))
+                count += int((self.ever_pruned[index] & (mantissa != 0)).sum())
+        return count
 
     def hidden_sparsity(self) -> float:
         """Fraction of synapses with ``theta <= 0``."""
@@ -248,8 +261,8 @@ def gradr(model: snn_model.SNN, task: PruneTask, config: GradRConfig = GradRConf
         rewiring.on_step(net, step)
         if (step + 1) % config.log_every == 0 or step + 1 == config.steps:
             history.append({"phase": "rewire", "step": step + 1, "hidden_sparsity": rewiring.hidden_sparsity(),
-                            "sparsity": chip_sparsity(net), "regrown": rewiring.regrown,
-                            "pruned": rewiring.pruned})
+                            "sparsity": chip_sparsity(net), "regrown": rewiring.regrown(net),
+                            "crossings_up": rewiring.crossings_up, "crossings_down": rewiring.crossings_down})
 
     with task_progress(progress) as bar:
         bar.log(f"Grad R: alpha {alpha:g}, mu {mu:.4f}, {config.steps} rewiring steps at lr {lr:g}")
@@ -260,8 +273,9 @@ def gradr(model: snn_model.SNN, task: PruneTask, config: GradRConfig = GradRConf
         info: dict[str, Any] = {"alpha": alpha, "alpha_calibrated": config.alpha is None, "mu": mu,
                                 "rewire_steps": config.steps, "rewire_lr": lr,
                                 "natural_sparsity": natural, "hidden_sparsity": rewiring.hidden_sparsity(),
-                                "regrown": rewiring.regrown, "pruned_crossings": rewiring.pruned}
-        bar.log(f"Grad R: prior reached sparsity {natural:.3f} ({rewiring.regrown} regrowths)")
+                                "regrown": rewiring.regrown(pruned), "crossings_up": rewiring.crossings_up,
+                                "crossings_down": rewiring.crossings_down}
+        bar.log(f"Grad R: prior reached sparsity {natural:.3f} ({info['regrown']} synapses regrown)")
         if config.land:
             masks = rewiring.landing_masks(task.sparsity, config.min_layer_keep)
             masks.apply(pruned)

@@ -87,7 +87,7 @@ def test_calibrated_alpha_makes_the_prior_alone_reach_the_target(trained, schedu
     for step in range(20):  # no optimizer: only the prior acts
         rewiring.on_step(model, step)
     assert rewiring.hidden_sparsity() == pytest.approx(0.6, abs=0.01)
-    assert rewiring.regrown == 0
+    assert rewiring.crossings_up == 0 and rewiring.regrown(model) == 0
 
 
 def test_pruned_synapse_regrows_when_its_gradient_pushes_it_up(trained, data):
@@ -116,7 +116,7 @@ def test_pruned_synapse_regrows_when_its_gradient_pushes_it_up(trained, data):
     config = TrainConfig(batch_size=32, lr=1e-2, steps=8, schedule="constant", validate=False)
     fine_tune(model, data, 30, config, on_step=on_step, extra_loss=want_it_bigger)
     assert trace[0] < 0 < trace[-1]  # crossed zero: regrown
-    assert rewiring.regrown >= 1
+    assert rewiring.crossings_up >= 1 and rewiring.regrown(model) >= 1
     mantissa = snn_model.to_ir(model)[index].weight[target[:4]]
     assert mantissa != 0 and np.sign(mantissa) == sign
 
