@@ -38,6 +38,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     spear.add_argument("--hidden", type=int, default=300, help="DDPG hidden units (default 300)")
     spear.add_argument("--checkpoint", help="search checkpoint (default: OUT with .search suffix)")
     spear.add_argument("--resume", action="store_true", help="continue the search from its checkpoint")
+    spear.add_argument("--rollouts", type=int, default=1, help="episodes per agent batch, evaluated together "
+                       "(K; default 1 = sequential agent)")
+    spear.add_argument("--ray", metavar="auto|local|ADDRESS", help="evaluate candidates on Ray: 'auto' = the running "
+                       "cluster, 'local' = start one here, or HOST:PORT / ray://HOST:PORT (needs neuroprune[ray]; "
+                       "default: in this process)")
+    spear.add_argument("--ray-workers", type=int, metavar="N", help="candidates evaluated at once on Ray "
+                       "(default: the cluster's CPUs)")
     regrowth = parser.add_argument_group("SCA and criticality")
     regrowth.add_argument("--sca-steps", type=int, default=300, help="SCA: steps of pruning while training (default 300)")
     regrowth.add_argument("--sca-update-every", type=int, default=25, help="SCA: steps between prune/regrow updates")

@@ -34,9 +34,22 @@ def _spear(model: "SNN", task: "PruneTask", args: argparse.Namespace) -> "PruneR
     config = SpearConfig(
         episodes=args.episodes, warmup=min(args.warmup, args.episodes), lre_samples=args.lre_samples,
         lre_finetune_steps=args.lre_finetune_steps, recovery_steps=args.recovery_steps, criterion=args.criterion,
-        hidden=args.hidden,
+        hidden=args.hidden, rollouts=1 if getattr(args, "rollouts", None) is None else args.rollouts,
     )
-    return spear(model, task, config, checkpoint=args.checkpoint, resume=args.resume, progress=not args.quiet)
+    address, workers = getattr(args, "ray", None), getattr(args, "ray_workers", None)
+    if address is None and workers is not None:
+        raise PruneError(f"--ray-workers {workers} needs --ray auto|local|ADDRESS (without it candidates run here)")
+    executor = None
+    if address is not None:
+        from neuroprune.prune import ray_executor
+
+        executor = ray_executor.RayExecutor(address, num_workers=workers)
+    try:
+        return spear(model, task, config, checkpoint=args.checkpoint, resume=args.resume, progress=not args.quiet,
+                     executor=executor)
+    finally:
+        if executor is not None:
+            executor.close()
 
 
 def _uniform(model: "SNN", task: "PruneTask", args: argparse.Namespace) -> "PruneResult":
