@@ -59,6 +59,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     unstructured.add_argument("--rho", type=float, help="admm: initial penalty rho (default 0.01)")
     unstructured.add_argument("--admm-steps", type=int, help="admm: steps before the hard projection (default 300)")
     unstructured.add_argument("--admm-update-every", type=int, help="admm: steps between Z/U updates (default 20)")
+    unstructured.add_argument("--admm-scope", choices=["global", "layer"],
+                              help="admm: one magnitude threshold over all layers (default) or per layer")
     parser.add_argument("--quiet", action="store_true", help="no progress output")
 
 

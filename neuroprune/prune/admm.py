@@ -13,10 +13,13 @@ the projected copy and ``U`` the scaled dual variable:
     Z \\leftarrow \\Pi_C(W + U), \\qquad U \\leftarrow U + W - Z
     \\qquad \\text{(every ``update_every`` optimizer steps)}
 
-- ``Pi_C`` keeps the ``(1 - S)`` largest magnitudes of a layer (``scope="layer"``, the
-  default; ``"global"``: one threshold over all layers) and puts the kept values on the
-  chip grid of :mod:`neuroprune.prune.quantize` (``alpha * q``; fitted scale
-  ``alpha = V^T Q / Q^T Q`` snapped to a power of two, kept entries never round to 0);
+- ``Pi_C`` keeps the ``(1 - S) N`` largest magnitudes over all layers
+  (``scope="global"``, the default) or of every layer (``"layer"``), and puts the kept
+  values on the chip grid of :mod:`neuroprune.prune.quantize` (``alpha * q``; fitted
+  scale ``alpha = V^T Q / Q^T Q`` snapped to a power of two, kept entries never round
+  to 0). Global is the default because the same fraction in every layer starves small
+  first layers: on digits (``c16,c32s2,f``, 144 weights in the first conv) 90 % per
+  layer gave 81 % test accuracy, one global threshold 95 %;
 - ``rho`` (loss units per squared weight unit) grows by ``rho_growth`` at every
   Z/U update, up to ``rho_max``, so ``W`` is drawn ever closer to ``C``;
 - activity regularisation: ``n_spikes`` is the spike count per sample summed over all
@@ -72,7 +75,8 @@ class AdmmConfig:
     weight_bits : quantize onto ``B``-bit two's-complement codes (None: no quantization).
     ternary : quantize onto {-alpha, 0, alpha} (2 weight bits).
     activity_reg : ``lambda``, loss per spike per sample (0: off).
-    scope : ``"layer"`` (every layer pruned to the target) or ``"global"``.
+    scope : ``"global"`` (one magnitude threshold over all layers) or ``"layer"`` (every
+        layer pruned to the target).
     """
 
     rho: float = 1e-2
@@ -84,7 +88,7 @@ class AdmmConfig:
     weight_bits: int | None = None
     ternary: bool = False
     activity_reg: float = 0.0
-    scope: str = "layer"
+    scope: str = "global"
 
     def __post_init__(self) -> None:
         if not self.rho > 0 or not self.rho_growth >= 1.0 or not self.rho_max >= self.rho:
@@ -146,7 +150,7 @@ class SpikeCounter:
 
 
 def project(weights: dict[int, torch.Tensor], sparsity: float | None, spec: QuantSpec | None,
-            scope: str = "layer") -> tuple[dict[int, torch.Tensor], MaskSet | None, dict[int, Any]]:
+            scope: str = "global") -> tuple[dict[int, torch.Tensor], MaskSet | None, dict[int, Any]]:
     """``Pi_C``: keep the largest magnitudes (``sparsity``), then put the kept values on
     ``spec``'s chip grid. Returns the projected tensors, the masks (None without
     pruning) and each layer's :class:`~neuroprune.prune.quantize.Quantized` (when quantizing)."""

@@ -92,7 +92,7 @@ def _admm(model: "SNN", task: "PruneTask", args: argparse.Namespace) -> "PruneRe
 
     config = AdmmConfig(ternary=bool(getattr(args, "ternary", False)),
                         **_given(args, weight_bits="weight_bits", activity_reg="activity_reg", rho="rho",
-                                 steps="admm_steps", update_every="admm_update_every"))
+                                 steps="admm_steps", update_every="admm_update_every", scope="admm_scope"))
     return admm(model, task, config, progress=not getattr(args, "quiet", False))
 
 

@@ -121,7 +121,7 @@ def test_bad_configs_and_missing_targets_are_refused(trained, data):
 @pytest.mark.slow
 def test_admm_ternary_pruned_net_fits_fewer_bits_and_is_deterministic(trained, data):
     task = PruneTask(dataset=data, train=RECIPE, sparsity=0.5, finetune_steps=10, eval_samples=40, seed=1)
-    config = AdmmConfig(steps=20, update_every=5, ternary=True)
+    config = AdmmConfig(steps=20, update_every=5, ternary=True, scope="layer")
     result = admm(trained, task, config, progress=False)
     again = admm(trained, task, config, progress=False)
     for a, b in zip(result.model.parameters(), again.model.parameters()):
