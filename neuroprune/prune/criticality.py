@@ -55,7 +55,14 @@ from neuroprune.prune.base import Measurer, PruneResult, PruneTask, check_feasib
 from neuroprune.prune.graph import DependencyGraph
 from neuroprune.prune.importance import get_criterion
 from neuroprune.prune.masks import MaskSet
-from neuroprune.prune.sca import clone_model, deliver_selection, keep_ratio_for_task, mean_layer_rates
+from neuroprune.prune.sca import (
+    clone_model,
+    counts_estimate,
+    deliver_selection,
+    keep_ratio_for_task,
+    mean_layer_rates,
+)
+from neuroprune.prune.spear import SynOpsModel
 from neuroprune.prune.structured import keep_count
 from neuroprune.snn import model as snn_model
 from neuroprune.snn.activity import Activity, record_activity
@@ -289,7 +296,8 @@ def _structured(model: snn_model.SNN, task: PruneTask, config: CriticalityConfig
     log(f"criticality (structured): keep ratio {ratio:.3f} on layers {layers} (counts {counts}), "
         f"regeneration ratio {config.regrow_ratio}")
     dense_synops = Measurer(synops_inputs(task.dataset), task.train, "val").measure(model).synops
-    delivered, tries = deliver_selection(model, task, counts, select, dense_synops=dense_synops,
+    estimate = counts_estimate(SynOpsModel(network, graph, dense.layer_synops), graph)
+    delivered, tries = deliver_selection(model, task, counts, select, dense_synops=dense_synops, estimate=estimate,
                                          max_tighten=config.max_tighten, log=log)
     ok, cores = fits(delivered, task)
     info = {"mode": "structured", "keep_ratio": ratio, "counts": {str(i): c for i, c in counts.items()},

@@ -81,6 +81,8 @@ __all__ = [
     "keep_ratio_for_task",
     "mean_layer_rates",
     "deliver_selection",
+    "shrink_counts",
+    "counts_estimate",
 ]
 
 
@@ -296,8 +298,26 @@ def keep_ratio_for_task(network: Network, graph: DependencyGraph, layers: list[i
 Selection = Callable[[dict[int, int]], dict[int, np.ndarray]]
 
 
+def shrink_counts(counts: dict[int, int], channels: dict[int, int], estimate: Callable[[dict[int, int]], float],
+                  factor: float) -> dict[int, int]:
+    """Smaller kept counts whose estimated SynOps are at most ``factor`` times those of
+    ``counts``: one channel at a time leaves the layer with the largest kept fraction
+    (keeping the allocation close to uniform; ties: the lower layer index). Stops when
+    every layer is down to one channel."""
+    goal = estimate(counts) * factor
+    current = dict(counts)
+    while estimate(current) > goal:
+        shrinkable = [i for i in sorted(current) if current[i] > 1]
+        if not shrinkable:
+            break
+        layer = max(shrinkable, key=lambda i: (current[i] / channels[i], -i))
+        current[layer] -= 1
+    return current
+
+
 def deliver_selection(source: snn_model.SNN, task: PruneTask, counts: dict[int, int], select: Selection, *,
-                      dense_synops: float, max_tighten: int = 6, log: Callable[[str], None] | None = None,
+                      dense_synops: float, estimate: Callable[[dict[int, int]], float] | None = None,
+                      max_tighten: int = 6, log: Callable[[str], None] | None = None,
                       ) -> tuple[snn_model.SNN, list[dict[str, Any]]]:
     """Remove channels for real, fine-tune, and shrink until the measured SynOps fit.
 
@@ -306,9 +326,11 @@ def deliver_selection(source: snn_model.SNN, task: PruneTask, counts: dict[int, 
     ``source`` with :func:`prune_model`, the result is fine-tuned for
     ``task.finetune_steps`` and measured on the validation and test inputs against
     ``dense_synops`` (SynOps per inference of the dense net on the same inputs). If
-    the ratio exceeds ``task.synops_target`` every count is scaled by
-    ``sqrt(target / ratio) * 0.98`` (SynOps of a layer scale with its kept inputs times
-    its kept outputs) and the delivery repeats from ``source``.
+    the ratio exceeds ``task.synops_target`` the counts shrink and the delivery repeats
+    from ``source``: with a SynOps ``estimate(counts)`` (fraction of dense) until the
+    estimate falls by ``target / ratio * 0.99`` (:func:`shrink_counts`), else every
+    count is scaled by ``sqrt(target / ratio) * 0.98`` (SynOps of a layer scale with its
+    kept inputs times its kept outputs).
     """
     graph = DependencyGraph(snn_model.to_ir(source))
     check = Measurer(synops_inputs(task.dataset), task.train, "val")
@@ -326,8 +348,12 @@ def deliver_selection(source: snn_model.SNN, task: PruneTask, counts: dict[int, 
             log(f"deliver try {attempt}: counts {dict(current)} SynOps ratio {ratio:.3f}")
         if task.synops_target is None or ratio <= task.synops_target:
             return pruned, records
-        scale = math.sqrt(task.synops_target / ratio) * 0.98
-        shrunk = {i: max(1, min(c - 1, int(math.floor(c * scale)))) if c > 1 else 1 for i, c in current.items()}
+        if estimate is not None:
+            shrunk = shrink_counts(current, {i: graph.channels(i) for i in current}, estimate,
+                                   task.synops_target / ratio * 0.99)
+        else:
+            scale = math.sqrt(task.synops_target / ratio) * 0.98
+            shrunk = {i: max(1, min(c - 1, int(math.floor(c * scale)))) if c > 1 else 1 for i, c in current.items()}
         if shrunk == current:
             break
         current = shrunk
@@ -335,6 +361,11 @@ def deliver_selection(source: snn_model.SNN, task: PruneTask, counts: dict[int, 
         f"could not bring SynOps under the target {task.synops_target:.3f} (reached {records[-1]['synops_ratio']:.3f} "
         f"after {len(records)} tries); give a looser --synops-target or more --finetune-steps"
     )
+
+
+def counts_estimate(synops_model: Any, graph: DependencyGraph) -> Callable[[dict[int, int]], float]:
+    """Estimated SynOps fraction of kept channel counts (a :class:`SynOpsModel` on keep fractions)."""
+    return lambda counts: synops_model.ratio({i: c / graph.channels(i) for i, c in counts.items()})
 
 
 def clone_model(model: snn_model.SNN) -> snn_model.SNN:
@@ -446,6 +477,7 @@ def sca(model: snn_model.SNN, task: PruneTask, config: SCAConfig = SCAConfig(), 
         bar.log(f"SCA: trained {config.train_steps} steps; live channels {run.masks.counts()}")
         dense_synops = Measurer(synops_inputs(task.dataset), task.train, "val").measure(model).synops
         delivered, tries = deliver_selection(work, task, run.masks.counts(), run.select, dense_synops=dense_synops,
+                                             estimate=counts_estimate(run.estimate, graph),
                                              max_tighten=config.max_tighten, log=bar.log)
     ok, cores = fits(delivered, task)
     info = {"final_keep_ratio": final, "counts": {str(i): c for i, c in run.final_counts.items()},

@@ -19,6 +19,7 @@ from neuroprune.prune.sca import (
     regrow_count,
     sca,
     sca_select,
+    shrink_counts,
     target_keep_ratio,
 )
 from neuroprune.prune.structured import keep_by_ratio, keep_count, prune_model, prune_network
@@ -76,6 +77,19 @@ def test_sca_select_by_hand():
     assert regrown.tolist() == [2] and np.flatnonzero(new_live).tolist() == [0, 2]
     with pytest.raises(PruneError, match="cannot keep 0 of 3"):
         sca_select(np.ones(3, bool), np.ones(3), np.ones(3), count=0, regrow=0)
+
+
+def test_shrink_counts_by_hand():
+    # estimate: layer 1 carries 60 % of the SynOps, layer 2 40 %, linear in the kept fraction
+    channels = {1: 10, 2: 20}
+    estimate = lambda counts: 0.6 * counts[1] / 10 + 0.4 * counts[2] / 20  # noqa: E731
+    start = {1: 8, 2: 16}  # estimate 0.8
+    # a 3 % cut: one channel from layer 1 (fractions tie at 0.8; the lower index goes first) -> 0.74
+    assert shrink_counts(start, channels, estimate, 0.97) == {1: 7, 2: 16}
+    # to at most 0.7: layer 1 (0.7 < 0.8 now), then layer 2 twice (0.8, 0.75 > 0.7) -> 0.70
+    assert shrink_counts(start, channels, estimate, 0.875) == {1: 7, 2: 14}
+    # an impossible factor stops at one channel per layer
+    assert shrink_counts(start, channels, estimate, 0.0) == {1: 1, 2: 1}
 
 
 def test_channel_masks_prune_regrow_and_apply():
