@@ -82,8 +82,8 @@ class AdmmConfig:
     rho: float = 1e-2
     rho_growth: float = 1.3
     rho_max: float = 1.0
-    steps: int = 300
-    update_every: int = 20
+    steps: int = 150
+    update_every: int = 15
     lr: float | None = None
     weight_bits: int | None = None
     ternary: bool = False

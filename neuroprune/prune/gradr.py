@@ -83,7 +83,7 @@ class GradRConfig:
     """
 
     alpha: float | None = None
-    steps: int = 300
+    steps: int = 150
     lr: float | None = None
     land: bool = True
     min_layer_keep: float = 0.02
