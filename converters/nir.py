@@ -80,7 +80,6 @@ is added or removed here.
 from __future__ import annotations
 
 import os
-import tempfile
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -88,6 +87,7 @@ from typing import Any
 
 import numpy as np
 
+from neuroprune.atomic import atomic_path
 from neuroprune.errors import FormatError, ShapeError, UnsupportedLayerError
 from neuroprune.ir import (
     ConvLayer,
@@ -299,18 +299,9 @@ def write(network: Network, path: str | os.PathLike[str], dt: float = 1.0) -> Pa
     """Write ``network`` as a NIR HDF5 file (``nir.write``) atomically (temp + rename)."""
     nir = _nir()
     path = Path(path)
-    if not path.parent.exists():
-        raise FormatError(f"cannot write {path}: folder {path.parent} does not exist")
     graph = to_nir(network, dt=dt)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        nir.write(tmp_name, graph)
-        os.replace(tmp_name, path)
-    except BaseException:
-        if os.path.exists(tmp_name):
-            os.unlink(tmp_name)
-        raise
+    with atomic_path(path) as tmp_name:
+        nir.write(str(tmp_name), graph)
     return path
 
 

@@ -77,13 +77,13 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
 
+from neuroprune.atomic import atomic_path
 from neuroprune.errors import FormatError, ShapeError, UnsupportedLayerError
 from neuroprune.ir import (
     ConvLayer,
@@ -1020,16 +1020,7 @@ def write(network: Network, path: str | os.PathLike[str]) -> Path:
     """Write the ANN-equivalent ONNX graph of ``network`` to ``path`` atomically."""
     onnx = _onnx()
     path = Path(path)
-    if not path.parent.exists():
-        raise FormatError(f"cannot write {path}: folder {path.parent} does not exist")
     model = to_onnx(network)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        onnx.save(model, tmp_name)
-        os.replace(tmp_name, path)
-    except BaseException:
-        if os.path.exists(tmp_name):
-            os.unlink(tmp_name)
-        raise
+    with atomic_path(path) as tmp_name:
+        onnx.save(model, str(tmp_name))
     return path
