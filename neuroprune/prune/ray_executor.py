@@ -151,9 +151,14 @@ class RayExecutor:
         try:
             ray.init(address=address)
         except ConnectionError as err:
-            where = "no running Ray cluster found" if address == "auto" else f"cannot join the Ray cluster at {address}"
-            raise NeuropruneError(f"{where} ({str(err).splitlines()[0]}); start one with 'ray start --head' "
-                                  "or use --ray local") from None
+            if address == "auto":
+                message = ("no running Ray cluster found (RAY_ADDRESS is unset and none was started here with "
+                           "'ray start'); start one with 'ray start --head' or use --ray local")
+            else:
+                auth = "" if os.environ.get("RAY_AUTH_MODE") else \
+                    " (a cluster with token authentication needs RAY_AUTH_MODE=token and its token in RAY_AUTH_TOKEN)"
+                message = f"cannot join the Ray cluster at {address}: {str(err).splitlines()[0]}{auth}"
+            raise NeuropruneError(message) from None
         self._started = True
 
     def __repr__(self) -> str:
