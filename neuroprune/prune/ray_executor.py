@@ -129,9 +129,10 @@ class RayExecutor:
             self.close()
             raise NeuropruneError(f"{self.num_gpus_per_task:g} GPUs per task requested but the Ray cluster has "
                                   f"{gpus:g}; use num_gpus_per_task=0")
-        if cpus < 1:
+        if cpus < 1 and num_workers is None:
             self.close()
-            raise NeuropruneError("the Ray cluster has no CPUs to run candidate jobs on; add a worker node")
+            raise NeuropruneError("the Ray cluster has no CPUs to run candidate jobs on; add a worker node, or give "
+                                  "num_workers (--ray-workers) when an autoscaler adds them")
         fit = cpus if self.num_gpus_per_task == 0 else min(cpus, math.floor(gpus / self.num_gpus_per_task))
         self.parallelism: int = int(num_workers if num_workers is not None else max(1, fit))
         self._remote = ray.remote(evaluate_on_worker)
