@@ -9,6 +9,11 @@ from typing import Callable
 
 import numpy as np
 import pytest
+import torch
+
+# One torch thread: the models under test are small, and extra threads only fight the Lava
+# processes, Ray workers and Chromium the tests start (oversubscription made steps 5-10x slower).
+torch.set_num_threads(1)
 
 from neuroprune.ir import ConvLayer, DenseLayer, FlattenLayer, InputLayer, Network, Neuron
 
