@@ -335,10 +335,11 @@ def _unstructured(model: snn_model.SNN, task: PruneTask, config: CriticalityConf
                 f"broken: {', '.join(broken)}); synapse pruning keeps every neuron, so prune channels with "
                 "--synops-target or raise --max-cores"
             )
-    log(f"criticality (unstructured): sparsity {mask_set.sparsity():.3f}, regenerated "
-        f"{sum(h['regenerated'] for h in history)} synapses; fine-tuning {task.finetune_steps} steps")
+    kept, dense_nonzero = sum(h["kept"] for h in history), sum(h["nonzero_dense"] for h in history)
+    log(f"criticality (unstructured): keeping {kept} of {dense_nonzero} non-zero synapses "
+        f"(sparsity {1 - kept / dense_nonzero:.3f}), {sum(h['regenerated'] for h in history)} of them regenerated; "
+        f"fine-tuning {task.finetune_steps} steps")
     finetune(work, task, task.finetune_steps, seed=task.seed + 7919, on_step=lambda net, step: mask_set.apply(net))
-    dense_nonzero = _nonzero(dense_ir)
     nonzero = _nonzero(snn_model.to_ir(work))
     ok, cores = fits(work, task)
     info = {"mode": "unstructured", "sparsity_target": sparsity, "mask_sparsity": mask_set.sparsity(),
