@@ -30,21 +30,22 @@ Two modes, as in the paper:
   structure fits the hardware constraints; channels are removed for real, the net is
   fine-tuned and the measured SynOps checked (tightening re-runs both steps at smaller
   counts, see :func:`neuroprune.prune.sca.deliver_selection`).
-- **unstructured** (synapses; the task's sparsity, per layer, counted as the removed
-  fraction of the layer's non-zero dense synapses): the ordinary criterion is |w|; a
-  pruned synapse's regeneration score is the criticality of its *postsynaptic* unit
-  (the paper's choice: its code broadcasts the channel criticality over the channel's
-  synapses), ties broken by |w| (``synapse_score="criticality"``), or the product
-  ``crit x |w|`` (``"criticality_x_magnitude"``). The masks stay applied during the
-  fine-tune. The paper prunes gradually during training and regrows at zero
-  weight; here the cut is one-shot before a short fine-tune, so regrown synapses keep
-  their trained weights.
+- **unstructured** (synapses; the task's sparsity, counted as the removed fraction of
+  the dense net's non-zero synapses, with one ranking over all layers as the paper's
+  code does — ``scope="layer"`` applies it to every layer instead; every layer keeps
+  its largest weight): the ordinary criterion is |w|; a pruned synapse's regeneration
+  score is the criticality of its *postsynaptic* unit (the paper's choice: its code
+  broadcasts the channel criticality over the channel's synapses), ties broken by |w|
+  (``synapse_score="criticality"``), or the product ``crit x |w|``
+  (``"criticality_x_magnitude"``). The masks stay applied during the fine-tune. The
+  paper prunes gradually during training and regrows at zero weight; here the cut is
+  one-shot before a short fine-tune, so regrown synapses keep their trained weights.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Mapping
 
 import numpy as np
 import torch
@@ -75,12 +76,15 @@ __all__ = [
     "prune_and_regenerate",
     "synapse_scores",
     "synapse_masks",
+    "network_synapse_masks",
+    "SCOPES",
     "MODES",
     "SYNAPSE_SCORES",
 ]
 
 MODES = ("auto", "structured", "unstructured")
 SYNAPSE_SCORES = ("criticality", "criticality_x_magnitude")
+SCOPES = ("global", "layer")
 
 
 @dataclass(frozen=True)
@@ -95,6 +99,8 @@ class CriticalityConfig:
     criterion : channel ranking of the pruning step (structured; see
         :mod:`neuroprune.prune.importance`).
     synapse_score : regeneration score of a pruned synapse (unstructured).
+    scope : "global" (one ranking over all layers, as the paper; the sparsity holds for
+        the whole net) or "layer" (every layer at the sparsity) (unstructured).
     keep_ratio : channel keep ratio when the task has no SynOps target (structured).
     score_samples : training inputs on which criticality is recorded.
     a_min : smallest keep ratio the SynOps target may ask for.
@@ -105,6 +111,7 @@ class CriticalityConfig:
     regrow_ratio: float = 0.2
     criterion: str = "l1"
     synapse_score: str = "criticality"
+    scope: str = "global"
     keep_ratio: float | None = None
     score_samples: int = 256
     a_min: float = 0.05
@@ -117,6 +124,8 @@ class CriticalityConfig:
             raise PruneError(f"regrow ratio {self.regrow_ratio} must be in [0, 1) (the paper uses 0.2)")
         if self.synapse_score not in SYNAPSE_SCORES:
             raise PruneError(f"synapse score {self.synapse_score!r} unknown; choose one of {', '.join(SYNAPSE_SCORES)}")
+        if self.scope not in SCOPES:
+            raise PruneError(f"synapse scope {self.scope!r} unknown; choose one of {', '.join(SCOPES)}")
         if self.keep_ratio is not None and not 0.0 < self.keep_ratio <= 1.0:
             raise PruneError(f"keep ratio {self.keep_ratio} must be in (0, 1]")
         if self.score_samples < 1:
@@ -195,24 +204,46 @@ def synapse_masks(weight: torch.Tensor, criticality: torch.Tensor | np.ndarray, 
 
     Returns ``(mask, pruned_past, regenerated)``, boolean tensors shaped like ``weight``.
     """
-    total = weight.numel()
-    if not 1 <= keep <= total:
-        raise PruneError(f"cannot keep {keep} of {total} synapses")
-    grow = regeneration_count(keep, ratio)
-    magnitude = weight.detach().abs().flatten().to(torch.float64).numpy()
+    return network_synapse_masks({0: weight}, {0: criticality}, keep, ratio, score)[0]
+
+
+def network_synapse_masks(weights: Mapping[int, torch.Tensor], criticality: Mapping[int, torch.Tensor | np.ndarray],
+                          keep: int, ratio: float, score: str = "criticality"
+                          ) -> dict[int, tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+    """:func:`synapse_masks` with one ranking over the synapses of all ``weights``
+    (the paper's global scope): ``keep`` synapses in total, the largest |w| of every
+    layer always among them (no layer is cut off). Weights share slayer's scale, and
+    criticality is in (0, 1] everywhere, so both compare across layers.
+
+    Returns ``{layer: (mask, pruned_past, regenerated)}``.
+    """
+    layers = list(weights)
+    sizes = [weights[i].numel() for i in layers]
+    offsets = np.cumsum([0, *sizes])
+    total = int(offsets[-1])
+    if not len(layers) <= keep <= total:
+        raise PruneError(f"cannot keep {keep} of {total} synapses in {len(layers)} layer(s); "
+                         "keep at least one per layer")
+    magnitude = np.concatenate([weights[i].detach().abs().flatten().to(torch.float64).numpy() for i in layers])
+    scores = [synapse_scores(weights[i], criticality[i], score) for i in layers]
+    primary = np.concatenate([p.flatten().numpy() for p, _ in scores])
+    tie = None if scores[0][1] is None else np.concatenate([t.flatten().numpy() for _, t in scores])
+    grow = min(regeneration_count(keep, ratio), keep - len(layers))
+    forced = np.array([offsets[k] + int(np.argmax(magnitude[offsets[k]:offsets[k + 1]])) for k in range(len(layers))])
     by_magnitude = _order(magnitude)
-    base, rest = by_magnitude[:keep - grow], by_magnitude[keep - grow:]
-    primary, tie = synapse_scores(weight, criticality, score)
-    primary_np = primary.flatten().numpy()
-    tie_np = None if tie is None else tie.flatten().numpy()
-    chosen = rest[_order(primary_np[rest], None if tie_np is None else tie_np[rest])[:grow]]
+    by_magnitude = by_magnitude[~np.isin(by_magnitude, forced)]
+    free = keep - grow - len(forced)
+    base = np.concatenate([forced, by_magnitude[:free]])
+    rest = by_magnitude[free:]
+    chosen = rest[_order(primary[rest], None if tie is None else tie[rest])[:grow]]
 
-    def as_mask(indices: np.ndarray) -> torch.Tensor:
-        mask = torch.zeros(total, dtype=torch.bool)
-        mask[torch.as_tensor(indices, dtype=torch.long)] = True
-        return mask.reshape(weight.shape)
+    def as_masks(indices: np.ndarray) -> list[torch.Tensor]:
+        flat = torch.zeros(total, dtype=torch.bool)
+        flat[torch.as_tensor(indices, dtype=torch.long)] = True
+        return [flat[offsets[k]:offsets[k + 1]].reshape(weights[i].shape) for k, i in enumerate(layers)]
 
-    return as_mask(np.concatenate([base, chosen])), as_mask(rest), as_mask(chosen)
+    kept, past, regenerated = as_masks(np.concatenate([base, chosen])), as_masks(rest), as_masks(chosen)
+    return {i: (kept[k], past[k], regenerated[k]) for k, i in enumerate(layers)}
 
 
 # ----------------------------------------------------------------------------- helpers
@@ -310,19 +341,19 @@ def _unstructured(model: snn_model.SNN, task: PruneTask, config: CriticalityConf
     sparsity = float(task.sparsity)  # checked by _mode
     work = clone_model(model)
     scored = _score_activity(work, task, config.score_samples)
-    masks: dict[int, torch.Tensor] = {}
-    history: list[dict[str, Any]] = []
     dense_ir = snn_model.to_ir(work)
-    for index, block in work.synaptic_blocks().items():
-        weight = block.synapse.weight.detach()
-        # removed fraction of the dense net's non-zero synapses (as the summary counts it)
-        nonzero = int(np.count_nonzero(dense_ir[index].effective_weight))
-        keep = max(1, int(np.floor((1.0 - sparsity) * nonzero)))
-        mask, past, regenerated = synapse_masks(weight, scored.criticality[index], keep, config.regrow_ratio,
-                                                config.synapse_score)
-        masks[index] = mask
-        history.append({"layer": index, "nonzero_dense": nonzero, "kept": keep, "pruned_past": int(past.sum()),
-                        "regenerated": int(regenerated.sum())})
+    weights = {i: b.synapse.weight.detach() for i, b in work.synaptic_blocks().items()}
+    # sparsity = removed fraction of the dense net's non-zero synapses (as the summary counts it)
+    nonzero = {i: int(np.count_nonzero(dense_ir[i].effective_weight)) for i in weights}
+    if config.scope == "global":
+        keep = max(len(weights), int(np.floor((1.0 - sparsity) * sum(nonzero.values()))))
+        selected = network_synapse_masks(weights, scored.criticality, keep, config.regrow_ratio, config.synapse_score)
+    else:
+        selected = {i: synapse_masks(w, scored.criticality[i], max(1, int(np.floor((1.0 - sparsity) * nonzero[i]))),
+                                     config.regrow_ratio, config.synapse_score) for i, w in weights.items()}
+    masks = {i: mask for i, (mask, _, _) in selected.items()}
+    history = [{"layer": i, "nonzero_dense": nonzero[i], "kept": int(mask.sum()), "pruned_past": int(past.sum()),
+                "regenerated": int(regenerated.sum())} for i, (mask, past, regenerated) in selected.items()]
     mask_set = MaskSet(masks)
     mask_set.apply(work)
     if task.constraints is not None:

@@ -15,6 +15,7 @@ from neuroprune.prune.criticality import (
     criticality_scores,
     prune_and_regenerate,
     regeneration_count,
+    network_synapse_masks,
     synapse_masks,
 )
 from neuroprune.prune.masks import MaskSet
@@ -93,6 +94,21 @@ def test_synapse_masks_by_hand():
     assert regenerated.tolist() == [[False, False, False], [False, True, False]]
     with pytest.raises(PruneError, match="3 criticality scores for 2 output channels"):
         synapse_masks(weight, np.ones(3), keep=3, ratio=0.2)
+
+
+def test_network_synapse_masks_rank_across_layers_by_hand():
+    weights = {1: torch.tensor([[0.1, 0.2], [0.05, 0.02]]), 2: torch.tensor([[0.9, 0.8, 0.7]])}
+    crit = {1: np.array([0.2, 0.9]), 2: np.array([0.5])}
+    # keep 4 of 7, r = 0.25: g = 1. Each layer's largest weight is kept (0.2 and 0.9), then the
+    # next largest overall (0.8); the most critical postsynaptic unit among the rest is layer 1's
+    # unit 1 (0.9), and its larger pruned weight (0.05) comes back, beating the 0.7 of layer 2
+    masks = network_synapse_masks(weights, crit, keep=4, ratio=0.25)
+    assert masks[1][0].tolist() == [[False, True], [True, False]]
+    assert masks[2][0].tolist() == [[True, True, False]]
+    assert masks[1][2].tolist() == [[False, False], [True, False]] and not masks[2][2].any()
+    assert int(masks[1][1].sum() + masks[2][1].sum()) == 4  # pruned past the target: 7 - 3
+    with pytest.raises(PruneError, match="keep at least one per layer"):
+        network_synapse_masks(weights, crit, keep=1, ratio=0.2)
 
 
 def test_regenerated_units_return_with_their_weights():
