@@ -1,7 +1,7 @@
 """SCA: spiking-channel-activity pruning with regrowth during training.
 
-After Li et al., "Towards Efficient Deep Spiking Neural Networks Construction with
-Spiking Activity based Pruning" (arXiv 2406.01072). The net is (re)trained; every
+After "Towards Efficient Deep Spiking Neural Networks Construction with Spiking
+Activity based Pruning" (arXiv 2406.01072). The net is (re)trained; every
 ``update_every`` optimizer steps, in each prunable layer:
 
 1. **score** every live channel ``c`` by its spiking channel activity, the mean
