@@ -23,7 +23,7 @@ class DemoConfig:
 
     data: str = "digits"
     arch: str = "c24,c32s2,f"
-    epochs: int = 15
+    epochs: int = 20
     steps: int = 16
     chip: str = "loihi1"
     core_margin: int = 2  # the budget is the dense net's cores minus this

@@ -15,7 +15,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "the classifier layer is appended")
     parser.add_argument("--out", required=True, help="checkpoint to write (.pt)")
     parser.add_argument("--net", help="also export the trained net to this netx file (.net)")
-    parser.add_argument("--epochs", type=int, default=15)
+    parser.add_argument("--epochs", type=int, default=20, help="passes over the training split (default 20)")
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--lr", type=float, default=1e-2)
     parser.add_argument("--optimizer", default="adam", choices=["adam", "sgd"])
