@@ -32,10 +32,11 @@ def render(html: Path, tmp_path: Path) -> tuple[str, Path]:
 
 
 @pytest.mark.slow
-def test_walkthrough_notebook_executes():
+def test_walkthrough_notebook_executes(monkeypatch):
     import nbformat
     from nbclient import NotebookClient
 
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")  # the kernel inherits it (see tests/conftest.py)
     notebook = nbformat.read(ROOT / "notebooks" / "walkthrough.ipynb", as_version=4)
     NotebookClient(notebook, timeout=900, kernel_name="python3").execute()
     outputs = "".join(o.get("text", "") for cell in notebook.cells if cell.cell_type == "code" for o in cell.outputs)
