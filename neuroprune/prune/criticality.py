@@ -29,7 +29,7 @@ Two modes, as in the paper:
   common keep ratio whose estimated SynOps fraction meets the target, lowered until the
   structure fits the hardware constraints; channels are removed for real, the net is
   fine-tuned and the measured SynOps checked (tightening re-runs both steps at smaller
-  counts, see :func:`neuroprune.prune.sca.deliver_selection`).
+  counts, see :func:`neuroprune.prune.delivery.deliver_selection`).
 - **unstructured** (synapses; the task's sparsity, counted as the removed fraction of
   the dense net's non-zero synapses, with one ranking over all layers as the paper's
   code does — ``scope="layer"`` applies it to every layer instead; every layer keeps
@@ -55,15 +55,10 @@ from neuroprune.errors import PruneError
 from neuroprune.prune.base import Measurer, PruneResult, PruneTask, check_feasible, finetune, fits, synops_inputs
 from neuroprune.prune.graph import DependencyGraph
 from neuroprune.prune.importance import get_criterion
+from neuroprune.prune.delivery import counts_estimate, deliver_selection
+from neuroprune.prune.estimate import SynOpsModel, keep_ratio_for_task, mean_layer_rates
 from neuroprune.prune.masks import MaskSet
-from neuroprune.prune.sca import (
-    clone_model,
-    counts_estimate,
-    deliver_selection,
-    keep_ratio_for_task,
-    mean_layer_rates,
-)
-from neuroprune.prune.spear import SynOpsModel
+from neuroprune.prune.sca import clone_model
 from neuroprune.prune.structured import keep_count
 from neuroprune.snn import model as snn_model
 from neuroprune.snn.activity import Activity, record_activity

@@ -25,7 +25,7 @@ import networkx as nx
 import numpy as np
 
 from neuroprune.errors import PruneError
-from neuroprune.ir import ConvLayer, DenseLayer, FlattenLayer, InputLayer, Network, PoolLayer
+from neuroprune.ir import ConvLayer, FlattenLayer, InputLayer, Network, PoolLayer
 
 __all__ = ["Coupling", "PruneGroup", "DependencyGraph"]
 

@@ -29,13 +29,13 @@ The kept fraction per layer follows a cubic schedule from 1 to the final keep ra
 at ``prune_until * train_steps``); the regrown count is ``round(f * n_u * (1 +
 cos(pi u / U)) / 2)`` of the ``n_u`` live channels, so the last update regrows none.
 ``k`` is the common keep ratio whose estimated SynOps fraction
-(:class:`~neuroprune.prune.spear.SynOpsModel`) meets ``task.synops_target``, or a given
+(:class:`~neuroprune.prune.estimate.SynOpsModel`) meets ``task.synops_target``, or a given
 channel keep ratio, lowered until the structure fits the hardware constraints.
 
 At the end the pruned channels are removed for real (:func:`prune_model`), the net is
 fine-tuned, and its SynOps are measured; if they overshoot the target the kept counts
 shrink by ``sqrt(target / measured) * 0.98`` (least active channels go first) and the
-delivery repeats (:func:`deliver_selection`).
+delivery repeats (:func:`neuroprune.prune.delivery.deliver_selection`).
 
 What is not from the paper: layer allocation (a common keep ratio, as in uniform
 pruning), the schedule shapes, and the gradient-norm stand-in for the BN scale.
@@ -46,14 +46,12 @@ from __future__ import annotations
 import copy
 import math
 from dataclasses import dataclass
-from typing import Any, Callable, Mapping
+from typing import Any, Callable
 
 import numpy as np
 import torch
 
-from hw_models import Constraints, resource_use
 from neuroprune.errors import PruneError
-from neuroprune.ir import Network
 from neuroprune.prune.base import (
     Measurer,
     PruneResult,
@@ -63,8 +61,10 @@ from neuroprune.prune.base import (
     fits,
     synops_inputs,
 )
+from neuroprune.prune.delivery import counts_estimate, deliver_selection
+from neuroprune.prune.estimate import SynOpsModel, keep_ratio_for_task, mean_layer_rates
 from neuroprune.prune.graph import DependencyGraph
-from neuroprune.prune.structured import keep_by_ratio, keep_count, prune_model, prune_network
+from neuroprune.prune.structured import keep_count
 from neuroprune.snn import model as snn_model
 from neuroprune.snn.activity import ActivityMonitor
 
@@ -77,12 +77,6 @@ __all__ = [
     "regrow_count",
     "sca_select",
     "ChannelMasks",
-    "target_keep_ratio",
-    "keep_ratio_for_task",
-    "mean_layer_rates",
-    "deliver_selection",
-    "shrink_counts",
-    "counts_estimate",
 ]
 
 
@@ -247,127 +241,6 @@ class ChannelMasks:
         return {layer: float(live.mean()) for layer, live in self.live.items()}
 
 
-# ----------------------------------------------------------------------------- targets
-def mean_layer_rates(activity_rates: Mapping[int, np.ndarray]) -> dict[int, float]:
-    """Mean spike rate (spikes per neuron per step) of every layer."""
-    return {i: float(np.mean(r)) for i, r in activity_rates.items()}
-
-
-def target_keep_ratio(network: Network, graph: DependencyGraph, layers: list[int], ratio: float,
-                      constraints: Constraints | None, rates: Mapping[int, float] | None = None) -> float:
-    """Largest common keep ratio ``<= ratio`` whose pruned structure fits ``constraints``
-    (bisection; :func:`check_feasible` guarantees one channel per layer fits)."""
-    if constraints is None:
-        return ratio
-
-    def ok(r: float) -> bool:
-        candidate = prune_network(network, keep_by_ratio(graph, {i: r for i in layers}), graph)
-        activity = None if rates is None else {i: rates.get(i, 0.1) for i in [0, *candidate.synaptic_indices()]}
-        return resource_use(candidate, constraints, activity).ok
-
-    if ok(ratio):
-        return ratio
-    low, high = 1e-6, ratio
-    for _ in range(24):
-        mid = 0.5 * (low + high)
-        if ok(mid):
-            low = mid
-        else:
-            high = mid
-    return low
-
-
-def keep_ratio_for_task(network: Network, graph: DependencyGraph, layers: list[int], layer_synops: dict[int, float],
-                        task: PruneTask, keep_ratio: float | None, a_min: float, rates: Mapping[int, float]) -> float:
-    """Common keep ratio of the prunable ``layers``: the largest whose estimated SynOps
-    fraction meets ``task.synops_target`` (else ``keep_ratio``), lowered until the
-    structure fits ``task.constraints``."""
-    from neuroprune.prune.spear import SynOpsModel
-    from neuroprune.prune.uniform import uniform_ratio_for
-
-    if task.synops_target is not None:
-        ratio = uniform_ratio_for(SynOpsModel(network, graph, layer_synops), layers, task.synops_target, a_min)
-    elif keep_ratio is not None:
-        ratio = keep_ratio
-    else:
-        raise PruneError("this method needs a SynOps target or a channel keep ratio (--synops-target or --keep-ratio)")
-    return target_keep_ratio(network, graph, layers, ratio, task.constraints, rates)
-
-
-# ----------------------------------------------------------------------------- delivery
-Selection = Callable[[dict[int, int]], dict[int, np.ndarray]]
-
-
-def shrink_counts(counts: dict[int, int], channels: dict[int, int], estimate: Callable[[dict[int, int]], float],
-                  factor: float) -> dict[int, int]:
-    """Smaller kept counts whose estimated SynOps are at most ``factor`` times those of
-    ``counts``: one channel at a time leaves the layer with the largest kept fraction
-    (keeping the allocation close to uniform; ties: the lower layer index). Stops when
-    every layer is down to one channel."""
-    goal = estimate(counts) * factor
-    current = dict(counts)
-    while estimate(current) > goal:
-        shrinkable = [i for i in sorted(current) if current[i] > 1]
-        if not shrinkable:
-            break
-        layer = max(shrinkable, key=lambda i: (current[i] / channels[i], -i))
-        current[layer] -= 1
-    return current
-
-
-def deliver_selection(source: snn_model.SNN, task: PruneTask, counts: dict[int, int], select: Selection, *,
-                      dense_synops: float, estimate: Callable[[dict[int, int]], float] | None = None,
-                      max_tighten: int = 6, log: Callable[[str], None] | None = None,
-                      ) -> tuple[snn_model.SNN, list[dict[str, Any]]]:
-    """Remove channels for real, fine-tune, and shrink until the measured SynOps fit.
-
-    ``select(counts)`` returns the channels to keep per layer for kept ``counts``
-    (layers keeping all channels may be left out); the channels are cut from
-    ``source`` with :func:`prune_model`, the result is fine-tuned for
-    ``task.finetune_steps`` and measured on the validation and test inputs against
-    ``dense_synops`` (SynOps per inference of the dense net on the same inputs). If
-    the ratio exceeds ``task.synops_target`` the counts shrink and the delivery repeats
-    from ``source``: with a SynOps ``estimate(counts)`` (fraction of dense) until the
-    estimate falls by ``target / ratio * 0.99`` (:func:`shrink_counts`), else every
-    count is scaled by ``sqrt(target / ratio) * 0.98`` (SynOps of a layer scale with its
-    kept inputs times its kept outputs).
-    """
-    graph = DependencyGraph(snn_model.to_ir(source))
-    check = Measurer(synops_inputs(task.dataset), task.train, "val")
-    records: list[dict[str, Any]] = []
-    current = dict(counts)
-    for attempt in range(max_tighten + 1):
-        keep = {i: np.asarray(k) for i, k in select(current).items() if len(k) < graph.channels(i)}
-        pruned = prune_model(source, keep, graph)
-        finetune(pruned, task, task.finetune_steps, seed=task.seed + 7919 + attempt)
-        measured = check.measure(pruned)
-        ratio = measured.synops / dense_synops if dense_synops else 0.0
-        records.append({"attempt": attempt, "counts": {str(i): int(c) for i, c in current.items()},
-                        "synops_ratio": ratio, "accuracy_val_test": measured.accuracy})
-        if log is not None:
-            log(f"deliver try {attempt}: counts {dict(current)} SynOps ratio {ratio:.3f}")
-        if task.synops_target is None or ratio <= task.synops_target:
-            return pruned, records
-        if estimate is not None:
-            shrunk = shrink_counts(current, {i: graph.channels(i) for i in current}, estimate,
-                                   task.synops_target / ratio * 0.99)
-        else:
-            scale = math.sqrt(task.synops_target / ratio) * 0.98
-            shrunk = {i: max(1, min(c - 1, int(math.floor(c * scale)))) if c > 1 else 1 for i, c in current.items()}
-        if shrunk == current:
-            break
-        current = shrunk
-    raise PruneError(
-        f"could not bring SynOps under the target {task.synops_target:.3f} (reached {records[-1]['synops_ratio']:.3f} "
-        f"after {len(records)} tries); give a looser --synops-target or more --finetune-steps"
-    )
-
-
-def counts_estimate(synops_model: Any, graph: DependencyGraph) -> Callable[[dict[int, int]], float]:
-    """Estimated SynOps fraction of kept channel counts (a :class:`SynOpsModel` on keep fractions)."""
-    return lambda counts: synops_model.ratio({i: c / graph.channels(i) for i, c in counts.items()})
-
-
 def clone_model(model: snn_model.SNN) -> snn_model.SNN:
     """An independent copy of ``model`` (weights and structure)."""
     return copy.deepcopy(model)
@@ -451,7 +324,6 @@ def sca(model: snn_model.SNN, task: PruneTask, config: SCAConfig = SCAConfig(), 
     or, without a target, to ``config.keep_ratio`` of the channels of every prunable
     layer. ``model`` is left unchanged."""
     from neuroprune.progress import task_progress
-    from neuroprune.prune.spear import SynOpsModel
 
     if task.synops_target is None and task.sparsity is not None:
         raise PruneError("SCA prunes channels: give a SynOps target (--synops-target) or a --keep-ratio, "

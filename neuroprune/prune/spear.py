@@ -23,7 +23,7 @@ The recipe (SPEAR, arXiv 2507.02945, which has no public code; see DESIGN.md):
    target-aware shape); ``beta`` (default 2) makes a 10 % overshoot cost 0.2 accuracy.
 4. **Delivery** — the best feasible policy is pruned, fully fine-tuned and measured; if
    the measured SynOps still exceed the target the ratios are tightened and the
-   delivery repeated (:func:`neuroprune.prune.base.deliver`).
+   delivery repeated (:func:`neuroprune.prune.delivery.deliver`).
 
 Search state (LRE samples, agent, replay buffer, history, best policy) is checkpointed
 after every LRE sample and every episode; ``resume=True`` continues a killed search and
@@ -44,8 +44,10 @@ import torch
 from hw_models import resource_use
 from neuroprune.errors import CheckpointError, PruneError
 from neuroprune.ir import ConvLayer, Network
-from neuroprune.prune.base import Measurer, PruneResult, PruneTask, check_feasible, deliver
+from neuroprune.prune.base import Measurer, PruneResult, PruneTask, check_feasible
 from neuroprune.prune.ddpg import DDPGAgent, DDPGConfig
+from neuroprune.prune.delivery import deliver
+from neuroprune.prune.estimate import SynOpsModel
 from neuroprune.prune.executor import CandidateJob, EvaluatorSpec, Executor, InProcessExecutor, spec_for
 from neuroprune.prune.graph import DependencyGraph
 from neuroprune.prune.importance import get_criterion
@@ -54,7 +56,7 @@ from neuroprune.prune.structured import keep_by_ratio, prune_network
 from neuroprune.snn import model as snn_model
 from neuroprune.snn.checkpoint import load_checkpoint, save_checkpoint
 
-__all__ = ["SpearConfig", "spear", "SynOpsModel"]
+__all__ = ["SpearConfig", "spear"]
 
 STATE_FEATURES = 12
 CHECKPOINT_KIND = "spear-search"
@@ -90,39 +92,6 @@ class SpearConfig:
     def agent_config(self) -> DDPGConfig:
         return DDPGConfig(hidden=self.hidden, warmup=self.warmup, sigma=self.sigma, sigma_decay=self.sigma_decay,
                           a_min=self.a_min)
-
-
-class SynOpsModel:
-    """Analytic SynOps of a pruned structure from the dense per-layer SynOps:
-    ``sum_j S_j * k_pre(j) * k_j / S_total`` (fraction of the dense SynOps)."""
-
-    def __init__(self, network: Network, graph: DependencyGraph, layer_synops: dict[int, float]) -> None:
-        prunable = set(graph.prunable())
-        root: dict[int, int | None] = {}
-        producer: int | None = None
-        self.terms: list[tuple[float, int | None, int | None]] = []
-        for index, layer in enumerate(network.layers):
-            if not layer.synaptic:
-                continue
-            passthrough = producer is not None and graph.graph.has_edge(producer, index) \
-                and graph.graph.edges[producer, index]["passthrough"]
-            root[index] = index if index in prunable else (root.get(producer) if passthrough else None)
-            pre = root.get(producer) if producer is not None else None
-            self.terms.append((float(layer_synops.get(index, 0.0)), pre, root[index]))
-            producer = index
-        self.total = sum(t[0] for t in self.terms) or 1.0
-
-    def ratio(self, keep: dict[int, float]) -> float:
-        """Estimated SynOps fraction for keep ratios ``keep`` (missing layers keep all)."""
-        value = 0.0
-        for synops, pre, own in self.terms:
-            value += synops * (keep.get(pre, 1.0) if pre is not None else 1.0) * \
-                (keep.get(own, 1.0) if own is not None else 1.0)
-        return value / self.total
-
-    def layer_share(self, index: int) -> float:
-        """Fraction of dense SynOps that involve layer ``index``'s channels."""
-        return sum(s for s, pre, own in self.terms if index in (pre, own)) / self.total
 
 
 def _layer_features(network: Network, graph: DependencyGraph, layers: list[int], synops: SynOpsModel) -> np.ndarray:
@@ -375,7 +344,7 @@ def spear(model: snn_model.SNN, task: PruneTask, config: SpearConfig = SpearConf
             bar.log("no feasible episode: delivering every layer at a_min and tightening from there")
         else:
             ratios = {int(k): float(v) for k, v in search.best["ratios"].items()}
-        delivered, tries = deliver(model, task, ratios, search.importance, a_min=min(config.a_min, 0.05),
-                                   max_tighten=config.max_tighten, progress=bar.log)
+        delivered, tries = deliver(model, task, ratios, search.importance, max_tighten=config.max_tighten,
+                                   log=bar.log)
         info.update(delivery=tries, complete=True)
         return PruneResult(model=delivered, method="spear", history=search.history, info=info)

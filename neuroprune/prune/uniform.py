@@ -2,7 +2,7 @@
 
 With a SynOps target the ratio is found by bisection on the measured SynOps of the
 pruned net (started from the analytic estimate of
-:class:`neuroprune.prune.spear.SynOpsModel`), then delivered like every method: prune,
+:class:`neuroprune.prune.estimate.SynOpsModel`), then delivered like every method: prune,
 fine-tune, tighten until the measured SynOps are under the target.
 """
 
@@ -11,12 +11,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from neuroprune.errors import PruneError
-from neuroprune.prune.base import Measurer, PruneResult, PruneTask, check_feasible, deliver
+from neuroprune.prune.base import Measurer, PruneResult, PruneTask, check_feasible, synops_inputs
+from neuroprune.prune.delivery import deliver
+from neuroprune.prune.estimate import SynOpsModel, uniform_ratio_for
 from neuroprune.prune.graph import DependencyGraph
 from neuroprune.prune.importance import get_criterion
 from neuroprune.snn import model as snn_model
 
-__all__ = ["UniformConfig", "uniform", "uniform_ratio_for", "calibrate_ratio"]
+__all__ = ["UniformConfig", "uniform", "calibrate_ratio"]
 
 
 @dataclass(frozen=True)
@@ -28,27 +30,12 @@ class UniformConfig:
     a_min: float = 0.05
 
 
-def uniform_ratio_for(synops_model: "SynOpsModel", layers: list[int], target: float, a_min: float) -> float:  # noqa: F821
-    """Largest common keep ratio whose estimated SynOps fraction is at most ``target``."""
-    low, high = a_min, 1.0
-    if synops_model.ratio({i: high for i in layers}) <= target:
-        return high
-    for _ in range(40):
-        mid = 0.5 * (low + high)
-        if synops_model.ratio({i: mid for i in layers}) <= target:
-            low = mid
-        else:
-            high = mid
-    return low
-
-
 def calibrate_ratio(model: snn_model.SNN, task: PruneTask, graph: DependencyGraph, layers: list[int],
                     importance: dict, target: float, low: float, high: float = 1.0, iterations: int = 8) -> float:
     """Largest common keep ratio whose *measured* SynOps (pruned, before fine-tuning, on
     the inputs the delivery is checked on) stay under ``target``; bisection between
     ``low`` and ``high``. The analytic estimate ignores how firing rates change when
     channels go, so this lands closer to the target than the estimate alone."""
-    from neuroprune.prune.base import synops_inputs
     from neuroprune.prune.structured import keep_by_ratio, prune_model
 
     check = Measurer(synops_inputs(task.dataset), task.train, "val")
@@ -74,7 +61,6 @@ def uniform(model: snn_model.SNN, task: PruneTask, config: UniformConfig = Unifo
     """Prune every prunable layer to the same keep ratio (to meet ``task.synops_target``
     when given, else ``config.ratio``)."""
     from neuroprune.progress import task_progress
-    from neuroprune.prune.spear import SynOpsModel
 
     check_feasible(model, task)
     network = snn_model.to_ir(model)
@@ -95,6 +81,5 @@ def uniform(model: snn_model.SNN, task: PruneTask, config: UniformConfig = Unifo
         raise PruneError("uniform pruning needs a SynOps target or a keep ratio")
     with task_progress(progress) as bar:
         bar.log(f"uniform keep ratio {ratio:.3f} on layers {layers}")
-        delivered, tries = deliver(model, task, {i: ratio for i in layers}, importance, a_min=config.a_min,
-                                   progress=bar.log)
+        delivered, tries = deliver(model, task, {i: ratio for i in layers}, importance, log=bar.log)
     return PruneResult(model=delivered, method="uniform", history=tries, info={"ratio": ratio})

@@ -4,7 +4,7 @@ import torch
 
 from converters import netx
 from neuroprune.errors import ShapeError, UnsupportedLayerError
-from neuroprune.ir import ConvLayer, DenseLayer, InputLayer
+from neuroprune.ir import DenseLayer, InputLayer
 from neuroprune.snn import model as snn_model
 from neuroprune.snn.fixed import dense_synapse_weights, run_fixed
 

@@ -19,9 +19,9 @@ from neuroprune.prune.sca import (
     regrow_count,
     sca,
     sca_select,
-    shrink_counts,
-    target_keep_ratio,
 )
+from neuroprune.prune.delivery import shrink_counts
+from neuroprune.prune.estimate import target_keep_ratio
 from neuroprune.prune.structured import keep_by_ratio, keep_count, prune_model, prune_network
 from neuroprune.snn import model as snn_model
 from neuroprune.snn.activity import ActivityMonitor

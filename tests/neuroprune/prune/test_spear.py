@@ -10,7 +10,8 @@ from neuroprune.prune.base import Measurer, PruneTask, synops_inputs
 from neuroprune.prune.ddpg import DDPGAgent, DDPGConfig
 from neuroprune.prune.graph import DependencyGraph
 from neuroprune.prune.lre import LinearSynOpsEstimator
-from neuroprune.prune.spear import SpearConfig, SynOpsModel, spear
+from neuroprune.prune.estimate import SynOpsModel
+from neuroprune.prune.spear import SpearConfig, spear
 from neuroprune.snn import model as snn_model
 
 FAST = SpearConfig(episodes=6, warmup=3, lre_samples=4, lre_finetune_steps=8, recovery_steps=2, hidden=32)

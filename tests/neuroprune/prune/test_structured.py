@@ -13,7 +13,6 @@ from neuroprune.prune.structured import keep_by_ratio, prune_model, prune_networ
 from neuroprune.snn import model as snn_model
 from neuroprune.snn.activity import fixed_point_activity, record_activity
 from neuroprune.snn.fixed import run_fixed
-from neuroprune.errors import ShapeError
 
 NEURON = Neuron(i_decay=1024, v_decay=128, v_th_mant=60)
 
