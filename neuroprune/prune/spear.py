@@ -79,6 +79,7 @@ class SpearConfig:
     sigma: float = 0.5
     sigma_decay: float = 0.95
     max_tighten: int = 6
+    finalists: int = 3  # best distinct feasible policies re-evaluated with a longer fine-tune
     rollouts: int = 1  # episodes evaluated together per agent update batch (K); 1 = sequential
 
     def __post_init__(self) -> None:
@@ -234,6 +235,28 @@ def _rollout(search: _Search, episode: int) -> tuple[dict[int, float], list[tupl
     return decided, transitions
 
 
+def _final_choice(search: _Search, config: SpearConfig, steps: int, log: Callable[[str], None]) -> dict[int, float]:
+    """Keep ratios of the finalist with the best validation accuracy after ``steps`` of
+    fine-tuning (ties: the higher search reward)."""
+    feasible = sorted((h for h in search.history if h["feasible"]), key=lambda h: -h["reward"])
+    finalists: list[dict[str, Any]] = []
+    for record in feasible:
+        if record["ratios"] not in [f["ratios"] for f in finalists]:
+            finalists.append(record)
+        if len(finalists) == config.finalists:
+            break
+    if len(finalists) <= 1:
+        return {int(k): float(v) for k, v in search.best["ratios"].items()}
+    jobs = [CandidateJob({int(k): float(v) for k, v in f["ratios"].items()}, steps,
+                         seed=search.task.seed * 1000 + 900 + n) for n, f in enumerate(finalists)]
+    outcomes = search.evaluate(jobs)
+    scored = [(o["accuracy"], f["reward"], n) for n, (f, o) in enumerate(zip(finalists, outcomes))]
+    best = max(scored)[2]
+    log("finalists (val accuracy after fine-tune): " + ", ".join(
+        f"episode {f['episode']}: {o['accuracy']:.4f}" for f, o in zip(finalists, outcomes)))
+    return jobs[best].ratios
+
+
 # ----------------------------------------------------------------------------- checkpoint
 def _save_state(path: Path, search: _Search, stage: dict[str, Any]) -> None:
     meta = {"stage": stage, "history": search.history, "best": search.best, "lre": search.lre.state_dict(),
@@ -338,12 +361,15 @@ def spear(model: snn_model.SNN, task: PruneTask, config: SpearConfig = SpearConf
         if stage["episode"] < config.episodes:
             return PruneResult(model=model, method="spear", history=search.history, info={**info, "complete": False})
 
-        # 3. delivery
+        # 3. delivery of the best policy; the top few are re-evaluated with the LRE's longer
+        # fine-tune first, since the single best of many short, noisy evaluations is
+        # biased upwards (the winner's curse)
         if search.best is None:
             ratios = {i: config.a_min for i in search.layers}
             bar.log("no feasible episode: delivering every layer at a_min and tightening from there")
         else:
-            ratios = {int(k): float(v) for k, v in search.best["ratios"].items()}
+            ratios = _final_choice(search, config, lre_steps, bar.log)
+            info["final_choice"] = ratios
         delivered, tries = deliver(model, task, ratios, search.importance, max_tighten=config.max_tighten,
                                    log=bar.log)
         info.update(delivery=tries, complete=True)
