@@ -157,6 +157,19 @@ def fits(model: snn_model.SNN, task: PruneTask, activity: Activity | None = None
     return use.ok, use.cores
 
 
+def prunable(model: snn_model.SNN) -> tuple[Any, Any, list[int]]:
+    """``(network, dependency graph, prunable layer indices)`` of ``model``; refuses a
+    net whose only synapses feed the output layer."""
+    from neuroprune.prune.graph import DependencyGraph
+
+    network = snn_model.to_ir(model)
+    graph = DependencyGraph(network)
+    layers = graph.prunable()
+    if not layers:
+        raise PruneError("the network has no prunable layers (only the output layer carries synapses)")
+    return network, graph, layers
+
+
 def check_feasible(model: snn_model.SNN, task: PruneTask) -> None:
     """Refuse budgets that no pruning can meet: even one channel per prunable layer
     must fit the task's hardware constraints."""

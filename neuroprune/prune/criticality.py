@@ -52,8 +52,8 @@ import torch
 
 from hw_models import resource_use
 from neuroprune.errors import PruneError
-from neuroprune.prune.base import Measurer, PruneResult, PruneTask, check_feasible, finetune, fits, synops_inputs
-from neuroprune.prune.graph import DependencyGraph
+from neuroprune.prune.base import (Measurer, PruneResult, PruneTask, check_feasible, finetune, fits, prunable,
+                                   synops_inputs)
 from neuroprune.prune.importance import get_criterion
 from neuroprune.prune.delivery import counts_estimate, deliver_selection
 from neuroprune.prune.estimate import SynOpsModel, keep_ratio_for_task, mean_layer_rates
@@ -293,11 +293,7 @@ def criticality(model: snn_model.SNN, task: PruneTask, config: CriticalityConfig
 
 
 def _structured(model: snn_model.SNN, task: PruneTask, config: CriticalityConfig, log: Any) -> PruneResult:
-    network = snn_model.to_ir(model)
-    graph = DependencyGraph(network)
-    layers = graph.prunable()
-    if not layers:
-        raise PruneError("the network has no prunable layers (only the output layer carries synapses)")
+    network, graph, layers = prunable(model)
     dense = Measurer(task.dataset, task.train, "val", task.eval_samples).measure(model)
     ratio = keep_ratio_for_task(network, graph, layers, dense.layer_synops, task, config.keep_ratio, config.a_min,
                                 mean_layer_rates(dense.activity.rates))

@@ -59,6 +59,7 @@ from neuroprune.prune.base import (
     check_feasible,
     finetune,
     fits,
+    prunable,
     synops_inputs,
 )
 from neuroprune.prune.delivery import counts_estimate, deliver_selection
@@ -329,11 +330,7 @@ def sca(model: snn_model.SNN, task: PruneTask, config: SCAConfig = SCAConfig(), 
         raise PruneError("SCA prunes channels: give a SynOps target (--synops-target) or a --keep-ratio, "
                          "not --sparsity")
     check_feasible(model, task)
-    network = snn_model.to_ir(model)
-    graph = DependencyGraph(network)
-    layers = graph.prunable()
-    if not layers:
-        raise PruneError("the network has no prunable layers (only the output layer carries synapses)")
+    network, graph, layers = prunable(model)
     dense = Measurer(task.dataset, task.train, "val", task.eval_samples).measure(model)
     final = keep_ratio_for_task(network, graph, layers, dense.layer_synops, task, config.keep_ratio, config.a_min,
                                 mean_layer_rates(dense.activity.rates))

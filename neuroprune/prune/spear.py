@@ -44,7 +44,7 @@ import torch
 from hw_models import resource_use
 from neuroprune.errors import CheckpointError, PruneError
 from neuroprune.ir import ConvLayer, Network
-from neuroprune.prune.base import Measurer, PruneResult, PruneTask, check_feasible
+from neuroprune.prune.base import Measurer, PruneResult, PruneTask, check_feasible, prunable
 from neuroprune.prune.ddpg import DDPGAgent, DDPGConfig
 from neuroprune.prune.delivery import deliver
 from neuroprune.prune.estimate import SynOpsModel
@@ -123,11 +123,7 @@ class _Search:
             raise PruneError("SPEAR needs a SynOps target (e.g. --synops-target 0.5)")
         self.model, self.task, self.config, self.log = model, task, config, log
         check_feasible(model, task)
-        self.network = snn_model.to_ir(model)
-        self.graph = DependencyGraph(self.network)
-        self.layers = self.graph.prunable()
-        if not self.layers:
-            raise PruneError("the network has no prunable layers (only the output layer carries synapses)")
+        self.network, self.graph, self.layers = prunable(model)
         self.measurer = Measurer(task.dataset, task.train, "val", task.eval_samples)
         dense = self.measurer.measure(model)
         self.dense = dense

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from neuroprune.errors import PruneError
-from neuroprune.prune.base import Measurer, PruneResult, PruneTask, check_feasible, synops_inputs
+from neuroprune.prune.base import Measurer, PruneResult, PruneTask, check_feasible, prunable, synops_inputs
 from neuroprune.prune.delivery import deliver
 from neuroprune.prune.estimate import SynOpsModel, uniform_ratio_for
 from neuroprune.prune.graph import DependencyGraph
@@ -63,11 +63,7 @@ def uniform(model: snn_model.SNN, task: PruneTask, config: UniformConfig = Unifo
     from neuroprune.progress import task_progress
 
     check_feasible(model, task)
-    network = snn_model.to_ir(model)
-    graph = DependencyGraph(network)
-    layers = graph.prunable()
-    if not layers:
-        raise PruneError("the network has no prunable layers")
+    network, graph, layers = prunable(model)
     measured = Measurer(task.dataset, task.train, "val", task.eval_samples).measure(model)
     importance = get_criterion(config.criterion)(network, measured.activity)
     if task.synops_target is not None:
