@@ -14,13 +14,13 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from neuroprune.atomic import atomic_path
 from neuroprune.errors import CheckpointError
 
 __all__ = ["save_checkpoint", "load_checkpoint", "FORMAT", "VERSION"]
@@ -76,19 +76,10 @@ def save_checkpoint(
         raise CheckpointError(
             f"{path}: folder {folder} does not exist; create it first (mkdir -p {folder})"
         )
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            torch.save(payload, handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp_name, path)
-    except BaseException:
-        try:
-            os.unlink(tmp_name)
-        except FileNotFoundError:
-            pass
-        raise
+    with atomic_path(path) as tmp_name, open(tmp_name, "wb") as handle:
+        torch.save(payload, handle)
+        handle.flush()
+        os.fsync(handle.fileno())
     return path
 
 
