@@ -34,7 +34,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     spear.add_argument("--warmup", type=int, default=20, help="random-action warm-up episodes (default 20)")
     spear.add_argument("--lre-samples", type=int, default=16, help="pruned nets sampled to fit the LRE (default 16)")
     spear.add_argument("--lre-finetune-steps", type=int, help="fine-tune steps per LRE sample (default: --finetune-steps)")
-    spear.add_argument("--recovery-steps", type=int, default=10, help="fine-tune steps before each episode's reward")
+    spear.add_argument("--recovery-steps", type=int, default=30, help="fine-tune steps before each episode's reward (default 30)")
     spear.add_argument("--hidden", type=int, default=300, help="DDPG hidden units (default 300)")
     spear.add_argument("--checkpoint", help="search checkpoint (default: OUT with .search suffix)")
     spear.add_argument("--resume", action="store_true", help="continue the search from its checkpoint")

@@ -70,7 +70,7 @@ class SpearConfig:
     warmup: int = 20
     lre_samples: int = 16
     lre_finetune_steps: int | None = None  # default: the task's final fine-tune steps
-    recovery_steps: int = 10
+    recovery_steps: int = 30
     a_min: float = 0.2
     criterion: str = "l1"
     beta: float = 2.0
@@ -233,23 +233,32 @@ def _rollout(search: _Search, episode: int) -> tuple[dict[int, float], list[tupl
 
 def _final_choice(search: _Search, config: SpearConfig, steps: int, log: Callable[[str], None]) -> dict[int, float]:
     """Keep ratios of the finalist with the best validation accuracy after ``steps`` of
-    fine-tuning (ties: the higher search reward)."""
+    fine-tuning (ties: the earlier finalist). Finalists are the best distinct feasible
+    policies of the search plus the uniform policy that meets the LRE-corrected target
+    (the search space contains it; a short search should never deliver worse than it)."""
+    from neuroprune.prune.estimate import target_keep_ratio, uniform_ratio_for
+
     feasible = sorted((h for h in search.history if h["feasible"]), key=lambda h: -h["reward"])
-    finalists: list[dict[str, Any]] = []
+    candidates: list[dict[int, float]] = []
     for record in feasible:
-        if record["ratios"] not in [f["ratios"] for f in finalists]:
-            finalists.append(record)
-        if len(finalists) == config.finalists:
+        ratios = {int(k): float(v) for k, v in record["ratios"].items()}
+        if ratios not in candidates:
+            candidates.append(ratios)
+        if len(candidates) == config.finalists:
             break
-    if len(finalists) <= 1:
-        return {int(k): float(v) for k, v in search.best["ratios"].items()}
-    jobs = [CandidateJob({int(k): float(v) for k, v in f["ratios"].items()}, steps,
-                         seed=search.task.seed * 1000 + 900 + n) for n, f in enumerate(finalists)]
+    common = uniform_ratio_for(search.synops, search.layers, search.wall_target(), config.a_min)
+    common = target_keep_ratio(search.network, search.graph, search.layers, common, search.task.constraints,
+                               search.layer_rates)
+    uniform = {i: common for i in search.layers}
+    if uniform not in candidates:
+        candidates.append(uniform)
+    if len(candidates) <= 1:
+        return candidates[0]
+    jobs = [CandidateJob(ratios, steps, seed=search.task.seed * 1000 + 900 + n) for n, ratios in enumerate(candidates)]
     outcomes = search.evaluate(jobs)
-    scored = [(o["accuracy"], f["reward"], n) for n, (f, o) in enumerate(zip(finalists, outcomes))]
-    best = max(scored)[2]
+    best = max(range(len(jobs)), key=lambda n: (outcomes[n]["accuracy"], -n))
     log("finalists (val accuracy after fine-tune): " + ", ".join(
-        f"episode {f['episode']}: {o['accuracy']:.4f}" for f, o in zip(finalists, outcomes)))
+        f"{'uniform' if c is uniform else c}: {o['accuracy']:.4f}" for c, o in zip(candidates, outcomes)))
     return jobs[best].ratios
 
 
