@@ -32,6 +32,8 @@ def main() -> int:
     parser.add_argument("--methods", default="spear,uniform,sca,criticality,gradr,admm")
     parser.add_argument("--out", default=str(ROOT / "out" / "bench"))
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seeds", help="comma-separated seeds: repeat SPEAR and uniform (at SPEAR's measured "
+                        "SynOps) per seed and print mean and spread (e.g. 0,1,2)")
     parser.add_argument("--quick", action="store_true", help="short settings (a smoke run)")
     args = parser.parse_args()
 
@@ -101,7 +103,44 @@ def main() -> int:
         print(f"LRE: R^2 {lre['r2']:.4f}, held-out mean relative error {lre['holdout_mean_rel_error']:.2%} "
               f"(max {lre['holdout_max_rel_error']:.2%}, {lre['holdout_samples']} nets; goal <= 5%)")
     (out / "methods.json").write_text(json.dumps(results, indent=2, default=str))
+    if args.seeds:
+        _seeds(args, trained, dense, out, common, spear_opts)
     return 0
+
+
+def _seeds(args, trained, dense, out, common, spear_opts) -> None:  # type: ignore[no-untyped-def]
+    """SPEAR vs uniform at the same measured SynOps over several seeds."""
+    import statistics
+
+    from neuroprune.cli import build_parser
+    from neuroprune.pipeline import print_table, prune_and_report
+
+    parser = build_parser()
+    rows = []
+    pairs = []
+    for seed in [int(s) for s in args.seeds.split(",")]:
+        options = ["--seed", str(seed), *common[2:]]  # common starts with --seed S
+        spear_args = parser.parse_args(["prune", str(dense), "--out", str(out / f"spear_s{seed}.pt"), "--method", "spear",
+                                        "--synops-target", str(args.target), *spear_opts, *options])
+        spear_args.checkpoint = str(out / f"spear_s{seed}.search")
+        spear = prune_and_report(trained, spear_args, out / f"spear_s{seed}.pt")
+        uniform_args = parser.parse_args(["prune", str(dense), "--out", str(out / f"uniform_s{seed}.pt"), "--method",
+                                          "uniform", "--synops-target", f"{spear['synops_ratio']:.6f}", *options])
+        uniform = prune_and_report(trained, uniform_args, out / f"uniform_s{seed}.pt")
+        pairs.append((spear, uniform))
+        rows.append((str(seed), f"{spear['synops_ratio']:.3f}", f"{spear['acc_pruned']:.4f}",
+                     f"{uniform['synops_ratio']:.3f}", f"{uniform['acc_pruned']:.4f}"))
+    spear_acc = [p[0]["acc_pruned"] for p in pairs]
+    uniform_acc = [p[1]["acc_pruned"] for p in pairs]
+    spread = (lambda v: statistics.stdev(v) if len(v) > 1 else 0.0)
+    rows.append(("mean", f"{statistics.mean(p[0]['synops_ratio'] for p in pairs):.3f}",
+                 f"{statistics.mean(spear_acc):.4f} +- {spread(spear_acc):.4f}",
+                 f"{statistics.mean(p[1]['synops_ratio'] for p in pairs):.3f}",
+                 f"{statistics.mean(uniform_acc):.4f} +- {spread(uniform_acc):.4f}"))
+    print_table(f"SPEAR vs uniform at the same measured SynOps (target {args.target})", rows,
+                ("seed", "SPEAR SynOps", "SPEAR acc", "uniform SynOps", "uniform acc"))
+    (out / "spear_vs_uniform.json").write_text(json.dumps([{"spear": a, "uniform": b} for a, b in pairs],
+                                                          indent=2, default=str))
 
 
 if __name__ == "__main__":
