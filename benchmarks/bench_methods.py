@@ -91,7 +91,7 @@ def main() -> int:
     rows = [(r["name"], f"{r['target']:.3f}", f"{r['synops_ratio']:.3f}", f"{r['acc_dense']:.4f}",
              f"{r['acc_pruned']:.4f}", f"{r['nonzero_pruned']:,}", str(r["cores"]), f"{r['seconds']:.0f}")
             for r in results]
-    print_table(f"pruning methods on digits (dense {trained.meta.get('test_accuracy', float('nan')):.4f})", rows,
+    print_table("pruning methods on digits (test split; SynOps ratio on the test inputs)", rows,
                 ("method", "target", "SynOps ratio", "acc dense", "acc pruned", "non-zero syn", "cores", "s"))
     spear = next((r for r in results if r["name"] == "spear"), None)
     uniform = next((r for r in results if r["name"].startswith("uniform")), None)

@@ -80,7 +80,10 @@ def print_table(title: str, rows: list[tuple[str, ...]], columns: tuple[str, ...
         table.add_column(column)
     for row in rows:
         table.add_row(*row)
-    Console().print(table)
+    console = Console()
+    if not console.is_terminal:  # logs and pipes: do not squeeze the table into 80 columns
+        console = Console(width=160)
+    console.print(table)
 
 
 def make_task(trained: Trained, args: argparse.Namespace) -> PruneTask:
