@@ -1,5 +1,8 @@
 """``neuroprune train --data digits --arch c16,c32s2,f --out model.pt``: train an SNN on
-slayer CUBA blocks, then report test accuracy in float and in the chip's fixed point."""
+slayer CUBA blocks, then report test accuracy in float and in the chip's fixed point.
+
+The full training state goes to ``OUT.train`` after every epoch; ``--resume`` continues
+an interrupted run from it and ends with the same weights as an uninterrupted run."""
 
 from __future__ import annotations
 
@@ -24,6 +27,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--loss", default="rate", choices=["rate", "tet"])
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default="cpu", help="cpu (default) or cuda")
+    parser.add_argument("--resume", action="store_true",
+                        help="continue an interrupted run from OUT.train (same options needed)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
@@ -46,7 +51,11 @@ def run(args: argparse.Namespace) -> int:
     model = snn_model.build(args.arch, dataset.input_shape, num_classes=dataset.num_classes,
                             input_neuron=args.encoder == "direct", seed=args.seed, name=out.stem)
     meta = {"model": model.meta(), "dataset": args.data, "data_seed": args.seed}
-    history = train(model, dataset, config, checkpoint=out, checkpoint_meta=meta, progress=not args.quiet)
+    state = out.with_name(out.name + ".train")
+    if args.resume and not state.is_file():
+        print(f"no training state at {state}; starting from epoch 1")
+    history = train(model, dataset, config, checkpoint=out, checkpoint_meta=meta, progress=not args.quiet,
+                    state=state, resume=args.resume)
     model.to("cpu")
     float_acc = evaluate(model, dataset.x_test, dataset.y_test, config).accuracy
     fixed_acc = fixed_point_accuracy(model, dataset.x_test, dataset.y_test, config)

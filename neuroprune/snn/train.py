@@ -35,8 +35,8 @@ import torch
 import torch.nn.functional as F
 
 from neuroprune.data import Dataset, batches
-from neuroprune.errors import NeuropruneError
-from neuroprune.snn.checkpoint import save_checkpoint
+from neuroprune.errors import CheckpointError, NeuropruneError
+from neuroprune.snn.checkpoint import load_checkpoint, save_checkpoint
 from neuroprune.snn.encoders import ENCODERS, get_encoder
 
 __all__ = [
@@ -285,6 +285,9 @@ def train(
     on_step: OnStep | None = None,
     extra_loss: ExtraLoss | None = None,
     progress: bool = True,
+    state: str | os.PathLike[str] | None = None,
+    resume: bool = False,
+    stop_after_epochs: int | None = None,
 ) -> TrainHistory:
     """Train ``model`` in place on ``dataset.x_train`` with BPTT; return the history.
 
@@ -297,6 +300,12 @@ def train(
     batch (``output`` are the output spikes ``(N, K, T)``). With ``checkpoint`` a model
     checkpoint (weights; meta: config, epoch, history, ``checkpoint_meta``) is written
     atomically after every epoch.
+
+    With ``state`` the whole training state (weights, optimizer, schedule, random
+    generators, epoch, history) is written there atomically after every epoch;
+    ``resume=True`` continues from it, and the result is identical to an uninterrupted
+    run with the same config. ``stop_after_epochs`` ends this call after that many
+    epochs (an interruption, for tests).
     """
     device = resolve_device(config.device)
     model.to(device)
@@ -322,10 +331,15 @@ def train(
     history = TrainHistory()
     start = time.perf_counter()
     step = 0
+    first_epoch = 0
+    generators = {"shuffle": shuffle_gen, "encode": encode_gen}
+    if resume and state is not None and os.path.exists(state):
+        first_epoch, step, history = _load_train_state(state, model, optimizer, scheduler, generators, config)
+        start -= history.wall_time_s
     with _progress(progress) as bar:
-        task = bar.add_task("train", total=planned, status="")
-        for epoch in range(config.epochs):
-            if step >= planned:
+        task = bar.add_task("train", total=planned, status="", completed=step)
+        for epoch in range(first_epoch, config.epochs):
+            if step >= planned or (stop_after_epochs is not None and epoch - first_epoch >= stop_after_epochs):
                 break
             epoch_start = time.perf_counter()
             model.train()
@@ -389,9 +403,54 @@ def train(
                     num_classes=dataset.num_classes,
                 )
                 save_checkpoint(checkpoint, model.state_dict(), meta)
+            if state is not None:
+                _save_train_state(state, model, optimizer, scheduler, generators, config, epoch + 1, step, history)
     history.optimizer_steps = step
     history.wall_time_s = time.perf_counter() - start
     return history
+
+
+TRAIN_STATE_KIND = "train-state"
+
+
+def _save_train_state(path: str | os.PathLike[str], model: torch.nn.Module, optimizer: torch.optim.Optimizer,
+                      scheduler: Any, generators: dict[str, torch.Generator], config: TrainConfig,
+                      epoch: int, step: int, history: TrainHistory) -> None:
+    tensors = {
+        "model": model.state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "rng": {"torch": torch.get_rng_state(), **{k: g.get_state() for k, g in generators.items()}},
+    }
+    meta = {"epoch": epoch, "step": step, "config": config.to_dict(), "history": history.to_dict(),
+            "scheduler": None if scheduler is None else scheduler.state_dict()}
+    save_checkpoint(path, tensors, meta, kind=TRAIN_STATE_KIND)
+
+
+def _load_train_state(path: str | os.PathLike[str], model: torch.nn.Module, optimizer: torch.optim.Optimizer,
+                      scheduler: Any, generators: dict[str, torch.Generator],
+                      config: TrainConfig) -> tuple[int, int, TrainHistory]:
+    tensors, meta = load_checkpoint(path, kind=TRAIN_STATE_KIND)
+    if meta["config"] != config.to_dict():
+        changed = sorted(k for k, v in config.to_dict().items() if meta["config"].get(k) != v)
+        raise CheckpointError(
+            f"{path}: training state belongs to another run ({', '.join(changed)} differ); "
+            "resume with the same options or delete the file to start over"
+        )
+    try:
+        model.load_state_dict(tensors["model"])
+    except RuntimeError as exc:
+        raise CheckpointError(
+            f"{path}: training state does not match this model ({str(exc).splitlines()[0][:120]}); "
+            "resume with the same --arch or delete the file"
+        ) from None
+    optimizer.load_state_dict(tensors["optimizer"])
+    if scheduler is not None and meta["scheduler"] is not None:
+        scheduler.load_state_dict(meta["scheduler"])
+    torch.set_rng_state(tensors["rng"]["torch"])
+    for name, generator in generators.items():
+        generator.set_state(tensors["rng"][name])
+    history = TrainHistory(**meta["history"])
+    return int(meta["epoch"]), int(meta["step"]), history
 
 
 # --------------------------------------------------------------------------- evaluate

@@ -429,3 +429,53 @@ def test_conv_snn_reaches_95_percent_on_digits() -> None:
     print(f"digits test accuracy {result.accuracy:.4f} (fixed point {fixed:.4f}) in {history.wall_time_s:.1f} s")
     assert result.accuracy >= 0.95
     assert abs(fixed - result.accuracy) <= 0.01
+
+
+def test_interrupted_training_resumes_to_the_same_weights(tmp_path, synthetic) -> None:
+    cfg = dataclasses.replace(FAST, epochs=3, encoder="rate")
+    straight = tiny_dense(synthetic.input_shape, synthetic.num_classes)
+    full = tr.train(straight, synthetic, cfg, progress=False)
+
+    state = tmp_path / "run.pt.train"
+    first = tiny_dense(synthetic.input_shape, synthetic.num_classes)
+    tr.train(first, synthetic, cfg, state=state, stop_after_epochs=1, progress=False)
+    assert state.is_file()
+    # a fresh process: new model object with other initial weights, state from the file
+    resumed = tiny_dense(synthetic.input_shape, synthetic.num_classes, seed=7)
+    history = tr.train(resumed, synthetic, cfg, state=state, resume=True, progress=False)
+    for key, value in straight.state_dict().items():
+        assert torch.equal(resumed.state_dict()[key], value), key
+    assert history.optimizer_steps == full.optimizer_steps
+    assert history.loss == pytest.approx(full.loss) and history.val_accuracy == full.val_accuracy
+
+
+def test_resume_refuses_a_state_of_another_run(tmp_path, synthetic) -> None:
+    state = tmp_path / "run.pt.train"
+    model = tiny_dense(synthetic.input_shape, synthetic.num_classes)
+    tr.train(model, synthetic, dataclasses.replace(FAST, epochs=2), state=state, stop_after_epochs=1, progress=False)
+    with pytest.raises(CheckpointError, match="lr differ"):
+        tr.train(model, synthetic, dataclasses.replace(FAST, epochs=2, lr=0.5), state=state, resume=True,
+                 progress=False)
+    other = tiny_dense(synthetic.input_shape, synthetic.num_classes, hidden=16)
+    with pytest.raises(CheckpointError, match="does not match this model"):
+        tr.train(other, synthetic, dataclasses.replace(FAST, epochs=2), state=state, resume=True, progress=False)
+
+
+def test_train_cli_writes_state_and_resumes(tmp_path, capsys) -> None:
+    from neuroprune.cli import main
+    from neuroprune.snn.model import load_model
+
+    out = tmp_path / "m.pt"
+    args = ["train", "--data", "synthetic", "--arch", "f,d16", "--epochs", "2", "--steps", "8", "--quiet",
+            "--out", str(out)]
+    assert main(args) == 0
+    assert out.is_file() and (tmp_path / "m.pt.train").is_file()
+    first = load_model(str(out))[0].state_dict()
+    # resuming a finished run trains no further and gives the same model
+    assert main(args + ["--resume"]) == 0
+    again = load_model(str(out))[0].state_dict()
+    assert all(torch.equal(first[k], again[k]) for k in first)
+    capsys.readouterr()
+    assert main(args + ["--resume", "--lr", "0.5"]) == 2
+    err = capsys.readouterr().err
+    assert "m.pt.train" in err and "lr differ" in err and "Traceback" not in err
