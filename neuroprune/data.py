@@ -6,7 +6,9 @@ Three sources, one shape of result (:class:`Dataset`):
   with scikit-learn, no download), scaled to [0, 1], shape ``(N, 1, 8, 8)``.
 - ``"synthetic"`` — class prototypes plus noise; a tiny SNN learns it in seconds.
 - a path to a user's own ``.npz`` with arrays ``x``, ``y`` (and optionally ``x_test``,
-  ``y_test``).
+  ``y_test``);
+- a path to a folder of images in torchvision's ``ImageFolder`` layout
+  (``root/<class>/<image>``, optionally ``root/train/...`` and ``root/test/...``).
 
 Splits are stratified and deterministic under ``seed``. The *validation* split feeds
 rewards of pruning searches; the *test* split is only for reported accuracy.
@@ -34,6 +36,7 @@ __all__ = [
     "load_digits",
     "make_synthetic",
     "load_npz",
+    "load_folder",
     "load",
     "batches",
     "BUILTIN_DATASETS",
@@ -301,18 +304,98 @@ def load_npz(
     )
 
 
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".pgm", ".ppm", ".webp")
+
+
+def _image_classes(root: Path) -> list[str]:
+    return sorted(d.name for d in root.iterdir() if d.is_dir() and not d.name.startswith("."))
+
+
+def _read_images(root: Path, classes: list[str], size: tuple[int, int] | None,
+                 grayscale: bool) -> tuple[np.ndarray, np.ndarray, tuple[int, int]]:
+    from PIL import Image, UnidentifiedImageError
+
+    images: list[np.ndarray] = []
+    labels: list[int] = []
+    for label, name in enumerate(classes):
+        folder = root / name
+        if not folder.is_dir():
+            raise DataError(f"{root}: class folder {name!r} is missing; every split needs the same class folders")
+        files = sorted(f for f in folder.iterdir() if f.suffix.lower() in IMAGE_SUFFIXES)
+        for file in files:
+            try:
+                with Image.open(file) as image:
+                    image = image.convert("L" if grayscale else "RGB")
+                    if size is None:
+                        size = (image.height, image.width)
+                    elif (image.height, image.width) != size:
+                        image = image.resize((size[1], size[0]), Image.BILINEAR)
+                    pixels = np.asarray(image, dtype=np.float32) / 255.0
+            except (UnidentifiedImageError, OSError) as exc:
+                raise DataError(f"{file}: not a readable image ({exc}); remove or replace the file") from None
+            images.append(pixels[None] if grayscale else pixels.transpose(2, 0, 1))
+            labels.append(label)
+    if not images:
+        raise DataError(
+            f"{root}: no images ({', '.join(IMAGE_SUFFIXES)}) in its class folders; "
+            "use the layout root/<class>/<image>"
+        )
+    assert size is not None
+    return np.stack(images), np.asarray(labels, dtype=np.int64), size
+
+
+def load_folder(
+    path: str | os.PathLike[str],
+    seed: int = 0,
+    size: tuple[int, int] | None = None,
+    grayscale: bool = True,
+    val_fraction: float = 0.15,
+    test_fraction: float = 0.2,
+) -> Dataset:
+    """Images in torchvision's ``ImageFolder`` layout: ``root/<class>/<image>``.
+
+    Classes are the sub-folder names in sorted order (label 0 is the first, as
+    torchvision numbers them). With ``root/train`` and ``root/test`` the test split is
+    ``root/test``; otherwise it is cut from the images. Pixels are scaled to [0, 1];
+    samples have shape ``(1, H, W)`` (``grayscale``, default) or ``(3, H, W)``. Every
+    image is resized (bilinear) to ``size`` = ``(H, W)``, by default the size of the
+    first image.
+    """
+    root = Path(path)
+    if not root.is_dir():
+        raise DataError(f"{root}: no such folder; pass a folder laid out as root/<class>/<image>")
+    split = (root / "train").is_dir() and (root / "test").is_dir()
+    train_root = root / "train" if split else root
+    classes = _image_classes(train_root)
+    if len(classes) < 2:
+        raise DataError(
+            f"{train_root}: found {len(classes)} class folder(s); need at least 2 "
+            "(layout root/<class>/<image>)"
+        )
+    x, y, size = _read_images(train_root, classes, size, grayscale)
+    x_test = y_test = None
+    if split:
+        extra = sorted(set(_image_classes(root / "test")) - set(classes))
+        if extra:
+            raise DataError(f"{root / 'test'}: class folder(s) {', '.join(extra)} are not in {train_root}")
+        x_test, y_test, _ = _read_images(root / "test", classes, size, grayscale)
+    return _finish(x, y, x_test, y_test, len(classes), root.name, seed, val_fraction, test_fraction)
+
+
 def load(name_or_path: str | os.PathLike[str], seed: int = 0) -> Dataset:
-    """Load ``"digits"``, ``"synthetic"`` or a path to a ``.npz`` file."""
+    """Load ``"digits"``, ``"synthetic"``, a ``.npz`` file or an image folder."""
     name = os.fspath(name_or_path)
     if name == "digits":
         return load_digits(seed=seed)
     if name == "synthetic":
         return make_synthetic(seed=seed)
+    if Path(name).is_dir():
+        return load_folder(name, seed=seed)
     if name.endswith(".npz") or os.path.sep in name or Path(name).exists():
         return load_npz(name, seed=seed)
     raise DataError(
-        f"unknown data set {name!r}; use one of {', '.join(BUILTIN_DATASETS)} "
-        "or a path to a .npz file with arrays 'x' and 'y'"
+        f"unknown data set {name!r}; use one of {', '.join(BUILTIN_DATASETS)}, a path to a .npz "
+        "file with arrays 'x' and 'y', or an image folder laid out as root/<class>/<image>"
     )
 
 

@@ -173,3 +173,52 @@ def test_batches_cover_all_samples_once_and_shuffle_deterministically() -> None:
     assert torch.equal(order(generator=g2), e1) and torch.equal(order(generator=g2), e2)
     with pytest.raises(DataError, match="batch_size"):
         next(data.batches(x, y, 0))
+
+
+def _write_images(root, x, y, names=("zero", "one", "two")) -> None:
+    from PIL import Image
+
+    for i, (image, label) in enumerate(zip(x, y)):
+        folder = root / names[label]
+        folder.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(np.round(image[0] * 255).astype(np.uint8), mode="L").save(folder / f"{i:04d}.png")
+
+
+def test_image_folder_reads_classes_pixels_and_splits(tmp_path) -> None:
+    digits = data.load_digits(seed=0)
+    keep = digits.y_train < 3
+    x, y = digits.x_train[keep][:90], digits.y_train[keep][:90]
+    _write_images(tmp_path / "flat", x, y)
+    ds = data.load(str(tmp_path / "flat"), seed=1)
+    assert ds.input_shape == (1, 8, 8) and ds.num_classes == 3 and ds.name == "flat"
+    assert len(ds.y_train) + len(ds.y_val) + len(ds.y_test) == 90
+    # pixels come back as written (8-bit), labels follow the sorted class folder names
+    order = {"one": 0, "two": 1, "zero": 2}  # sorted folder names, as torchvision numbers them
+    everything = np.concatenate([ds.x_train, ds.x_val, ds.x_test])
+    labels = np.concatenate([ds.y_train, ds.y_val, ds.y_test])
+    for image, label in zip(everything[:10], labels[:10]):
+        match = np.flatnonzero(np.all(np.abs(x - image).reshape(len(x), -1) <= 0.5 / 255 + 1e-6, axis=1))
+        assert len(match) >= 1 and order[("zero", "one", "two")[y[match[0]]]] == label
+
+    # train/test layout: test split from its own folder, images resized to the train size
+    _write_images(tmp_path / "split" / "train", x[:60], y[:60])
+    _write_images(tmp_path / "split" / "test", x[60:], y[60:])
+    ds = data.load_folder(tmp_path / "split", size=(16, 12))
+    assert ds.input_shape == (1, 16, 12) and len(ds.y_test) == 30
+    rgb = data.load_folder(tmp_path / "split", grayscale=False)
+    assert rgb.input_shape == (3, 8, 8)
+    np.testing.assert_allclose(rgb.x_test[:, 0], rgb.x_test[:, 2])
+
+
+def test_image_folder_errors_name_the_path(tmp_path) -> None:
+    with pytest.raises(DataError, match="no such folder"):
+        data.load_folder(tmp_path / "missing")
+    (tmp_path / "one" / "a").mkdir(parents=True)
+    with pytest.raises(DataError, match="1 class folder"):
+        data.load_folder(tmp_path / "one")
+    (tmp_path / "one" / "b").mkdir()
+    with pytest.raises(DataError, match="no images"):
+        data.load_folder(tmp_path / "one")
+    (tmp_path / "one" / "a" / "broken.png").write_bytes(b"not a png")
+    with pytest.raises(DataError, match="broken.png: not a readable image"):
+        data.load_folder(tmp_path / "one")
