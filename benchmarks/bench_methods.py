@@ -32,6 +32,7 @@ def main() -> int:
     parser.add_argument("--methods", default="spear,uniform,sca,criticality,gradr,admm")
     parser.add_argument("--out", default=str(ROOT / "out" / "bench"))
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--arch", default="c24,c32s2,f", help="dense net to train (default c24,c32s2,f; + dense 10)")
     parser.add_argument("--seeds", help="comma-separated seeds: repeat SPEAR and uniform (at SPEAR's measured "
                         "SynOps) per seed and print mean and spread (e.g. 0,1,2)")
     parser.add_argument("--quick", action="store_true", help="short settings (a smoke run)")
@@ -45,8 +46,8 @@ def main() -> int:
     dense = out / "dense.pt"
     if not dense.exists():
         epochs = "4" if args.quick else "15"
-        if cli_main(["train", "--data", "digits", "--out", str(dense), "--epochs", epochs, "--seed",
-                     str(args.seed), "--quiet"]) != 0:
+        if cli_main(["train", "--data", "digits", "--arch", args.arch, "--out", str(dense), "--epochs", epochs,
+                     "--seed", str(args.seed), "--quiet"]) != 0:
             return 1
     trained = load_trained(str(dense))
     prune_parser = build_parser()
