@@ -10,7 +10,7 @@ methods check the estimate by measurement (:mod:`neuroprune.prune.delivery`).
 
 from __future__ import annotations
 
-from typing import Mapping
+from typing import Callable, Mapping
 
 import numpy as np
 
@@ -21,7 +21,8 @@ from neuroprune.prune.base import PruneTask
 from neuroprune.prune.graph import DependencyGraph
 from neuroprune.prune.structured import keep_by_ratio, prune_network
 
-__all__ = ["SynOpsModel", "uniform_ratio_for", "mean_layer_rates", "target_keep_ratio", "keep_ratio_for_task"]
+__all__ = ["SynOpsModel", "uniform_ratio_for", "mean_layer_rates", "target_keep_ratio", "keep_ratio_for_task",
+           "measured_synops", "calibrate_scale"]
 
 
 class SynOpsModel:
@@ -112,3 +113,42 @@ def keep_ratio_for_task(network: Network, graph: DependencyGraph, layers: list[i
     else:
         raise PruneError("this method needs a SynOps target or a channel keep ratio (--synops-target or --keep-ratio)")
     return target_keep_ratio(network, graph, layers, ratio, task.constraints, rates)
+
+
+def measured_synops(model, task: PruneTask, graph: DependencyGraph,  # type: ignore[no-untyped-def]
+                    importance: Mapping[int, np.ndarray]) -> Callable[[dict[int, float]], float]:
+    """``measure(ratios)``: SynOps fraction of the dense ``model`` measured on the inputs
+    the delivery is checked on, after keeping the most important ``ratios`` of each
+    layer's channels (no fine-tuning)."""
+    from neuroprune.prune.base import Measurer, synops_inputs
+    from neuroprune.prune.structured import prune_model
+
+    check = Measurer(synops_inputs(task.dataset), task.train, "val")
+    dense = check.measure(model).synops or 1.0
+
+    def measure(ratios: dict[int, float]) -> float:
+        pruned = prune_model(model, keep_by_ratio(graph, ratios, dict(importance)), graph)
+        return check.measure(pruned).synops / dense
+
+    return measure
+
+
+def calibrate_scale(measure: Callable[[dict[int, float]], float], shape: Mapping[int, float], target: float,
+                    low: float, high: float, iterations: int = 8,
+                    accept: Callable[[dict[int, float]], bool] | None = None) -> float:
+    """Largest scale ``s`` in ``[low, high]`` whose keep ratios ``min(1, shape_i * s)`` have
+    measured SynOps (``measure``) at most ``target`` and pass ``accept`` (e.g. a hardware
+    budget); bisection, ``low`` when nothing larger passes. SynOps grow with ``s``."""
+    def ok(scale: float) -> bool:
+        ratios = {i: min(1.0, r * scale) for i, r in shape.items()}
+        return (accept is None or accept(ratios)) and measure(ratios) <= target
+
+    if ok(high):
+        return high
+    for _ in range(iterations):
+        mid = 0.5 * (low + high)
+        if ok(mid):
+            low = mid
+        else:
+            high = mid
+    return low

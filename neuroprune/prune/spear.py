@@ -21,9 +21,12 @@ The recipe (SPEAR, arXiv 2507.02945, which has no public code; see DESIGN.md):
    pruning, and ``use_b / budget_b`` each hardware budget's use (cores, chips). The
    penalty is zero inside the target and grows linearly with the overshoot (the paper's
    target-aware shape); ``beta`` (default 2) makes a 10 % overshoot cost 0.2 accuracy.
-4. **Delivery** — the best feasible policy is pruned, fully fine-tuned and measured; if
-   the measured SynOps still exceed the target the ratios are tightened and the
-   delivery repeated (:func:`neuroprune.prune.delivery.deliver`).
+4. **Delivery** — the best few feasible policies and the uniform policy are scaled up to
+   the SynOps target measured on the pruned nets (same shape; the wall and the estimate
+   leave slack), fine-tuned longer and compared on validation accuracy; the winner is
+   pruned, fully fine-tuned and measured; if the measured SynOps still exceed the target
+   the ratios are tightened and the delivery repeated
+   (:func:`neuroprune.prune.delivery.deliver`).
 
 Search state (LRE samples, agent, replay buffer, history, best policy) is checkpointed
 after every LRE sample and every episode; ``resume=True`` continues a killed search and
@@ -81,6 +84,7 @@ class SpearConfig:
     max_tighten: int = 6
     finalists: int = 3  # best distinct feasible policies re-evaluated with a longer fine-tune
     rollouts: int = 1  # episodes evaluated together per agent update batch (K); 1 = sequential
+    fill_budget: bool = True  # scale finalists up to the measured SynOps target before comparing them
 
     def __post_init__(self) -> None:
         if self.rollouts < 1:
@@ -147,6 +151,7 @@ class _Search:
         self.best: dict[str, Any] | None = None
         self.executor = executor or InProcessExecutor()
         self.spec: EvaluatorSpec | None = None
+        self.fill_measure: Callable[[dict[int, float]], float] | None = None
 
     # -- structure helpers --------------------------------------------------------------
     def candidate(self, ratios: dict[int, float]) -> Network:
@@ -252,14 +257,40 @@ def _final_choice(search: _Search, config: SpearConfig, steps: int, log: Callabl
     uniform = {i: common for i in search.layers}
     if uniform not in candidates:
         candidates.append(uniform)
+    uniform_at = candidates.index(uniform)
+    if config.fill_budget:
+        candidates = [_fill_budget(search, c) for c in candidates]
     if len(candidates) <= 1:
         return candidates[0]
     jobs = [CandidateJob(ratios, steps, seed=search.task.seed * 1000 + 900 + n) for n, ratios in enumerate(candidates)]
     outcomes = search.evaluate(jobs)
     best = max(range(len(jobs)), key=lambda n: (outcomes[n]["accuracy"], -n))
-    log("finalists (val accuracy after fine-tune): " + ", ".join(
-        f"{'uniform' if c is uniform else c}: {o['accuracy']:.4f}" for c, o in zip(candidates, outcomes)))
+    names = ["uniform" if n == uniform_at else f"#{n + 1}" for n in range(len(candidates))]
+    log("finalists (val accuracy after fine-tune): " + "; ".join(
+        f"{name} {_show(c)}: {o['accuracy']:.4f}" for name, c, o in zip(names, candidates, outcomes)))
     return jobs[best].ratios
+
+
+def _show(ratios: dict[int, float]) -> str:
+    return "{" + ", ".join(f"{i}: {r:.2f}" for i, r in sorted(ratios.items())) + "}"
+
+
+def _fill_budget(search: _Search, ratios: dict[int, float]) -> dict[int, float]:
+    """Scale a policy's keep ratios up (same shape, each capped at 1) until the SynOps
+    measured on the pruned net reach the LRE-corrected target, within the hardware
+    budget. The wall and the analytic estimate leave slack (firing rates change when
+    channels go); uniform pruning is calibrated the same way, so policies compete at the
+    SynOps the user asked for rather than below it."""
+    from neuroprune.prune.estimate import calibrate_scale, measured_synops
+
+    if search.fill_measure is None:
+        search.fill_measure = measured_synops(search.model, search.task, search.graph, search.importance)
+    smallest = min(ratios.values())
+    if smallest >= 1.0:
+        return dict(ratios)
+    scale = calibrate_scale(search.fill_measure, ratios, search.wall_target(), 1.0, 1.0 / smallest,
+                            accept=lambda r: search.hardware_penalty(search.candidate(r))[1])
+    return {i: min(1.0, r * scale) for i, r in ratios.items()}
 
 
 # ----------------------------------------------------------------------------- checkpoint

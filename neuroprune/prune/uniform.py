@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from neuroprune.errors import PruneError
 from neuroprune.prune.base import Measurer, PruneResult, PruneTask, check_feasible, prunable, synops_inputs
 from neuroprune.prune.delivery import deliver
-from neuroprune.prune.estimate import SynOpsModel, uniform_ratio_for
+from neuroprune.prune.estimate import SynOpsModel, calibrate_scale, measured_synops, uniform_ratio_for
 from neuroprune.prune.graph import DependencyGraph
 from neuroprune.prune.importance import get_criterion
 from neuroprune.snn import model as snn_model
@@ -36,24 +36,8 @@ def calibrate_ratio(model: snn_model.SNN, task: PruneTask, graph: DependencyGrap
     the inputs the delivery is checked on) stay under ``target``; bisection between
     ``low`` and ``high``. The analytic estimate ignores how firing rates change when
     channels go, so this lands closer to the target than the estimate alone."""
-    from neuroprune.prune.structured import keep_by_ratio, prune_model
-
-    check = Measurer(synops_inputs(task.dataset), task.train, "val")
-    dense = check.measure(model).synops
-
-    def measured(ratio: float) -> float:
-        pruned = prune_model(model, keep_by_ratio(graph, {i: ratio for i in layers}, importance), graph)
-        return check.measure(pruned).synops / dense
-
-    if measured(high) <= target:
-        return high
-    for _ in range(iterations):
-        mid = 0.5 * (low + high)
-        if measured(mid) <= target:
-            low = mid
-        else:
-            high = mid
-    return low
+    measure = measured_synops(model, task, graph, importance)
+    return calibrate_scale(measure, {i: 1.0 for i in layers}, target, low, high, iterations)
 
 
 def uniform(model: snn_model.SNN, task: PruneTask, config: UniformConfig = UniformConfig(), *,
