@@ -36,6 +36,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     spear.add_argument("--lre-finetune-steps", type=int, help="fine-tune steps per LRE sample (default: --finetune-steps)")
     spear.add_argument("--recovery-steps", type=int, default=30, help="fine-tune steps before each episode's reward (default 30)")
     spear.add_argument("--hidden", type=int, default=300, help="DDPG hidden units (default 300)")
+    spear.add_argument("--evidence", type=float, default=1.645,
+                       help="paired z a searched policy needs over the uniform policy on the validation split "
+                            "to be delivered (default 1.645, one-sided 5 %%; 0: deliver the best accuracy)")
     spear.add_argument("--checkpoint", help="search checkpoint (default: OUT with .search suffix)")
     spear.add_argument("--resume", action="store_true", help="continue the search from its checkpoint")
     spear.add_argument("--rollouts", type=int, default=1, help="episodes per agent batch, evaluated together "

@@ -98,6 +98,7 @@ class Measurement:
     params: int
     nonzero: int
     activity: Activity = field(repr=False, compare=False)
+    correct: np.ndarray | None = field(default=None, repr=False, compare=False)  # per sample, bool
 
 
 class Measurer:
@@ -136,6 +137,7 @@ class Measurer:
             nonzero=sum(int(np.count_nonzero(layer.effective_weight)) for layer in network.layers
                         if hasattr(layer, "effective_weight")),
             activity=activity,
+            correct=np.asarray(result.predictions) == np.asarray(self.y),
         )
 
 

@@ -59,9 +59,10 @@ def _dense_model(spec: EvaluatorSpec) -> Any:
     return _MODELS[key]
 
 
-def evaluate_candidate(spec: EvaluatorSpec, job: CandidateJob) -> dict[str, float]:
+def evaluate_candidate(spec: EvaluatorSpec, job: CandidateJob) -> dict[str, Any]:
     """Prune, measure, fine-tune, measure: SynOps ratios (to dense) before and after the
-    fine-tune and the validation accuracy after it."""
+    fine-tune, the validation accuracy after it and which validation samples were
+    classified right (``correct``, 0/1 per sample, for paired comparisons)."""
     from neuroprune.prune.base import Measurer, finetune
     from neuroprune.prune.graph import DependencyGraph
     from neuroprune.prune.structured import keep_by_ratio, prune_model
@@ -77,7 +78,7 @@ def evaluate_candidate(spec: EvaluatorSpec, job: CandidateJob) -> dict[str, floa
     finetune(pruned, task, job.finetune_steps, seed=job.seed)
     after = measurer.measure(pruned) if job.finetune_steps > 0 else before
     return {"synops_before": before.synops / spec.dense_synops, "synops_after": after.synops / spec.dense_synops,
-            "accuracy": after.accuracy}
+            "accuracy": after.accuracy, "correct": [int(c) for c in after.correct]}
 
 
 class Executor(Protocol):
@@ -85,7 +86,7 @@ class Executor(Protocol):
 
     parallelism: int
 
-    def map(self, spec: EvaluatorSpec, jobs: Sequence[CandidateJob]) -> list[dict[str, float]]:
+    def map(self, spec: EvaluatorSpec, jobs: Sequence[CandidateJob]) -> list[dict[str, Any]]:
         ...  # pragma: no cover
 
 
@@ -94,7 +95,7 @@ class InProcessExecutor:
 
     parallelism = 1
 
-    def map(self, spec: EvaluatorSpec, jobs: Sequence[CandidateJob]) -> list[dict[str, float]]:
+    def map(self, spec: EvaluatorSpec, jobs: Sequence[CandidateJob]) -> list[dict[str, Any]]:
         return [evaluate_candidate(spec, job) for job in jobs]
 
 

@@ -35,6 +35,7 @@ def _spear(model: "SNN", task: "PruneTask", args: argparse.Namespace) -> "PruneR
         episodes=args.episodes, warmup=min(args.warmup, args.episodes), lre_samples=args.lre_samples,
         lre_finetune_steps=args.lre_finetune_steps, recovery_steps=args.recovery_steps, criterion=args.criterion,
         hidden=args.hidden, rollouts=1 if getattr(args, "rollouts", None) is None else args.rollouts,
+        evidence=getattr(args, "evidence", 1.645),
     )
     address, workers = getattr(args, "ray", None), getattr(args, "ray_workers", None)
     if address is None and workers is not None:

@@ -46,7 +46,7 @@ def _import_ray() -> ModuleType:
     return ray
 
 
-def evaluate_on_worker(token: str, spec_box: list[Any], job: CandidateJob) -> dict[str, float]:
+def evaluate_on_worker(token: str, spec_box: list[Any], job: CandidateJob) -> dict[str, Any]:
     """Body of the Ray task: :func:`evaluate_candidate` with one torch thread.
 
     ``spec_box`` is ``[ObjectRef]`` (boxed so Ray does not fetch it for every task);
@@ -178,7 +178,7 @@ class RayExecutor:
             self._spec_token = spec.token
         return self._spec_ref
 
-    def map(self, spec: EvaluatorSpec, jobs: Sequence[CandidateJob]) -> list[dict[str, float]]:
+    def map(self, spec: EvaluatorSpec, jobs: Sequence[CandidateJob]) -> list[dict[str, Any]]:
         """Evaluate ``jobs`` on the cluster; results in job order.
 
         Raises :class:`NeuropruneError` when a job's worker died more than
@@ -191,7 +191,7 @@ class RayExecutor:
         spec_ref = self._put(spec)
         remote = self._remote.options(num_cpus=1, num_gpus=self.num_gpus_per_task, max_retries=self.max_retries,
                                       retry_exceptions=False)
-        results: list[dict[str, float] | None] = [None] * len(jobs)
+        results: list[dict[str, Any] | None] = [None] * len(jobs)
         pending: dict[Any, int] = {}
         submitted = 0
         try:
@@ -209,7 +209,7 @@ class RayExecutor:
             raise
         return [result for result in results if result is not None]
 
-    def _result(self, ref: Any, index: int, job: CandidateJob) -> dict[str, float]:
+    def _result(self, ref: Any, index: int, job: CandidateJob) -> dict[str, Any]:
         import ray
 
         try:

@@ -26,7 +26,12 @@ The recipe (SPEAR, arXiv 2507.02945, which has no public code; see DESIGN.md):
    leave slack), fine-tuned longer and compared on validation accuracy; the winner is
    pruned, fully fine-tuned and measured; if the measured SynOps still exceed the target
    the ratios are tightened and the delivery repeated
-   (:func:`neuroprune.prune.delivery.deliver`).
+   (:func:`neuroprune.prune.delivery.deliver`). A searched policy replaces the uniform
+   one only with evidence: its paired (McNemar) z against the uniform policy on the
+   validation samples must reach ``evidence`` (default 1.645). On small validation
+   splits the search's accuracy differences are within noise, and the single best of a
+   few noisy evaluations is biased upwards; measured on digits, picking it blindly
+   delivered lower test accuracy than uniform pruning (README, Benchmarks).
 
 Search state (LRE samples, agent, replay buffer, history, best policy) is checkpointed
 after every LRE sample and every episode; ``resume=True`` continues a killed search and
@@ -39,7 +44,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
@@ -85,10 +90,15 @@ class SpearConfig:
     finalists: int = 3  # best distinct feasible policies re-evaluated with a longer fine-tune
     rollouts: int = 1  # episodes evaluated together per agent update batch (K); 1 = sequential
     fill_budget: bool = True  # scale finalists up to the measured SynOps target before comparing them
+    # a searched finalist replaces the uniform policy only when it beats it on the validation
+    # split by this paired z (McNemar; 1.645 = one-sided 5 %); 0 picks the best accuracy
+    evidence: float = 1.645
 
     def __post_init__(self) -> None:
         if self.rollouts < 1:
             raise PruneError(f"rollouts={self.rollouts} must be >= 1")
+        if self.evidence < 0:
+            raise PruneError(f"evidence={self.evidence} must be >= 0 (0: deliver the best validation accuracy)")
         if self.episodes < 1 or self.warmup < 0 or self.lre_samples < 0 or self.recovery_steps < 0:
             raise PruneError("SPEAR needs episodes >= 1 and non-negative warmup, lre_samples, recovery_steps")
         if not 0.0 < self.a_min <= 1.0:
@@ -237,10 +247,12 @@ def _rollout(search: _Search, episode: int) -> tuple[dict[int, float], list[tupl
 
 
 def _final_choice(search: _Search, config: SpearConfig, steps: int, log: Callable[[str], None]) -> dict[int, float]:
-    """Keep ratios of the finalist with the best validation accuracy after ``steps`` of
-    fine-tuning (ties: the earlier finalist). Finalists are the best distinct feasible
-    policies of the search plus the uniform policy that meets the LRE-corrected target
-    (the search space contains it; a short search should never deliver worse than it)."""
+    """Keep ratios to deliver. Finalists are the best distinct feasible policies of the
+    search plus the uniform policy that meets the LRE-corrected target (the search space
+    contains it; a search should never deliver worse than it), each scaled up to the
+    measured target (``config.fill_budget``) and fine-tuned for ``steps``. The uniform
+    policy wins unless a searched one beats it by a paired z of ``config.evidence`` on the
+    validation samples; among those that do, the best validation accuracy wins."""
     from neuroprune.prune.estimate import target_keep_ratio, uniform_ratio_for
 
     feasible = sorted((h for h in search.history if h["feasible"]), key=lambda h: -h["reward"])
@@ -264,11 +276,27 @@ def _final_choice(search: _Search, config: SpearConfig, steps: int, log: Callabl
         return candidates[0]
     jobs = [CandidateJob(ratios, steps, seed=search.task.seed * 1000 + 900 + n) for n, ratios in enumerate(candidates)]
     outcomes = search.evaluate(jobs)
-    best = max(range(len(jobs)), key=lambda n: (outcomes[n]["accuracy"], -n))
     names = ["uniform" if n == uniform_at else f"#{n + 1}" for n in range(len(candidates))]
-    log("finalists (val accuracy after fine-tune): " + "; ".join(
-        f"{name} {_show(c)}: {o['accuracy']:.4f}" for name, c, o in zip(names, candidates, outcomes)))
+    scores = [paired_z(o["correct"], outcomes[uniform_at]["correct"]) for o in outcomes]
+    log("finalists (val accuracy after fine-tune; paired z against uniform): " + "; ".join(
+        f"{name} {_show(c)}: {o['accuracy']:.4f} (z {z:+.2f})"
+        for name, c, o, z in zip(names, candidates, outcomes, scores)))
+    winners = [n for n in range(len(jobs)) if n == uniform_at or scores[n] >= config.evidence]
+    best = max(winners, key=lambda n: (outcomes[n]["accuracy"], n == uniform_at, -n))
+    if best == uniform_at and len(winners) < len(jobs):
+        log(f"no searched policy beats the uniform policy by z >= {config.evidence:g} on the validation split; "
+            "delivering the uniform policy")
     return jobs[best].ratios
+
+
+def paired_z(correct: Sequence[int], reference: Sequence[int]) -> float:
+    """McNemar-style z of a classifier against a reference on the same samples:
+    ``(b - c) / sqrt(b + c)`` with ``b`` samples only it gets right and ``c`` samples
+    only the reference gets right (0 when they agree everywhere)."""
+    a = np.asarray(correct, dtype=bool)
+    r = np.asarray(reference, dtype=bool)
+    b, c = int(np.sum(a & ~r)), int(np.sum(~a & r))
+    return (b - c) / float(np.sqrt(b + c)) if b + c else 0.0
 
 
 def _show(ratios: dict[int, float]) -> str:
@@ -401,11 +429,9 @@ def spear(model: snn_model.SNN, task: PruneTask, config: SpearConfig = SpearConf
         # fine-tune first, since the single best of many short, noisy evaluations is
         # biased upwards (the winner's curse)
         if search.best is None:
-            ratios = {i: config.a_min for i in search.layers}
-            bar.log("no feasible episode: delivering every layer at a_min and tightening from there")
-        else:
-            ratios = _final_choice(search, config, lre_steps, bar.log)
-            info["final_choice"] = ratios
+            bar.log("no feasible episode: the uniform policy is the only finalist")
+        ratios = _final_choice(search, config, lre_steps, bar.log)
+        info["final_choice"] = ratios
         delivered, tries = deliver(model, task, ratios, search.importance, max_tighten=config.max_tighten,
                                    log=bar.log)
         info.update(delivery=tries, complete=True)

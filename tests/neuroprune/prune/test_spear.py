@@ -143,3 +143,25 @@ def test_calibrate_scale_finds_the_largest_scale_under_target_and_budget():
     assert capped == pytest.approx(1.2, abs=3 / 2 ** 12) and capped <= 1.2
     # nothing passes: the lower end
     assert calibrate_scale(measure, shape, 0.1, 1.0, 4.0) == 1.0
+
+
+def test_paired_z_counts_only_the_samples_the_two_disagree_on():
+    from neuroprune.prune.spear import paired_z
+
+    reference = [1, 1, 0, 0, 1, 0, 1, 0]
+    assert paired_z(reference, reference) == 0.0
+    # right where the reference is wrong on samples 2, 3, 5 and 7, wrong where it is right on 6:
+    # (4 - 1) / sqrt(4 + 1)
+    assert paired_z([1, 1, 1, 1, 1, 1, 0, 1], reference) == pytest.approx(3 / np.sqrt(5))
+    assert paired_z([0, 1, 0, 0, 1, 0, 1, 0], reference) == pytest.approx(-1.0)
+    with pytest.raises(PruneError, match="evidence"):
+        SpearConfig(evidence=-1)
+
+
+@pytest.mark.slow
+def test_without_evidence_the_uniform_policy_is_delivered(trained_small):
+    model, data, config = trained_small
+    task = PruneTask(dataset=data, train=config, synops_target=0.5, finetune_steps=10, eval_samples=96, seed=0)
+    result = spear(model, task, SpearConfig(**{**FAST.__dict__, "evidence": 1e9}), progress=False)
+    assert len(set(result.info["final_choice"].values())) == 1
+    assert _measured_ratio(model, result.model, data, config) <= 0.5
