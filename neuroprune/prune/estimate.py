@@ -60,16 +60,7 @@ class SynOpsModel:
 
 def uniform_ratio_for(synops_model: SynOpsModel, layers: list[int], target: float, a_min: float) -> float:
     """Largest common keep ratio whose estimated SynOps fraction is at most ``target``."""
-    low, high = a_min, 1.0
-    if synops_model.ratio({i: high for i in layers}) <= target:
-        return high
-    for _ in range(40):
-        mid = 0.5 * (low + high)
-        if synops_model.ratio({i: mid for i in layers}) <= target:
-            low = mid
-        else:
-            high = mid
-    return low
+    return largest_passing(lambda r: synops_model.ratio({i: r for i in layers}) <= target, a_min, 1.0, 40)
 
 
 def mean_layer_rates(activity_rates: Mapping[int, np.ndarray]) -> dict[int, float]:
@@ -89,16 +80,7 @@ def target_keep_ratio(network: Network, graph: DependencyGraph, layers: list[int
         activity = None if rates is None else {i: rates.get(i, 0.1) for i in [0, *candidate.synaptic_indices()]}
         return resource_use(candidate, constraints, activity).ok
 
-    if ok(ratio):
-        return ratio
-    low, high = 1e-6, ratio
-    for _ in range(24):
-        mid = 0.5 * (low + high)
-        if ok(mid):
-            low = mid
-        else:
-            high = mid
-    return low
+    return largest_passing(ok, 1e-6, ratio, 24)
 
 
 def keep_ratio_for_task(network: Network, graph: DependencyGraph, layers: list[int], layer_synops: dict[int, float],
@@ -143,6 +125,13 @@ def calibrate_scale(measure: Callable[[dict[int, float]], float], shape: Mapping
         ratios = {i: min(1.0, r * scale) for i, r in shape.items()}
         return (accept is None or accept(ratios)) and measure(ratios) <= target
 
+    return largest_passing(ok, low, high, iterations)
+
+
+def largest_passing(ok: Callable[[float], bool], low: float, high: float, iterations: int) -> float:
+    """Bisection for the largest value in ``[low, high]`` passing ``ok`` (monotone: passes
+    below a threshold, fails above): ``high`` if it passes, else the last passing
+    midpoint, else ``low``."""
     if ok(high):
         return high
     for _ in range(iterations):

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from neuroprune.errors import PruneError
-from neuroprune.prune.base import Measurer, PruneResult, PruneTask, check_feasible, prunable, synops_inputs
+from neuroprune.prune.base import Measurer, PruneResult, PruneTask, check_feasible, prunable
 from neuroprune.prune.delivery import deliver
 from neuroprune.prune.estimate import SynOpsModel, calibrate_scale, measured_synops, uniform_ratio_for
 from neuroprune.prune.graph import DependencyGraph
