@@ -55,7 +55,8 @@ from neuroprune.ir import ConvLayer, Network
 from neuroprune.prune.base import Measurer, PruneResult, PruneTask, check_feasible, prunable
 from neuroprune.prune.ddpg import DDPGAgent, DDPGConfig
 from neuroprune.prune.delivery import deliver
-from neuroprune.prune.estimate import SynOpsModel
+from neuroprune.prune.estimate import (SynOpsModel, calibrate_scale, mean_layer_rates, measured_synops,
+                                       target_keep_ratio, uniform_ratio_for)
 from neuroprune.prune.executor import CandidateJob, EvaluatorSpec, Executor, InProcessExecutor, spec_for
 from neuroprune.prune.graph import DependencyGraph
 from neuroprune.prune.importance import get_criterion
@@ -143,7 +144,7 @@ class _Search:
         self.dense = dense
         self.synops = SynOpsModel(self.network, self.graph, dense.layer_synops)
         self.features = _layer_features(self.network, self.graph, self.layers, self.synops)
-        self.layer_rates = {i: float(np.mean(r)) for i, r in dense.activity.rates.items()}
+        self.layer_rates = mean_layer_rates(dense.activity.rates)
         criterion = get_criterion(config.criterion)
         if config.criterion == "membrane":
             from neuroprune.snn.activity import record_activity
@@ -161,7 +162,6 @@ class _Search:
         self.best: dict[str, Any] | None = None
         self.executor = executor or InProcessExecutor()
         self.spec: EvaluatorSpec | None = None
-        self.fill_measure: Callable[[dict[int, float]], float] | None = None
 
     # -- structure helpers --------------------------------------------------------------
     def candidate(self, ratios: dict[int, float]) -> Network:
@@ -253,8 +253,6 @@ def _final_choice(search: _Search, config: SpearConfig, steps: int, log: Callabl
     measured target (``config.fill_budget``) and fine-tuned for ``steps``. The uniform
     policy wins unless a searched one beats it by a paired z of ``config.evidence`` on the
     validation samples; among those that do, the best validation accuracy wins."""
-    from neuroprune.prune.estimate import target_keep_ratio, uniform_ratio_for
-
     feasible = sorted((h for h in search.history if h["feasible"]), key=lambda h: -h["reward"])
     candidates: list[dict[int, float]] = []
     for record in feasible:
@@ -271,7 +269,8 @@ def _final_choice(search: _Search, config: SpearConfig, steps: int, log: Callabl
         candidates.append(uniform)
     uniform_at = candidates.index(uniform)
     if config.fill_budget:
-        candidates = [_fill_budget(search, c) for c in candidates]
+        measure = measured_synops(search.model, search.task, search.graph, search.importance)
+        candidates = [_fill_budget(search, c, measure) for c in candidates]
     if len(candidates) <= 1:
         return candidates[0]
     jobs = [CandidateJob(ratios, steps, seed=search.task.seed * 1000 + 900 + n) for n, ratios in enumerate(candidates)]
@@ -303,20 +302,18 @@ def _show(ratios: dict[int, float]) -> str:
     return "{" + ", ".join(f"{i}: {r:.2f}" for i, r in sorted(ratios.items())) + "}"
 
 
-def _fill_budget(search: _Search, ratios: dict[int, float]) -> dict[int, float]:
+def _fill_budget(search: _Search, ratios: dict[int, float],
+                 measure: Callable[[dict[int, float]], float]) -> dict[int, float]:
     """Scale a policy's keep ratios up (same shape, each capped at 1) until the SynOps
     measured on the pruned net reach the LRE-corrected target, within the hardware
     budget. The wall and the analytic estimate leave slack (firing rates change when
     channels go); uniform pruning is calibrated the same way, so policies compete at the
-    SynOps the user asked for rather than below it."""
-    from neuroprune.prune.estimate import calibrate_scale, measured_synops
-
-    if search.fill_measure is None:
-        search.fill_measure = measured_synops(search.model, search.task, search.graph, search.importance)
+    SynOps the user asked for rather than below it. ``measure`` gives the measured SynOps
+    fraction of keep ratios (:func:`measured_synops`)."""
     smallest = min(ratios.values())
     if smallest >= 1.0:
         return dict(ratios)
-    scale = calibrate_scale(search.fill_measure, ratios, search.wall_target(), 1.0, 1.0 / smallest,
+    scale = calibrate_scale(measure, ratios, search.wall_target(), 1.0, 1.0 / smallest,
                             accept=lambda r: search.hardware_penalty(search.candidate(r))[1])
     return {i: min(1.0, r * scale) for i, r in ratios.items()}
 
@@ -425,9 +422,9 @@ def spear(model: snn_model.SNN, task: PruneTask, config: SpearConfig = SpearConf
         if stage["episode"] < config.episodes:
             return PruneResult(model=model, method="spear", history=search.history, info={**info, "complete": False})
 
-        # 3. delivery of the best policy; the top few are re-evaluated with the LRE's longer
-        # fine-tune first, since the single best of many short, noisy evaluations is
-        # biased upwards (the winner's curse)
+        # 3. delivery: the finalists are re-evaluated with the LRE's longer fine-tune, since
+        # the single best of many short, noisy evaluations is biased upwards (the winner's
+        # curse), and a searched policy must beat the uniform one with evidence
         if search.best is None:
             bar.log("no feasible episode: the uniform policy is the only finalist")
         ratios = _final_choice(search, config, lre_steps, bar.log)
