@@ -99,13 +99,10 @@ from neuroprune.ir import (
     Neuron,
     PoolLayer,
 )
+from neuroprune.loihi_arith import DECAY_UNITY, MAX_V_TH_MANT, threshold_for, to_mantissa
 
 __all__ = ["to_nir", "from_nir", "write", "read", "SUPPORTED_NODES", "DECAY_UNITY", "MAX_V_TH_MANT"]
 
-DECAY_UNITY = 4096  # decays are in 1/4096 per step
-MAX_V_TH_MANT = (1 << 17) - 1  # v_th_mant << 6 must fit the 24-bit voltage
-WEIGHT_MAX = 254  # largest mantissa on slayer's even 8-bit grid [-256, 254]
-WEIGHT_MIN = -256
 _TOL = 1e-6
 
 SYNAPSE_NODES = ("Affine", "Linear", "Conv2d", "SumPool2d", "AvgPool2d")
@@ -461,8 +458,8 @@ def _quantize(weight: np.ndarray, gain: np.ndarray, threshold: np.ndarray, bias:
     normalized = scaled / threshold.reshape(expand)
     normalized_bias = bias / threshold
     largest = float(np.max(np.abs(normalized))) if normalized.size else 0.0
-    v_th = MAX_V_TH_MANT if largest == 0 else int(np.clip(np.round(WEIGHT_MAX / largest), 1, MAX_V_TH_MANT))
-    mantissa = np.clip(2 * np.round(normalized * v_th / 2), WEIGHT_MIN, WEIGHT_MAX).astype(np.int32)
+    v_th = threshold_for(largest)
+    mantissa = to_mantissa(normalized, v_th)
     return mantissa, np.round(normalized_bias * v_th).astype(np.int64), v_th
 
 

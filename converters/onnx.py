@@ -96,6 +96,7 @@ from neuroprune.ir import (
     PoolLayer,
     conv_output_size,
 )
+from neuroprune.loihi_arith import DECAY_UNITY, MAX_ACTIVATION, threshold_for, to_mantissa
 
 __all__ = [
     "AnnLayer",
@@ -113,11 +114,6 @@ __all__ = [
 ]
 
 INPUT_SCALE = 64  # input mantissa per step for an analog input of 1.0 (as SNN.chip_input)
-WEIGHT_MAX = 254  # largest mantissa on slayer's even 8-bit grid [-256, 254]
-WEIGHT_MIN = -256
-MAX_V_TH_MANT = (1 << 17) - 1  # v_th_mant << 6 must fit the 24-bit voltage
-MAX_ACTIVATION = (1 << 17) - 1  # |a| << 6 must fit the 24-bit current
-DECAY_UNITY = 4096
 INPUT_ENCODINGS = ("neuron", "graded")
 OPSET = 17
 ONNX_IR_VERSION = 8  # what onnxruntime releases of the last years all load
@@ -829,9 +825,9 @@ def _threshold_and_mantissas(weight: np.ndarray, graded_input: int | None = None
     overflow the 24-bit current (``MAX_ACTIVATION``).
     """
     largest = float(np.max(np.abs(weight))) if weight.size else 0.0
-    v_th = MAX_V_TH_MANT if largest == 0 else int(np.clip(np.round(WEIGHT_MAX / largest), 1, MAX_V_TH_MANT))
+    v_th = threshold_for(largest)
     while True:
-        mantissa = np.clip(2 * np.round(weight * v_th / 2), WEIGHT_MIN, WEIGHT_MAX).astype(np.int32)
+        mantissa = to_mantissa(weight, v_th)
         if graded_input is None or v_th == 1:
             return v_th, mantissa
         rows = mantissa.reshape(mantissa.shape[0], -1).astype(np.int64)

@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Iterator, Sequence
 import numpy as np
 
 from neuroprune.errors import ShapeError, UnsupportedLayerError
+from neuroprune.loihi_arith import DECAY_UNITY
 
 if TYPE_CHECKING:  # pragma: no cover
     import networkx as nx
@@ -78,8 +79,8 @@ class Neuron:
             )
         for name in ("i_decay", "v_decay"):
             value = getattr(self, name)
-            if not 0 <= value <= 4096:
-                raise ShapeError(f"neuron {name}={value} is outside [0, 4096] (units of 1/4096)")
+            if not 0 <= value <= DECAY_UNITY:
+                raise ShapeError(f"neuron {name}={value} is outside [0, {DECAY_UNITY}] (units of 1/{DECAY_UNITY})")
         if self.v_th_mant < 0:
             raise ShapeError(f"neuron v_th_mant={self.v_th_mant} must be >= 0")
 

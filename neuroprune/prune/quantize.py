@@ -38,6 +38,7 @@ import numpy as np
 import torch
 
 from neuroprune.errors import PruneError
+from neuroprune.loihi_arith import MANTISSA_MAX, MANTISSA_MIN, MANTISSA_STEP, MAX_WEIGHT_BITS, WEIGHT_SCALE
 
 __all__ = [
     "QuantSpec",
@@ -51,11 +52,6 @@ __all__ = [
     "quantize_model",
     "distinct_mantissas",
 ]
-
-WEIGHT_SCALE = 64  # slayer's w_scale: mantissa = weight * 64 (neuroprune.snn.model.WEIGHT_SCALE)
-MANTISSA_STEP = 2  # slayer's quantize_8bit step (2 / 64 in weight units)
-MANTISSA_MIN, MANTISSA_MAX = -256, 254  # slayer's quantize_8bit range (mantissa units)
-MAX_WEIGHT_BITS = 8
 
 
 @dataclass(frozen=True)

@@ -31,16 +31,21 @@ import torch.nn.functional as F
 
 from neuroprune.errors import ShapeError
 from neuroprune.ir import ConvLayer, DenseLayer, InputLayer, Network, Neuron, PoolLayer
+from neuroprune.loihi_arith import (
+    ACT_SHIFT,
+    BIAS_EXP,
+    DECAY_UNITY,
+    MANTISSA_MAX,
+    MANTISSA_MIN,
+    MAX_DELAY,
+    MAX_V_TH_MANT,
+    STATE_BITS,
+    VTH_SHIFT,
+)
 
 __all__ = ["FixedPointResult", "run_fixed", "dense_synapse_weights"]
 
-UV_BITS = 24
-MAX_UV = 1 << (UV_BITS - 1)
-DECAY_UNITY = 1 << 12
-ACT_SHIFT = 6
-VTH_SHIFT = 6
-BIAS_EXP = 6
-MAX_DELAY = 62
+MAX_UV = 1 << (STATE_BITS - 1)
 
 
 @dataclass
@@ -65,11 +70,11 @@ def dense_synapse_weights(weight: np.ndarray) -> tuple[np.ndarray, int]:
     if not weight.any():
         return weight, 0
     max_w, min_w = int(weight.max()), int(weight.min())
-    if max_w > 254 and min_w < 0:
-        weight = np.clip(weight, -256, 254)
+    if max_w > MANTISSA_MAX and min_w < 0:
+        weight = np.clip(weight, MANTISSA_MIN, MANTISSA_MAX)
         max_w = int(weight.max())
-    if min_w < -256 and max_w > 0:
-        weight = np.clip(weight, -256, 254)
+    if min_w < MANTISSA_MIN and max_w > 0:
+        weight = np.clip(weight, MANTISSA_MIN, MANTISSA_MAX)
         min_w = int(weight.min())
     if max_w < 0:
         mode, signed, scale = "inh", 0, -256 / min_w
@@ -192,7 +197,7 @@ class _ConvSynapse:
         dtype = torch.float32 if bound < 2 ** 24 else torch.float64
         out = F.conv2d(spikes.to(dtype), self.weight.to(dtype), stride=self.layer.stride,
                        padding=self.layer.padding, dilation=self.layer.dilation, groups=self.layer.groups)
-        return [(0, _signed_wrap(torch.round(out).to(torch.int64), 24))]
+        return [(0, _signed_wrap(torch.round(out).to(torch.int64), STATE_BITS))]
 
 
 def _delayed(values: torch.Tensor, delay: int) -> torch.Tensor:
@@ -266,6 +271,6 @@ def run_fixed(network: Network, x: torch.Tensor | np.ndarray, record_voltage: bo
         drive = torch.zeros((steps, batch, *shape), dtype=torch.int64, device=device)
         for delay, part in synapse(rows):
             drive += _delayed(part.reshape(steps, batch, *shape), 1 + delay)
-        neuron = layer.neuron or Neuron(i_decay=0, v_decay=4096, v_th_mant=(1 << 17) - 1)
+        neuron = layer.neuron or Neuron(i_decay=0, v_decay=DECAY_UNITY, v_th_mant=MAX_V_TH_MANT)
         current = run_neurons(index, _Lif(neuron, shape, batch, layer.bias, device), drive)
     return FixedPointResult(spikes=spikes, voltages=voltages)

@@ -30,6 +30,7 @@ import numpy as np
 import torch
 
 from neuroprune.errors import ShapeError, UnsupportedLayerError
+from neuroprune.loihi_arith import DECAY_UNITY, WEIGHT_SCALE
 from neuroprune.ir import (
     ConvLayer,
     DenseLayer,
@@ -53,8 +54,6 @@ __all__ = [
     "WEIGHT_SCALE",
 ]
 
-WEIGHT_SCALE = 1 << 6  # slayer's w_scale: mantissa = weight * 64
-DECAY_SCALE = 1 << 12  # decays in 1/4096
 
 
 def slayer() -> Any:
@@ -84,8 +83,8 @@ class NeuronConfig:
     def from_neuron(cls, neuron: Neuron, tau_grad: float = 0.03, scale_grad: float = 3.0) -> "NeuronConfig":
         return cls(
             threshold=neuron.v_th_mant / WEIGHT_SCALE,
-            current_decay=neuron.i_decay / DECAY_SCALE,
-            voltage_decay=neuron.v_decay / DECAY_SCALE,
+            current_decay=neuron.i_decay / DECAY_UNITY,
+            voltage_decay=neuron.v_decay / DECAY_UNITY,
             tau_grad=tau_grad,
             scale_grad=scale_grad,
         )
