@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
-import io
 from pathlib import Path
 from typing import Callable
 
@@ -15,6 +13,7 @@ import torch
 # processes, Ray workers and Chromium the tests start (oversubscription made steps 5-10x slower).
 torch.set_num_threads(1)
 
+from converters.slayer_export import SLAYER_NEURON, export_blocks
 from neuroprune.ir import ConvLayer, DenseLayer, FlattenLayer, InputLayer, Network, Neuron
 
 NEURON = Neuron(i_decay=1024, v_decay=128, v_th_mant=80)
@@ -53,30 +52,13 @@ def conv_net() -> Network:
     )
 
 
-def _quiet_slayer():
-    with contextlib.redirect_stdout(io.StringIO()):
-        import lava.lib.dl.slayer as slayer
-    return slayer
-
-
-SLAYER_NEURON = {
-    "threshold": 1.25,
-    "current_decay": 0.25,
-    "voltage_decay": 0.03,
-    "tau_grad": 0.03,
-    "scale_grad": 3,
-    "requires_grad": False,
-}
-
-
 @pytest.fixture
 def slayer_export(tmp_path: Path) -> Callable[[str], tuple[Path, list]]:
     """Build a slayer network ('dense' or 'conv'), run it once, export it with lava-dl's
     own ``export_hdf5`` and return the file and the blocks."""
-    import h5py
-    import torch
+    from neuroprune.snn.model import slayer as quiet_slayer
 
-    slayer = _quiet_slayer()
+    slayer = quiet_slayer()
 
     def make(kind: str) -> tuple[Path, list]:
         torch.manual_seed(0)
@@ -98,14 +80,6 @@ def slayer_export(tmp_path: Path) -> Callable[[str], tuple[Path, list]]:
             x = torch.rand(2, 1, 8, 8, 8)
         else:  # pragma: no cover
             raise ValueError(kind)
-        with torch.no_grad():
-            for block in blocks:
-                x = block(x)
-        path = tmp_path / f"slayer_{kind}.net"
-        with h5py.File(path, "w") as handle:
-            group = handle.create_group("layer")
-            for index, block in enumerate(blocks):
-                block.export_hdf5(group.create_group(str(index)))
-        return path, blocks
+        return export_blocks(blocks, tmp_path / f"slayer_{kind}.net", x), blocks
 
     return make

@@ -56,40 +56,11 @@ def loihi2():
 def lava_dl_files(tmp_path_factory) -> dict[str, Path]:
     """netx files written by lava-dl itself: a dense MNIST-like 784-512-10 net and a
     conv net (input neurons, two strided convs, flatten, dense)."""
-    import h5py
-    import torch
-
-    import lava.lib.dl.slayer as slayer
+    from converters.slayer_export import example_blocks, export_blocks
 
     folder = tmp_path_factory.mktemp("hw_lava_dl")
-    neuron = {"threshold": 1.25, "current_decay": 0.25, "voltage_decay": 0.03,
-              "tau_grad": 0.03, "scale_grad": 3, "requires_grad": False}
-    torch.manual_seed(0)
-    nets = {
-        "dense": (torch.rand(1, 784, 2), [
-            slayer.block.cuba.Dense(neuron, 784, 512, weight_scale=4, weight_norm=False),
-            slayer.block.cuba.Dense(neuron, 512, 10, weight_scale=4, weight_norm=False),
-        ]),
-        "conv": (torch.rand(1, 1, 28, 28, 2), [
-            slayer.block.cuba.Input(neuron),
-            slayer.block.cuba.Conv(neuron, 1, 8, 3, padding=1, stride=2, weight_scale=4, weight_norm=False),
-            slayer.block.cuba.Conv(neuron, 8, 16, 3, padding=1, stride=2, weight_scale=4, weight_norm=False),
-            slayer.block.cuba.Flatten(),
-            slayer.block.cuba.Dense(neuron, 16 * 7 * 7, 10, weight_scale=4, weight_norm=False),
-        ]),
-    }
-    paths = {}
-    for name, (x, blocks) in nets.items():
-        with torch.no_grad():
-            for block in blocks:  # a forward pass sets the neurons' shapes
-                x = block(x)
-        path = folder / f"hw_lava_{name}.net"
-        with h5py.File(path, "w") as handle:
-            group = handle.create_group("layer")
-            for index, block in enumerate(blocks):
-                block.export_hdf5(group.create_group(str(index)))
-        paths[name] = path
-    return paths
+    return {name: export_blocks(example_blocks(name)[1], folder / f"hw_lava_{name}.net", example_blocks(name)[0])
+            for name in ("dense", "conv")}
 
 
 def small_conv_net(channels: int = 4) -> Network:

@@ -7,7 +7,7 @@ import torch
 from converters import lava_verify, netx
 from hw_models import fit
 from hw_models.cost import required_weight_bits
-from neuroprune.data import load_digits, make_synthetic
+from neuroprune.data import load_digits
 from neuroprune.errors import PruneError
 from neuroprune.prune.admm import AdmmConfig, AdmmState, SpikeCounter, admm, project
 from neuroprune.prune.base import PruneTask
@@ -17,19 +17,6 @@ from neuroprune.snn.activity import ActivityMonitor
 from neuroprune.snn.train import TrainConfig, train
 
 RECIPE = TrainConfig(epochs=4, batch_size=32, lr=1e-2, steps=8, validate=False)
-
-
-@pytest.fixture(scope="module")
-def data():
-    return make_synthetic(num_classes=4, shape=(1, 6, 6), n_per_class=30, seed=0)
-
-
-@pytest.fixture(scope="module")
-def trained(data):
-    torch.set_num_threads(1)
-    model = snn_model.build("c4,f", (1, 6, 6), num_classes=4, seed=0)
-    train(model, data, RECIPE, progress=False)
-    return model
 
 
 def _as_8bit(network):
@@ -44,8 +31,8 @@ def _weights(model):
     return {i: b.synapse.weight.detach().clone() for i, b in model.synaptic_blocks().items()}
 
 
-def test_projection_prunes_each_layer_and_lands_on_the_grid(trained):
-    weights = _weights(trained)
+def test_projection_prunes_each_layer_and_lands_on_the_grid(trained_c4):
+    weights = _weights(trained_c4)
     projected, masks, grids = project(weights, 0.6, QuantSpec(bits=3), "layer")
     for index, weight in projected.items():
         kept = masks.masks[index]
@@ -62,8 +49,8 @@ def test_projection_prunes_each_layer_and_lands_on_the_grid(trained):
     assert kept_all.min() >= dropped_all.max()
 
 
-def test_z_and_u_updates_follow_admm(trained):
-    model = copy.deepcopy(trained)
+def test_z_and_u_updates_follow_admm(trained_c4):
+    model = copy.deepcopy(trained_c4)
     config = AdmmConfig(rho=0.1, rho_growth=2.0, rho_max=0.3)
     state = AdmmState(model, 0.5, None, config)
     with torch.no_grad():
@@ -87,9 +74,9 @@ def test_z_and_u_updates_follow_admm(trained):
     assert all(b.synapse.weight.grad is not None for b in model.synaptic_blocks().values())
 
 
-def test_spike_count_is_the_monitors_count_and_has_a_gradient(trained, data):
-    model = copy.deepcopy(trained)
-    x = torch.as_tensor(data.x_train[:16]).unsqueeze(-1).repeat(1, 1, 1, 1, 8)
+def test_spike_count_is_the_monitors_count_and_has_a_gradient(trained_c4, synthetic_6x6):
+    model = copy.deepcopy(trained_c4)
+    x = torch.as_tensor(synthetic_6x6.x_train[:16]).unsqueeze(-1).repeat(1, 1, 1, 1, 8)
     with SpikeCounter(model) as counter:
         model(x)
         count = counter.take()
@@ -107,7 +94,7 @@ def test_spike_count_is_the_monitors_count_and_has_a_gradient(trained, data):
             counter.take()
 
 
-def test_bad_configs_and_missing_targets_are_refused(trained, data):
+def test_bad_configs_and_missing_targets_are_refused(trained_c4, synthetic_6x6):
     with pytest.raises(PruneError, match="ternary weights take 2 bits"):
         AdmmConfig(ternary=True, weight_bits=4)
     with pytest.raises(PruneError, match="scope"):
@@ -115,15 +102,15 @@ def test_bad_configs_and_missing_targets_are_refused(trained, data):
     with pytest.raises(PruneError, match="lambda"):
         AdmmConfig(activity_reg=-1.0)
     with pytest.raises(PruneError, match="ADMM needs a target"):
-        admm(trained, PruneTask(dataset=data, train=RECIPE, sparsity=0.0), AdmmConfig(steps=1), progress=False)
+        admm(trained_c4, PruneTask(dataset=synthetic_6x6, train=RECIPE, sparsity=0.0), AdmmConfig(steps=1), progress=False)
 
 
 @pytest.mark.slow
-def test_admm_ternary_pruned_net_fits_fewer_bits_and_is_deterministic(trained, data):
-    task = PruneTask(dataset=data, train=RECIPE, sparsity=0.5, finetune_steps=10, eval_samples=40, seed=1)
+def test_admm_ternary_pruned_net_fits_fewer_bits_and_is_deterministic(trained_c4, synthetic_6x6):
+    task = PruneTask(dataset=synthetic_6x6, train=RECIPE, sparsity=0.5, finetune_steps=10, eval_samples=40, seed=1)
     config = AdmmConfig(steps=20, update_every=5, ternary=True, scope="layer")
-    result = admm(trained, task, config, progress=False)
-    again = admm(trained, task, config, progress=False)
+    result = admm(trained_c4, task, config, progress=False)
+    again = admm(trained_c4, task, config, progress=False)
     for a, b in zip(result.model.parameters(), again.model.parameters()):
         assert torch.equal(a, b)
     network = snn_model.to_ir(result.model)
@@ -148,9 +135,9 @@ def test_admm_ternary_pruned_net_fits_fewer_bits_and_is_deterministic(trained, d
 
 
 @pytest.mark.slow
-def test_activity_regularisation_lowers_the_spike_count(trained, data):
-    task = PruneTask(dataset=data, train=RECIPE, sparsity=0.3, finetune_steps=0, eval_samples=60, seed=0)
-    x = torch.as_tensor(data.x_val[:60]).unsqueeze(-1).repeat(1, 1, 1, 1, 8)
+def test_activity_regularisation_lowers_the_spike_count(trained_c4, synthetic_6x6):
+    task = PruneTask(dataset=synthetic_6x6, train=RECIPE, sparsity=0.3, finetune_steps=0, eval_samples=60, seed=0)
+    x = torch.as_tensor(synthetic_6x6.x_val[:60]).unsqueeze(-1).repeat(1, 1, 1, 1, 8)
 
     def spikes(model):
         with torch.no_grad(), ActivityMonitor(model) as monitor:
@@ -158,8 +145,8 @@ def test_activity_regularisation_lowers_the_spike_count(trained, data):
         activity = monitor.result()
         return sum(activity.spikes_per_inference(i) for i in model.synaptic_blocks())
 
-    plain = admm(trained, task, AdmmConfig(steps=30, update_every=10), progress=False)
-    quiet = admm(trained, task, AdmmConfig(steps=30, update_every=10, activity_reg=0.05), progress=False)
+    plain = admm(trained_c4, task, AdmmConfig(steps=30, update_every=10), progress=False)
+    quiet = admm(trained_c4, task, AdmmConfig(steps=30, update_every=10, activity_reg=0.05), progress=False)
     assert spikes(quiet.model) < 0.8 * spikes(plain.model)
     assert quiet.info["activity_reg"] == 0.05
 

@@ -22,7 +22,7 @@ from neuroprune.prune.masks import MaskSet
 from neuroprune.prune.structured import prune_model
 from neuroprune.snn import model as snn_model
 from neuroprune.snn.activity import ActivityMonitor
-from neuroprune.snn.train import TrainConfig, train
+from neuroprune.snn.train import TrainConfig
 
 THETA = 1.25  # slayer threshold of the default neuron
 
@@ -167,18 +167,9 @@ def test_hardware_budgets_refused_with_a_fix():
 
 
 # ----------------------------------------------------------------------------- end to end
-@pytest.fixture(scope="module")
-def trained():
-    data = make_synthetic(num_classes=3, n_per_class=40, seed=1)
-    config = TrainConfig(epochs=4, batch_size=16, steps=8, lr=1e-2, seed=0, validate=False)
-    model = snn_model.build("c8,c12s2,f", data.input_shape, num_classes=3, seed=0)
-    train(model, data, config, progress=False)
-    return model, data, config
-
-
 @pytest.mark.slow
-def test_structured_reaches_synops_target_and_verifies_in_lava(trained, tmp_path):
-    model, data, config = trained
+def test_structured_reaches_synops_target_and_verifies_in_lava(trained_three_class, tmp_path):
+    model, data, config = trained_three_class
     task = PruneTask(dataset=data, train=config, synops_target=0.5, finetune_steps=10, eval_samples=64, seed=0)
     result = criticality(model, task, progress=False)
     assert result.info["mode"] == "structured"
@@ -210,8 +201,8 @@ def test_structured_meets_a_core_budget(tmp_path):
 
 
 @pytest.mark.slow
-def test_unstructured_reaches_sparsity_and_verifies_in_lava(trained, tmp_path):
-    model, data, config = trained
+def test_unstructured_reaches_sparsity_and_verifies_in_lava(trained_three_class, tmp_path):
+    model, data, config = trained_three_class
     task = PruneTask(dataset=data, train=config, sparsity=0.6, finetune_steps=10, eval_samples=64, seed=0)
     result = criticality(model, task, progress=False)
     assert result.info["mode"] == "unstructured"

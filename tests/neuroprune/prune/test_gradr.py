@@ -4,7 +4,6 @@ import numpy as np
 import pytest
 import torch
 
-from neuroprune.data import make_synthetic
 from neuroprune.errors import PruneError
 from neuroprune.prune.base import PruneTask
 from neuroprune.prune.gradr import (
@@ -17,22 +16,9 @@ from neuroprune.prune.gradr import (
 )
 from neuroprune.prune.masks import MaskSet
 from neuroprune.snn import model as snn_model
-from neuroprune.snn.train import TrainConfig, fine_tune, train
+from neuroprune.snn.train import TrainConfig, fine_tune
 
 RECIPE = TrainConfig(epochs=4, batch_size=32, lr=1e-2, steps=8, validate=False)
-
-
-@pytest.fixture(scope="module")
-def data():
-    return make_synthetic(num_classes=4, shape=(1, 6, 6), n_per_class=30, seed=0)
-
-
-@pytest.fixture(scope="module")
-def trained(data):
-    torch.set_num_threads(1)
-    model = snn_model.build("c4,f", (1, 6, 6), num_classes=4, seed=0)
-    train(model, data, RECIPE, progress=False)
-    return model
 
 
 def _copy(model):
@@ -52,8 +38,8 @@ def test_prior_center_puts_the_target_mass_below_zero():
         prior_center(1.0, 1.0)
 
 
-def test_step_moves_theta_by_the_optimizer_step_and_the_prior(trained):
-    model = _copy(trained)
+def test_step_moves_theta_by_the_optimizer_step_and_the_prior(trained_c4):
+    model = _copy(trained_c4)
     rewiring = GradRewiring(model, alpha=2.0, mu=-0.5, lr=0.01, planned=10, schedule="constant")
     index, block = next(iter(model.synaptic_blocks().items()))
     weight = block.synapse.weight
@@ -70,8 +56,8 @@ def test_step_moves_theta_by_the_optimizer_step_and_the_prior(trained):
     assert torch.allclose(weight.detach(), sign * torch.relu(expected), atol=1e-7)
 
 
-def test_cosine_schedule_scales_the_prior(trained):
-    model = _copy(trained)
+def test_cosine_schedule_scales_the_prior(trained_c4):
+    model = _copy(trained_c4)
     rewiring = GradRewiring(model, alpha=1.0, mu=-10.0, lr=0.02, planned=4, schedule="cosine")
     index = next(iter(model.synaptic_blocks()))
     before = rewiring.theta[index].clone()
@@ -80,8 +66,8 @@ def test_cosine_schedule_scales_the_prior(trained):
 
 
 @pytest.mark.parametrize("schedule", ["constant", "cosine"])
-def test_calibrated_alpha_makes_the_prior_alone_reach_the_target(trained, schedule):
-    model = _copy(trained)
+def test_calibrated_alpha_makes_the_prior_alone_reach_the_target(trained_c4, schedule):
+    model = _copy(trained_c4)
     alpha = calibrated_alpha(model, 0.6, lr=0.01, steps=20, schedule=schedule)
     rewiring = GradRewiring(model, alpha, prior_center(0.6, alpha), lr=0.01, planned=20, schedule=schedule)
     for step in range(20):  # no optimizer: only the prior acts
@@ -90,10 +76,10 @@ def test_calibrated_alpha_makes_the_prior_alone_reach_the_target(trained, schedu
     assert rewiring.crossings_up == 0 and rewiring.regrown(model) == 0
 
 
-def test_pruned_synapse_regrows_when_its_gradient_pushes_it_up(trained, data):
+def test_pruned_synapse_regrows_when_its_gradient_pushes_it_up(trained_c4, synthetic_6x6):
     """A synapse with theta <= 0 (weight exactly 0) comes back, with its old sign, when
     the loss keeps asking for it; a plain mask keeps it at 0 under the same loss."""
-    model = _copy(trained)
+    model = _copy(trained_c4)
     index, block = next(iter(model.synaptic_blocks().items()))
     target = (0, 0, 1, 1, 0)  # one kernel tap of output channel 0
     rewiring = GradRewiring(model, alpha=0.1, mu=-1.0, lr=1e-2, planned=30, schedule="constant")
@@ -114,22 +100,22 @@ def test_pruned_synapse_regrows_when_its_gradient_pushes_it_up(trained, data):
         trace.append(float(rewiring.theta[index][target]))
 
     config = TrainConfig(batch_size=32, lr=1e-2, steps=8, schedule="constant", validate=False)
-    fine_tune(model, data, 30, config, on_step=on_step, extra_loss=want_it_bigger)
+    fine_tune(model, synthetic_6x6, 30, config, on_step=on_step, extra_loss=want_it_bigger)
     assert trace[0] < 0 < trace[-1]  # crossed zero: regrown
     assert rewiring.crossings_up >= 1 and rewiring.regrown(model) >= 1
     mantissa = snn_model.to_ir(model)[index].weight[target[:4]]
     assert mantissa != 0 and np.sign(mantissa) == sign
 
-    masked = _copy(trained)
+    masked = _copy(trained_c4)
     mask = MaskSet.full(masked)
     mask.masks[index][target] = False
     mask.apply(masked)
-    fine_tune(masked, data, 30, config, on_step=lambda net, step: mask.apply(net), extra_loss=want_it_bigger)
+    fine_tune(masked, synthetic_6x6, 30, config, on_step=lambda net, step: mask.apply(net), extra_loss=want_it_bigger)
     assert snn_model.to_ir(masked)[index].weight[target[:4]] == 0
 
 
-def test_landing_masks_keep_exactly_the_largest_strengths(trained):
-    model = _copy(trained)
+def test_landing_masks_keep_exactly_the_largest_strengths(trained_c4):
+    model = _copy(trained_c4)
     rewiring = GradRewiring(model, alpha=1.0, mu=0.0, lr=0.01, planned=1)
     masks = rewiring.landing_masks(0.8, min_layer_keep=0.1)
     total = sum(t.numel() for t in rewiring.theta.values())
@@ -143,19 +129,19 @@ def test_landing_masks_keep_exactly_the_largest_strengths(trained):
     assert (kept >= dropped.max()).sum() >= masks.kept() - math.ceil(0.1 * small)
 
 
-def test_gradr_needs_a_sparsity(trained, data):
+def test_gradr_needs_a_sparsity(trained_c4, synthetic_6x6):
     with pytest.raises(PruneError, match="needs a target sparsity"):
-        gradr(trained, PruneTask(dataset=data, train=RECIPE), GradRConfig(steps=1), progress=False)
+        gradr(trained_c4, PruneTask(dataset=synthetic_6x6, train=RECIPE), GradRConfig(steps=1), progress=False)
     with pytest.raises(PruneError, match="alpha"):
         GradRConfig(alpha=0.0)
 
 
 @pytest.mark.slow
-def test_gradr_lands_on_the_target_and_is_deterministic(trained, data):
-    task = PruneTask(dataset=data, train=RECIPE, sparsity=0.7, finetune_steps=15, eval_samples=40, seed=3)
+def test_gradr_lands_on_the_target_and_is_deterministic(trained_c4, synthetic_6x6):
+    task = PruneTask(dataset=synthetic_6x6, train=RECIPE, sparsity=0.7, finetune_steps=15, eval_samples=40, seed=3)
     config = GradRConfig(alpha=0.5, steps=30, log_every=10)
-    first = gradr(trained, task, config, progress=False)
-    second = gradr(trained, task, config, progress=False)
+    first = gradr(trained_c4, task, config, progress=False)
+    second = gradr(trained_c4, task, config, progress=False)
     assert first.info["mask_sparsity"] == pytest.approx(0.7, abs=1e-3)
     assert chip_sparsity(first.model) >= 0.7 - 1e-3
     assert first.info["sparsity"] == pytest.approx(chip_sparsity(first.model))
@@ -163,7 +149,7 @@ def test_gradr_lands_on_the_target_and_is_deterministic(trained, data):
     for a, b in zip(first.model.parameters(), second.model.parameters()):
         assert torch.equal(a, b)
     # the source model is not modified, and the result exports
-    assert chip_sparsity(trained) < 0.2
+    assert chip_sparsity(trained_c4) < 0.2
     network = snn_model.to_ir(first.model)
     nonzero = sum(np.count_nonzero(network[i].weight) for i in first.model.synaptic_blocks())
     total = sum(network[i].weight.size for i in first.model.synaptic_blocks())

@@ -25,7 +25,7 @@ from neuroprune.prune.estimate import target_keep_ratio
 from neuroprune.prune.structured import keep_by_ratio, keep_count, prune_model, prune_network
 from neuroprune.snn import model as snn_model
 from neuroprune.snn.activity import ActivityMonitor
-from neuroprune.snn.train import TrainConfig, train
+from neuroprune.snn.train import TrainConfig
 
 
 def test_channel_activity_by_hand():
@@ -168,18 +168,9 @@ def test_config_and_task_errors():
 
 
 # ----------------------------------------------------------------------------- end to end
-@pytest.fixture(scope="module")
-def trained():
-    data = make_synthetic(num_classes=3, n_per_class=40, seed=1)
-    config = TrainConfig(epochs=4, batch_size=16, steps=8, lr=1e-2, seed=0, validate=False)
-    model = snn_model.build("c8,c12s2,f", data.input_shape, num_classes=3, seed=0)
-    train(model, data, config, progress=False)
-    return model, data, config
-
-
 @pytest.mark.slow
-def test_sca_reaches_target_regrows_and_verifies_in_lava(trained, tmp_path):
-    model, data, config = trained
+def test_sca_reaches_target_regrows_and_verifies_in_lava(trained_three_class, tmp_path):
+    model, data, config = trained_three_class
     before = {k: v.clone() for k, v in model.state_dict().items()}
     task = PruneTask(dataset=data, train=config, synops_target=0.5, finetune_steps=10, eval_samples=64, seed=0)
     sca_config = SCAConfig(train_steps=40, update_every=10, regrow_fraction=0.5)
