@@ -613,14 +613,24 @@ def from_nir(graph: Any, dt: float = 1.0) -> Network:
             f"NIR graph has {len(unsupported)} unsupported node(s): {', '.join(unsupported)}; "
             f"supported: {', '.join(SUPPORTED_NODES)}"
         )
+    from converters.nir_merge import merge_into_next
+
+    _check_time_step(graph, dt)
     stages = _stages(graph, _chain(graph))
     layers: list[Layer] = []
     shape: tuple[int, ...] = ()
-    for index, stage in enumerate(stages):
+    index = -1
+    while index + 1 < len(stages):
+        index += 1
+        stage = stages[index]
         where = f"NIR node {stage.name!r}"
+        if stage.kind not in ("input", "flatten") and stage.neuron is None:
+            stages = merge_into_next(stages, index, shape)
+            stage = stages[index]
         if stage.kind == "input":
             node = graph.nodes[stage.name]
-            shape = tuple(int(s) for s in np.asarray(node.input_type["input"]).reshape(-1))
+            shape = _without_batch(tuple(int(s) for s in np.asarray(node.input_type["input"]).reshape(-1)),
+                                   stages, where)
             neuron = None
             if stage.neuron is not None:
                 neuron = _input_neuron(stage, shape, dt)
@@ -644,6 +654,67 @@ def from_nir(graph: Any, dt: float = 1.0) -> Network:
         raise FormatError(f"NIR graph has inconsistent shapes: {err}") from None
 
 
+def _time_constants(node: Any) -> list[tuple[str, np.ndarray]]:
+    kind = type(node).__name__
+    names = {"CubaLIF": ("tau_mem", "tau_syn"), "LIF": ("tau",)}.get(kind, ())
+    return [(name, np.asarray(getattr(node, name), dtype=np.float64).reshape(-1)) for name in names]
+
+
+def _check_time_step(graph: Any, dt: float) -> None:
+    """Refuse a ``dt`` longer than a time constant, naming ``--dt`` and a value to try.
+
+    The suggestion is the graph's own ``dt`` metadata when present, else ``tau_mem / r``
+    when every neuron agrees on it and ``r != 1`` (exporters that keep the voltage gain at 1,
+    as snntorch and neuroprune do, write ``r = tau / dt``), else the shortest time constant.
+    """
+    shortest: tuple[float, str, str] | None = None
+    per_r: list[float] = []
+    for key, node in graph.nodes.items():
+        for name, tau in _time_constants(node):
+            finite = tau[np.isfinite(tau) & (tau > 0)]
+            if finite.size and (shortest is None or finite.min() < shortest[0]):
+                shortest = (float(finite.min()), str(key), name)
+        if type(node).__name__ in ("CubaLIF", "LIF"):
+            tau = _time_constants(node)[0][1]
+            r = np.asarray(node.r, dtype=np.float64).reshape(-1)
+            tau, r = np.broadcast_arrays(tau, r)
+            ok = np.isfinite(tau) & np.isfinite(r) & (r > 0) & (r != 1)
+            per_r.extend(tau[ok] / r[ok])
+    if shortest is None or shortest[0] * (1 + _TOL) >= dt:
+        return
+    tau, key, name = shortest
+    meta_dt = graph.metadata.get("dt") if isinstance(graph.metadata, dict) else None
+    if meta_dt is not None and 0 < float(_plain(meta_dt)) <= tau:
+        hint = f"--dt {float(_plain(meta_dt)):g} (the graph's dt metadata)"
+    elif per_r and np.allclose(per_r, per_r[0], rtol=1e-3) and 0 < per_r[0] <= tau * (1 + _TOL):
+        hint = f"--dt {float(np.median(per_r)):.6g} (tau / r: the graph writes r = tau / dt, as snntorch does)"
+    else:
+        hint = f"a value at most {tau:g}, the step the graph's writer simulated with"
+    raise UnsupportedLayerError(
+        f"NIR node {key!r}: time constant {name}={tau:g} is shorter than the time step dt={dt:g} "
+        f"(decay {DECAY_UNITY * dt / tau:.0f}/4096 per step > 4096); pass the graph's time step with "
+        f"--dt (dt= in Python), e.g. {hint}"
+    )
+
+
+def _without_batch(shape: tuple[int, ...], stages: list[_Stage], where: str) -> tuple[int, ...]:
+    """The Input shape without a leading batch dimension of 1 (as norse and nirtorch write it).
+
+    Dropped when the shape has 4 dimensions (1, C, H, W), or is (1, N) and feeds a dense
+    synapse of N inputs; a warning notes it.
+    """
+    if len(shape) < 2 or shape[0] != 1:
+        return shape
+    following = stages[1] if len(stages) > 1 else None  # the stage the Input feeds (stages[0] is the Input)
+    feeds_dense = following is not None and following.kind == "dense" \
+        and tuple(np.shape(following.synapse.weight)[-1:]) == shape[1:]
+    if len(shape) == 4 or (len(shape) == 2 and feeds_dense):
+        warnings.warn(f"{where}: input shape {shape} read as a batch of 1 of {shape[1:]} "
+                      "(NIR shapes carry no batch axis)", stacklevel=4)
+        return shape[1:]
+    return shape
+
+
 def _input_neuron(stage: _Stage, shape: tuple[int, ...], dt: float) -> Neuron:
     key, node = stage.neuron
     where = f"NIR node {key!r}"
@@ -661,7 +732,9 @@ def _input_neuron(stage: _Stage, shape: tuple[int, ...], dt: float) -> Neuron:
     return _make_neuron(params, int(round(float(values[0]))))
 
 
-def _synaptic_layer(stage: _Stage, in_shape: tuple[int, ...], dt: float) -> Layer:
+def _raw_synapse(stage: _Stage, in_shape: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray | None,
+                                                                    dict[str, Any], tuple[int, ...]]:
+    """(float weight, bias or None, conv geometry, output shape) of a synapse stage's node."""
     node = stage.synapse
     kind = type(node).__name__
     where = f"NIR node {stage.name!r} ({kind})"
@@ -697,19 +770,19 @@ def _synaptic_layer(stage: _Stage, in_shape: tuple[int, ...], dt: float) -> Laye
         tap = 1.0 / (kernel[0] * kernel[1]) if kind == "AvgPool2d" else 1.0
         weight = np.full((in_shape[0], 1, *kernel), tap)
         geometry = {"stride": probe_pool.stride, "padding": probe_pool.padding, "groups": in_shape[0]}
+    return weight, bias_vec, geometry, out_shape
+
+
+def _synaptic_layer(stage: _Stage, in_shape: tuple[int, ...], dt: float) -> Layer:
+    node = stage.synapse
+    kind = type(node).__name__
+    where = f"NIR node {stage.name!r} ({kind})"
+    weight, bias_vec, geometry, out_shape = _raw_synapse(stage, in_shape)
     neuron_node = stage.neuron[1] if stage.neuron is not None else None
     rows = weight.shape[0]
     scale = np.ones(out_shape) if stage.scale is None else _shaped(stage.scale.scale, out_shape, "Scale", where)
-    if neuron_node is None:
-        if stage.scale is not None:
-            weight = weight * (_per_channel(scale, rows, "Scale", where) if len(out_shape) > 1
-                               else scale).reshape((rows,) + (1,) * (weight.ndim - 1))
-        if not _integral(weight) or (bias_vec is not None and not _integral(bias_vec)):
-            raise UnsupportedLayerError(
-                f"{where}: a synapse without a neuron node needs integer weights and bias (nothing sets their scale)"
-            )
-        mantissa, neuron = np.round(weight).astype(np.int32), None
-        bias_int = None if bias_vec is None else np.round(bias_vec).astype(np.int64)
+    if neuron_node is None:  # pragma: no cover - from_nir merges or refuses neuron-less synapses first
+        raise UnsupportedLayerError(f"{where}: a synapse without a neuron node has no chip form")
     else:
         params = _read_neuron(neuron_node, out_shape, dt, f"NIR node {stage.neuron[0]!r}")
         gain, threshold = params.gain * scale, params.threshold
