@@ -100,9 +100,14 @@ from neuroprune.ir import (
     PoolLayer,
 )
 
-__all__ = ["to_nir", "from_nir", "write", "read", "SUPPORTED_NODES", "DECAY_UNITY", "MAX_V_TH_MANT"]
+__all__ = ["to_nir", "from_nir", "write", "read", "SUPPORTED_NODES", "DECAY_UNITY", "MAX_V_TH_MANT", "EXPORT_DT",
+           "IMPORT_DT"]
 
 DECAY_UNITY = 4096  # decays are in 1/4096 per step
+# Length of one chip time step in the NIR graphs we write, in seconds: 0.1 ms, the step
+# snntorch's import_from_nir assumes (it requires r = tau_mem / 1e-4 and alpha = 1 - 1e-4 / tau_syn).
+EXPORT_DT = 1e-4
+IMPORT_DT = 1.0  # read time constants in steps when a graph gives no "dt" metadata
 MAX_V_TH_MANT = (1 << 17) - 1  # v_th_mant << 6 must fit the 24-bit voltage
 WEIGHT_MAX = 254  # largest mantissa on slayer's even 8-bit grid [-256, 254]
 WEIGHT_MIN = -256
@@ -175,14 +180,14 @@ def _synapse_meta(layer: DenseLayer | ConvLayer) -> dict[str, Any]:
     return meta
 
 
-def to_nir(network: Network, dt: float = 1.0) -> Any:
+def to_nir(network: Network, dt: float | None = None) -> Any:
     """Export ``network`` to a ``nir.NIRGraph`` (mapping in the module docstring).
 
     Parameters
     ----------
     network : the IR network.
-    dt : length of one chip time step in the NIR graph's time unit (default 1: time
-        constants in steps).
+    dt : length of one chip time step in the NIR graph's time unit (default
+        :data:`EXPORT_DT` = 1e-4, read as seconds: the step snntorch's importer assumes).
 
     Returns
     -------
@@ -190,6 +195,7 @@ def to_nir(network: Network, dt: float = 1.0) -> Any:
     ``<name>.delay``), an ``output`` node and metadata ``{"neuroprune_name": ..., "dt": dt}``.
     """
     nir = _nir()
+    dt = EXPORT_DT if dt is None else dt
     if not dt > 0:
         raise ShapeError(f"dt={dt} must be > 0 (length of one time step)")
     nodes: dict[str, Any] = {}
@@ -228,10 +234,13 @@ def to_nir(network: Network, dt: float = 1.0) -> Any:
         bias_on_synapse = bias is not None and (layer.neuron is None or layer.neuron.i_decay == DECAY_UNITY)
         if isinstance(layer, DenseLayer):
             post_delay, pre_delay = _split_delay(layer, where)
+            meta = _synapse_meta(layer)
+            if layer.delay is not None and not np.any(layer.delay):  # no Delay node: not every reader has one
+                meta[f"{_META}_delay"] = np.asarray(layer.delay)
+                post_delay = pre_delay = None
             if pre_delay is not None:
                 add(f"{key}.delay_in", nir.Delay(delay=pre_delay.astype(np.float64)))
             weight = layer.effective_weight.astype(np.float32)
-            meta = _synapse_meta(layer)
             if bias_on_synapse:
                 add(key, nir.Affine(weight=weight, bias=np.asarray(bias, dtype=np.float32).reshape(-1),
                                            metadata=meta))
@@ -295,7 +304,7 @@ def _split_delay(layer: DenseLayer, where: str) -> tuple[np.ndarray | None, np.n
     )
 
 
-def write(network: Network, path: str | os.PathLike[str], dt: float = 1.0) -> Path:
+def write(network: Network, path: str | os.PathLike[str], dt: float | None = None) -> Path:
     """Write ``network`` as a NIR HDF5 file (``nir.write``) atomically (temp + rename)."""
     nir = _nir()
     path = Path(path)
@@ -587,14 +596,15 @@ def _conv_geometry(node: Any, in_shape: tuple[int, ...], where: str) -> dict[str
     return {"stride": stride, "padding": pair(padding), "dilation": dilation, "groups": int(np.asarray(node.groups))}
 
 
-def from_nir(graph: Any, dt: float = 1.0) -> Network:
+def from_nir(graph: Any, dt: float | None = None) -> Network:
     """Import a chain-shaped ``nir.NIRGraph`` into an IR network.
 
     Parameters
     ----------
     graph : a NIR graph ``Input -> [neuron] -> (synapse [Delay] [neuron] | Flatten)* -> Output``
         of the node types in :data:`SUPPORTED_NODES`.
-    dt : length of one chip time step in the graph's time unit (decays = ``4096 dt / tau``).
+    dt : length of one chip time step in the graph's time unit (decays = ``4096 dt / tau``);
+        default: the graph's ``dt`` metadata (our exports write it), else :data:`IMPORT_DT`.
 
     Raises
     ------
@@ -604,6 +614,9 @@ def from_nir(graph: Any, dt: float = 1.0) -> Network:
     nir = _nir()
     if not isinstance(graph, nir.NIRGraph):
         raise FormatError(f"expected a nir.NIRGraph, got {type(graph).__name__}")
+    if dt is None:
+        meta_dt = graph.metadata.get("dt") if isinstance(graph.metadata, dict) else None
+        dt = float(_plain(meta_dt)) if meta_dt is not None else IMPORT_DT
     if not dt > 0:
         raise ShapeError(f"dt={dt} must be > 0 (length of one time step)")
     unsupported = [f"{key} ({type(node).__name__})" for key, node in graph.nodes.items()
@@ -818,6 +831,8 @@ def _synaptic_layer(stage: _Stage, in_shape: tuple[int, ...], dt: float) -> Laye
     weight_bits = None if weight_bits is None else int(weight_bits)
     if stage.kind == "dense":
         delay = _delays(stage, mantissa.shape, where)
+        if delay is None and stage.meta.get("delay") is not None:  # all-zero delays written without Delay nodes
+            delay = np.asarray(stage.meta["delay"])
         return DenseLayer(name=stage.layer_name, weight=mantissa, neuron=neuron, bias=bias, delay=delay, mask=mask,
                           weight_bits=weight_bits)
     if stage.pre_delay is not None or stage.post_delay is not None:
@@ -885,7 +900,7 @@ def _check_node_types(path: Path) -> None:
         )
 
 
-def read(path: str | os.PathLike[str], dt: float = 1.0) -> Network:
+def read(path: str | os.PathLike[str], dt: float | None = None) -> Network:
     """Read a NIR HDF5 file (``nir.read``) into an IR network (see :func:`from_nir`)."""
     nir = _nir()
     path = Path(path)
