@@ -20,7 +20,10 @@ IR layer                    NIR nodes
 ==========================  ==================================================================
 
 Import also accepts ``IF`` and ``LIF`` neurons, ``AvgPool2d``, and a ``Scale`` right
-after any synapse (folded into its weights). Any other node type raises one
+after any synapse (folded into its weights). A synapse with no neuron after it (sinabs'
+and snntorch's pooling between two convolutions) is merged into the synapse it feeds
+(:mod:`converters.nir_merge`) or refused; a leading batch dimension of 1 on the ``Input``
+(norse, nirtorch) is dropped with a warning. Any other node type raises one
 :class:`UnsupportedLayerError` listing every such node. (nir's own type check miscounts
 the input channels of grouped ``Conv2d`` nodes, so :func:`read` reads without it and
 checks shapes itself.)
@@ -75,6 +78,13 @@ even mantissas in [-256, 254] (slayer's 8-bit grid), keeping ``W / threshold``.
 
 The chip adds one time step per synaptic layer; NIR graphs carry no such delay and none
 is added or removed here.
+
+Time unit: export writes ``dt`` = :data:`EXPORT_DT` (1e-4 s) by default and stores it as
+graph metadata; import takes ``dt`` from that metadata, else :data:`IMPORT_DT` (1: time
+constants in steps). At 1e-4 our CubaLIF nodes are exactly what snntorch's
+``import_from_nir`` accepts (``r = tau_mem / 1e-4``, ``w_in dt / tau_syn = 1``). All-zero
+delays are written without ``Delay`` nodes (in the synapse's metadata), which norse cannot
+read. A ``dt`` longer than a graph's time constants is refused with a value to try.
 """
 
 from __future__ import annotations

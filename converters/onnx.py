@@ -14,6 +14,10 @@ with an optional ReLU). Understood ops:
 - ``Identity``, ``Dropout`` (inference: identity), a final ``Softmax``/``LogSoftmax``
   (monotone: the arg-max, which is what spike counts give, is unchanged).
 
+Constant inputs may also come through ``Identity`` (torch.onnx writes equal initializers
+once and refers to the copy with an Identity), ``Constant`` (any value form) or
+``ConstantOfShape``.
+
 Every other op, and every understood op with attributes the chip cannot express, is
 collected; :func:`read_ann` then raises one :class:`UnsupportedLayerError` listing each
 ``OpType 'node name' (reason)``. Nodes that only compute shapes (``Shape``, ``Gather``,
