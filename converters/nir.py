@@ -15,7 +15,8 @@ IR layer                    NIR nodes
                             delay a ``Delay`` before the synapse
 ``ConvLayer``               ``Conv2d`` (``input_shape``, stride, padding, dilation, groups),
                             then ``CubaLIF``
-``PoolLayer``               ``SumPool2d``, ``Scale`` (the pool weight), then ``CubaLIF``
+``PoolLayer``               ``SumPool2d``, then ``CubaLIF`` with the pool weight in ``w_in``
+                            (a ``Scale`` node holds it when the layer has no neuron)
 ``FlattenLayer``            ``Flatten`` (``start_dim=0``: NIR shapes carry no batch axis)
 ==========================  ==================================================================
 
@@ -48,7 +49,8 @@ NIR field          export (IR -> NIR)                             import (NIR ->
 =================  =============================================  =========================
 ``tau_syn``        ``dt * 4096 / i_decay`` (``inf`` if 0)          ``i_decay = round(4096 dt / tau_syn)``
 ``tau_mem``        ``dt * 4096 / v_decay`` (``inf`` if 0)          ``v_decay = round(4096 dt / tau_mem)``
-``w_in``           ``tau_syn / dt`` (current gain 1)               input gain ``w_in dt / tau_syn``
+``w_in``           ``tau_syn / dt`` (current gain 1; a pool       input gain ``w_in dt / tau_syn``
+                   layer's weight times that)
 ``r``              ``tau_mem / dt`` (voltage gain 1)               voltage gain ``r dt / tau_mem``
 ``v_threshold``    ``v_th_mant``                                  ``v_th_mant`` (see below)
 ``v_reset``        0 (the chip resets to 0)                       must be 0
@@ -143,8 +145,9 @@ def _tau(decay: int, dt: float) -> float:
 
 
 def _neuron_node(neuron: Neuron, shape: tuple[int, ...], dt: float, bias: np.ndarray | None,
-                 bias_in_v: bool, where: str) -> Any:
-    """CubaLIF node of a neuron population of ``shape`` (see the module's mapping table)."""
+                 bias_in_v: bool, where: str, gain: float = 1.0) -> Any:
+    """CubaLIF node of a neuron population of ``shape`` (see the module's mapping table);
+    ``gain`` multiplies ``w_in`` (a pool layer's weight)."""
     nir = _nir()
     tau_syn, tau_mem = _tau(neuron.i_decay, dt), _tau(neuron.v_decay, dt)
     v_leak = np.zeros(shape)
@@ -169,7 +172,7 @@ def _neuron_node(neuron: Neuron, shape: tuple[int, ...], dt: float, bias: np.nda
         tau_syn=np.full(shape, tau_syn), tau_mem=np.full(shape, tau_mem),
         r=np.full(shape, tau_mem / dt), v_leak=np.array(v_leak, dtype=np.float64),
         v_threshold=np.full(shape, float(neuron.v_th_mant)), v_reset=np.zeros(shape),
-        w_in=np.full(shape, tau_syn / dt), metadata=metadata,
+        w_in=np.full(shape, gain * tau_syn / dt), metadata=metadata,
     )
 
 
@@ -280,11 +283,13 @@ def to_nir(network: Network, dt: float | None = None) -> Any:
         elif isinstance(layer, PoolLayer):
             add(key, nir.SumPool2d(kernel_size=np.array(layer.kernel), stride=np.array(layer.stride),
                                           padding=np.array(layer.padding)))
-            add(f"{key}.scale", nir.Scale(scale=np.full(shape, float(layer.weight))))
+            if layer.neuron is None:  # with a neuron the weight goes into its w_in: norse reads no Scale
+                add(f"{key}.scale", nir.Scale(scale=np.full(shape, float(layer.weight))))
         else:  # pragma: no cover - Network only holds the types above
             raise UnsupportedLayerError(f"{where}: cannot be exported to NIR")
         if layer.neuron is not None:
-            add(f"{key}.lif", _neuron_node(layer.neuron, shape, dt, bias, not bias_on_synapse, where))
+            gain = float(layer.weight) if isinstance(layer, PoolLayer) else 1.0
+            add(f"{key}.lif", _neuron_node(layer.neuron, shape, dt, bias, not bias_on_synapse, where, gain))
         elif bias is not None and not bias_on_synapse:  # pragma: no cover - bias_on_synapse covers neuron None
             raise UnsupportedLayerError(f"{where}: bias without neuron")
     add("output", nir.Output(output_type=np.array(network.output_shape)))

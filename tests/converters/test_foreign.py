@@ -21,7 +21,7 @@ from converters import onnx as onnx_conv
 from converters.nir_merge import _compose_conv, _conv_matrix
 from neuroprune.cli import main
 from neuroprune.errors import ShapeError, UnsupportedLayerError
-from neuroprune.ir import DenseLayer, InputLayer, Network, Neuron
+from neuroprune.ir import ConvLayer, DenseLayer, FlattenLayer, InputLayer, Network, Neuron, PoolLayer
 from neuroprune.snn.fixed import run_fixed
 
 
@@ -197,18 +197,23 @@ def test_snntorch_imports_our_export_and_spikes_like_our_model() -> None:
     np.testing.assert_array_equal(ours[:, 2:], theirs[:, :-2])  # the chip adds one step per layer
 
 
-def test_norse_imports_our_export_with_zero_delays() -> None:
+def test_norse_imports_our_export_with_pool_and_zero_delays() -> None:
     import norse.torch as norse
 
     rng = np.random.default_rng(4)
     neuron = Neuron(i_decay=2048, v_decay=512, v_th_mant=40)
-    network = Network([InputLayer(shape=(6,)),
-                       DenseLayer(weight=rng.integers(-10, 40, (5, 6)).astype(np.int32), neuron=neuron,
-                                  delay=np.zeros(5, dtype=np.int32)),
-                       DenseLayer(weight=rng.integers(-10, 40, (3, 5)).astype(np.int32), neuron=neuron)])
-    module = _quiet(norse.from_nir, nir_conv.to_nir(network), dt=nir_conv.EXPORT_DT)
-    out, _ = module(torch.ones(1, 6))
-    assert out.shape == (1, 3)
+    network = Network([InputLayer(shape=(2, 8, 8)),
+                       ConvLayer(weight=rng.integers(-5, 20, (4, 2, 3, 3)).astype(np.int32), neuron=neuron, padding=1),
+                       PoolLayer(kernel=2, weight=30, neuron=neuron), FlattenLayer(),
+                       DenseLayer(weight=rng.integers(-5, 20, (3, 64)).astype(np.int32), neuron=neuron,
+                                  delay=np.zeros(3, dtype=np.int32))])
+    graph = nir_conv.to_nir(network)
+    kinds = {type(node).__name__ for node in graph.nodes.values()}
+    assert "Delay" not in kinds and "Scale" not in kinds  # the pool weight sits in the CubaLIF's w_in
+    assert nir_conv.from_nir(graph).same_as(network)
+    module = _quiet(norse.from_nir, graph, dt=nir_conv.EXPORT_DT)
+    out, _ = module(torch.ones(1, 2, 8, 8))
+    assert out.numel() == 3
 
 
 # ------------------------------------------------------------------ fast: ONNX, input layouts
