@@ -113,8 +113,8 @@ def to_chw(x: np.ndarray, input_shape: tuple[int, ...], layout: str = "auto") ->
         full = batch.reshape(samples, *xyc, steps)
         return np.transpose(full, (0, *range(full.ndim - 2, 0, -1), full.ndim - 1))
     raise ShapeError(
-        f"input has shape {x.shape}; the network expects (samples, {', '.join(map(str, shape))}, steps) in "
-        f"C, H, W order or (samples, {', '.join(map(str, xyc))}, steps) in lava-dl's X, Y, C order "
+        f"input has shape {x.shape}; the network expects {shape} per step: (samples, {', '.join(map(str, shape))}, "
+        f"steps) in C, H, W order or (samples, {', '.join(map(str, xyc))}, steps) in lava-dl's X, Y, C order "
         f"(--input-layout {layout}; the samples axis may be left out)"
     )
 
