@@ -140,6 +140,53 @@ def test_snntorch_avg_pool_between_leaky_and_conv_is_merged() -> None:
     assert network.shapes[2] == (6, 2, 2)
 
 
+def _pool_graph(after: list[tuple[str, object]]) -> nir.NIRGraph:
+    """Input (2, 6, 6) -> Conv2d -> IF -> AvgPool2d(2), no neuron -> ``after``."""
+    rng = np.random.default_rng(5)
+    nodes = {
+        "input": nir.Input(input_type={"input": np.array([2, 6, 6])}),
+        "conv": nir.Conv2d(input_shape=(6, 6), weight=rng.integers(-2, 3, (3, 2, 3, 3)).astype(float), stride=1,
+                           padding=1, dilation=1, groups=1, bias=np.zeros(3)),
+        "conv.if": nir.IF(r=np.ones((3, 6, 6)), v_threshold=np.full((3, 6, 6), 4.0)),
+        "pool": nir.AvgPool2d(kernel_size=np.array([2, 2]), stride=np.array([2, 2]), padding=np.array([0, 0])),
+        **dict(after), "output": nir.Output(output_type={"output": np.array([1])}),
+    }
+    keys = list(nodes)
+    return nir.NIRGraph(nodes=nodes, edges=list(zip(keys[:-1], keys[1:])), type_check=False)
+
+
+def test_pool_before_flatten_and_dense_becomes_one_dense_layer() -> None:
+    weight = np.random.default_rng(6).normal(size=(4, 27))
+    graph = _pool_graph([("flat", nir.Flatten(input_type={"input": np.array([3, 3, 3])}, start_dim=0)),
+                         ("fc", nir.Affine(weight=weight, bias=np.zeros(4))),
+                         ("fc.lif", nir.LIF(tau=np.full(4, 10.0), r=np.full(4, 10.0), v_leak=np.zeros(4),
+                                            v_threshold=np.ones(4)))])
+    with pytest.warns(UserWarning, match="merged with 'fc' into one dense layer over the flattened input"):
+        network = nir_conv.from_nir(graph)
+    assert [layer.kind for layer in network.layers] == ["input", "conv", "flatten", "dense"]
+    dense = network[3]
+    assert dense.weight.shape == (4, 108)
+    pool = np.zeros((27, 108))  # the 2x2 average of each (channel, 3x3 cell) of the (3, 6, 6) map
+    for c in range(3):
+        for y in range(3):
+            for x in range(3):
+                for a in range(2):
+                    for b in range(2):
+                        pool[c * 9 + y * 3 + x, c * 36 + (2 * y + a) * 6 + 2 * x + b] = 0.25
+    composed = weight @ pool  # quantized per layer: v_th = round(254 / max|W|), even mantissas
+    v_th = dense.neuron.v_th_mant
+    np.testing.assert_array_equal(dense.weight, np.clip(2 * np.round(composed * v_th / 2), -256, 254))
+
+
+def test_pool_before_a_padded_conv_is_refused() -> None:
+    graph = _pool_graph([("conv2", nir.Conv2d(input_shape=(3, 3), weight=np.ones((2, 3, 3, 3)), stride=1, padding=1,
+                                              dilation=1, groups=1, bias=np.zeros(2))),
+                         ("conv2.if", nir.IF(r=np.ones((2, 3, 3)), v_threshold=np.ones((2, 3, 3))))])
+    with pytest.raises(UnsupportedLayerError, match=r"'pool' \(AvgPool2d\) has no neuron node after it and feeds "
+                                                    r"'conv2' \(Conv2d, padding \(1, 1\).*add a neuron node"):
+        nir_conv.from_nir(graph)
+
+
 def test_neuronless_synapse_with_nothing_to_merge_into_is_refused() -> None:
     graph = _sinabs_cnn()
     tail = [key for key, node in graph.nodes.items() if type(node).__name__ in ("Conv2d", "IF", "Flatten", "Affine")
