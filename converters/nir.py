@@ -652,7 +652,7 @@ def from_nir(graph: Any, dt: float | None = None) -> Network:
         index += 1
         stage = stages[index]
         where = f"NIR node {stage.name!r}"
-        if stage.kind not in ("input", "flatten") and stage.neuron is None:
+        while stage.kind not in ("input", "flatten") and stage.neuron is None:  # several in a row merge in turn
             stages = merge_into_next(stages, index, shape)
             stage = stages[index]
         if stage.kind == "input":
