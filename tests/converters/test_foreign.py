@@ -25,7 +25,6 @@ from neuroprune.ir import ConvLayer, DenseLayer, FlattenLayer, InputLayer, Netwo
 from neuroprune.snn.fixed import run_fixed
 
 
-
 def _lava_dl_gts() -> Path:
     """lava-dl's reference networks and recorded inputs (its wheel ships tests/.../netx/gts)."""
     import importlib.util
