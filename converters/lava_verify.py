@@ -21,7 +21,7 @@ import numpy as np
 from neuroprune.errors import ShapeError
 from neuroprune.ir import InputLayer, Network
 
-__all__ = ["LayerMatch", "VerifyResult", "run_lava", "verify", "random_input"]
+__all__ = ["LayerMatch", "VerifyResult", "run_lava", "verify", "random_input", "to_chw", "LAYOUTS"]
 
 
 @dataclass(frozen=True)
@@ -73,6 +73,52 @@ class VerifyResult:
         }
 
 
+LAYOUTS = ("auto", "chw", "xyc")
+
+
+def to_chw(x: np.ndarray, input_shape: tuple[int, ...], layout: str = "auto") -> np.ndarray:
+    """Input ``(samples, *shape, T)`` or ``(*shape, T)`` as ``(samples, *input_shape, T)`` (C, H, W order).
+
+    ``layout`` is ``"chw"`` (neuroprune's and torch's order), ``"xyc"`` (lava-dl's recorded
+    inputs: ``(W, H, C, T)``, each step's shape reversed) or ``"auto"``: the one of the two
+    the array's shape matches. Shapes matching both with a different meaning (a per-step
+    shape equal to its reverse, such as (2, 5, 2)) are refused as ambiguous. Unit axes may
+    be left out (lava-dl's N-TIDIGITS input is ``(64, T)`` for a ``(64, 1, 1)`` net).
+    """
+    if layout not in LAYOUTS:
+        raise ShapeError(f"input layout {layout!r} is not one of {', '.join(LAYOUTS)}")
+    x = np.asarray(x)
+    shape = tuple(int(s) for s in input_shape)
+    xyc = shape[::-1]
+    squeezed = tuple(s for s in shape if s != 1)
+    forms = [(shape, xyc)] + ([(squeezed, squeezed[::-1])] if squeezed != shape else [])
+    for chw_form, xyc_form in forms:
+        if x.ndim not in (len(chw_form) + 1, len(chw_form) + 2):
+            continue
+        batch = x if x.ndim == len(chw_form) + 2 else x[None]
+        step = tuple(batch.shape[1:-1])
+        matches = [name for name, want in (("chw", chw_form), ("xyc", xyc_form)) if step == want]
+        if layout != "auto":
+            matches = [name for name in matches if name == layout]
+        if len(matches) == 2 and len(chw_form) > 1:
+            raise ShapeError(
+                f"input of shape {x.shape} reads as C, H, W and as lava-dl's X, Y, C order alike; "
+                "say which with --input-layout chw|xyc"
+            )
+        if not matches:
+            continue
+        samples, steps = batch.shape[0], batch.shape[-1]
+        if matches[0] == "chw":
+            return batch.reshape(samples, *shape, steps)
+        full = batch.reshape(samples, *xyc, steps)
+        return np.transpose(full, (0, *range(full.ndim - 2, 0, -1), full.ndim - 1))
+    raise ShapeError(
+        f"input has shape {x.shape}; the network expects {shape} per step: (samples, {', '.join(map(str, shape))}, "
+        f"steps) in C, H, W order or (samples, {', '.join(map(str, xyc))}, steps) in lava-dl's X, Y, C order "
+        f"(--input-layout {layout}; the samples axis may be left out)"
+    )
+
+
 def random_input(network: Network, steps: int, samples: int = 1, seed: int = 0, rate: float = 0.3) -> np.ndarray:
     """Seeded input ``(samples, *input_shape, steps)``: spikes with probability ``rate``,
     or, for a network with an input neuron layer, integer input mantissas in [0, 128)."""
@@ -119,6 +165,10 @@ def run_lava(path: str | os.PathLike[str], network: Network, x: np.ndarray) -> d
     if len(ir_indices) != len(net.layers):
         raise ShapeError(f"{path}: Lava built {len(net.layers)} blocks, the reader found {len(ir_indices)}")
     data = np.transpose(x, tuple(reversed(range(x.ndim - 1))) + (x.ndim - 1,))  # (C,H,W,T) -> (W,H,C,T)
+    if tuple(net.inp.shape) != data.shape[:-1] and len(net.inp.shape) == 1:
+        # an input without neuron followed by a flatten: the first block is the dense layer, which
+        # netx feeds no flattening of its own; flatten as netx flattens between blocks (C, H, W order)
+        data = x.reshape(-1, steps)
     first = net.layers[0]
     if type(first).__name__ == "Input":
         # netx leaves the input block's port unconnected (its input is meant to arrive
@@ -145,11 +195,12 @@ def run_lava(path: str | os.PathLike[str], network: Network, x: np.ndarray) -> d
 
 
 def verify(path: str | os.PathLike[str], x: np.ndarray | None = None, steps: int = 32, samples: int = 1,
-           seed: int = 0, network: Network | None = None) -> VerifyResult:
+           seed: int = 0, network: Network | None = None, layout: str = "auto") -> VerifyResult:
     """Compare Lava's spikes with ours for every layer of the netx file at ``path``.
 
-    ``x`` is ``(samples, *input_shape, T)`` or ``(*input_shape, T)``; without it the net
-    is driven by seeded random input (see :func:`random_input`).
+    ``x`` is ``(samples, *input_shape, T)`` or ``(*input_shape, T)``, in C, H, W order or
+    lava-dl's X, Y, C order (``layout``, see :func:`to_chw`); without it the net is
+    driven by seeded random input (see :func:`random_input`).
     """
     from converters import netx
     from neuroprune.snn.fixed import run_fixed
@@ -158,14 +209,9 @@ def verify(path: str | os.PathLike[str], x: np.ndarray | None = None, steps: int
     network = network or netx.read(path)
     if x is None:
         x = random_input(network, steps, samples, seed)
-    x = np.asarray(x)
-    if x.ndim == len(network.input_shape) + 1:
-        x = x[None]
-    if tuple(x.shape[1:-1]) != network.input_shape:
-        raise ShapeError(
-            f"input has shape {tuple(x.shape[1:-1])} per step, the network expects {network.input_shape}; "
-            "give (samples, *input_shape, steps)"
-        )
+    x = to_chw(np.asarray(x), network.input_shape, layout)
+    if x.dtype == bool:
+        x = x.astype(np.int64)
     if not np.array_equal(x, np.round(x)):
         raise ShapeError("input must hold integers (spikes, or input mantissas for an input neuron layer)")
     ours = run_fixed(network, x.astype(np.int64)).spikes

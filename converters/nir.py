@@ -15,12 +15,16 @@ IR layer                    NIR nodes
                             delay a ``Delay`` before the synapse
 ``ConvLayer``               ``Conv2d`` (``input_shape``, stride, padding, dilation, groups),
                             then ``CubaLIF``
-``PoolLayer``               ``SumPool2d``, ``Scale`` (the pool weight), then ``CubaLIF``
+``PoolLayer``               ``SumPool2d``, then ``CubaLIF`` with the pool weight in ``w_in``
+                            (a ``Scale`` node holds it when the layer has no neuron)
 ``FlattenLayer``            ``Flatten`` (``start_dim=0``: NIR shapes carry no batch axis)
 ==========================  ==================================================================
 
 Import also accepts ``IF`` and ``LIF`` neurons, ``AvgPool2d``, and a ``Scale`` right
-after any synapse (folded into its weights). Any other node type raises one
+after any synapse (folded into its weights). A synapse with no neuron after it (sinabs'
+and snntorch's pooling between two convolutions) is merged into the synapse it feeds
+(:mod:`converters.nir_merge`) or refused; a leading batch dimension of 1 on the ``Input``
+(norse, nirtorch) is dropped with a warning. Any other node type raises one
 :class:`UnsupportedLayerError` listing every such node. (nir's own type check miscounts
 the input channels of grouped ``Conv2d`` nodes, so :func:`read` reads without it and
 checks shapes itself.)
@@ -45,7 +49,8 @@ NIR field          export (IR -> NIR)                             import (NIR ->
 =================  =============================================  =========================
 ``tau_syn``        ``dt * 4096 / i_decay`` (``inf`` if 0)          ``i_decay = round(4096 dt / tau_syn)``
 ``tau_mem``        ``dt * 4096 / v_decay`` (``inf`` if 0)          ``v_decay = round(4096 dt / tau_mem)``
-``w_in``           ``tau_syn / dt`` (current gain 1)               input gain ``w_in dt / tau_syn``
+``w_in``           ``tau_syn / dt`` (current gain 1; a pool       input gain ``w_in dt / tau_syn``
+                   layer's weight times that)
 ``r``              ``tau_mem / dt`` (voltage gain 1)               voltage gain ``r dt / tau_mem``
 ``v_threshold``    ``v_th_mant``                                  ``v_th_mant`` (see below)
 ``v_reset``        0 (the chip resets to 0)                       must be 0
@@ -75,6 +80,13 @@ even mantissas in [-256, 254] (slayer's 8-bit grid), keeping ``W / threshold``.
 
 The chip adds one time step per synaptic layer; NIR graphs carry no such delay and none
 is added or removed here.
+
+Time unit: export writes ``dt`` = :data:`EXPORT_DT` (1e-4 s) by default and stores it as
+graph metadata; import takes ``dt`` from that metadata, else :data:`IMPORT_DT` (1: time
+constants in steps). At 1e-4 our CubaLIF nodes are exactly what snntorch's
+``import_from_nir`` accepts (``r = tau_mem / 1e-4``, ``w_in dt / tau_syn = 1``). All-zero
+delays are written without ``Delay`` nodes (in the synapse's metadata), which norse cannot
+read. A ``dt`` longer than a graph's time constants is refused with a value to try.
 """
 
 from __future__ import annotations
@@ -101,8 +113,13 @@ from neuroprune.ir import (
 )
 from neuroprune.loihi_arith import DECAY_UNITY, MAX_V_TH_MANT, threshold_for, to_mantissa
 
-__all__ = ["to_nir", "from_nir", "write", "read", "SUPPORTED_NODES", "DECAY_UNITY", "MAX_V_TH_MANT"]
+__all__ = ["to_nir", "from_nir", "write", "read", "SUPPORTED_NODES", "DECAY_UNITY", "MAX_V_TH_MANT", "EXPORT_DT",
+           "IMPORT_DT"]
 
+# Length of one chip time step in the NIR graphs we write, in seconds: 0.1 ms, the step
+# snntorch's import_from_nir assumes (it requires r = tau_mem / 1e-4 and alpha = 1 - 1e-4 / tau_syn).
+EXPORT_DT = 1e-4
+IMPORT_DT = 1.0  # read time constants in steps when a graph gives no "dt" metadata
 _TOL = 1e-6
 
 SYNAPSE_NODES = ("Affine", "Linear", "Conv2d", "SumPool2d", "AvgPool2d")
@@ -125,8 +142,9 @@ def _tau(decay: int, dt: float) -> float:
 
 
 def _neuron_node(neuron: Neuron, shape: tuple[int, ...], dt: float, bias: np.ndarray | None,
-                 bias_in_v: bool, where: str) -> Any:
-    """CubaLIF node of a neuron population of ``shape`` (see the module's mapping table)."""
+                 bias_in_v: bool, where: str, gain: float = 1.0) -> Any:
+    """CubaLIF node of a neuron population of ``shape`` (see the module's mapping table);
+    ``gain`` multiplies ``w_in`` (a pool layer's weight)."""
     nir = _nir()
     tau_syn, tau_mem = _tau(neuron.i_decay, dt), _tau(neuron.v_decay, dt)
     v_leak = np.zeros(shape)
@@ -151,7 +169,7 @@ def _neuron_node(neuron: Neuron, shape: tuple[int, ...], dt: float, bias: np.nda
         tau_syn=np.full(shape, tau_syn), tau_mem=np.full(shape, tau_mem),
         r=np.full(shape, tau_mem / dt), v_leak=np.array(v_leak, dtype=np.float64),
         v_threshold=np.full(shape, float(neuron.v_th_mant)), v_reset=np.zeros(shape),
-        w_in=np.full(shape, tau_syn / dt), metadata=metadata,
+        w_in=np.full(shape, gain * tau_syn / dt), metadata=metadata,
     )
 
 
@@ -172,14 +190,14 @@ def _synapse_meta(layer: DenseLayer | ConvLayer) -> dict[str, Any]:
     return meta
 
 
-def to_nir(network: Network, dt: float = 1.0) -> Any:
+def to_nir(network: Network, dt: float | None = None) -> Any:
     """Export ``network`` to a ``nir.NIRGraph`` (mapping in the module docstring).
 
     Parameters
     ----------
     network : the IR network.
-    dt : length of one chip time step in the NIR graph's time unit (default 1: time
-        constants in steps).
+    dt : length of one chip time step in the NIR graph's time unit (default
+        :data:`EXPORT_DT` = 1e-4, read as seconds: the step snntorch's importer assumes).
 
     Returns
     -------
@@ -187,6 +205,7 @@ def to_nir(network: Network, dt: float = 1.0) -> Any:
     ``<name>.delay``), an ``output`` node and metadata ``{"neuroprune_name": ..., "dt": dt}``.
     """
     nir = _nir()
+    dt = EXPORT_DT if dt is None else dt
     if not dt > 0:
         raise ShapeError(f"dt={dt} must be > 0 (length of one time step)")
     nodes: dict[str, Any] = {}
@@ -225,10 +244,13 @@ def to_nir(network: Network, dt: float = 1.0) -> Any:
         bias_on_synapse = bias is not None and (layer.neuron is None or layer.neuron.i_decay == DECAY_UNITY)
         if isinstance(layer, DenseLayer):
             post_delay, pre_delay = _split_delay(layer, where)
+            meta = _synapse_meta(layer)
+            if layer.delay is not None and not np.any(layer.delay):  # no Delay node: not every reader has one
+                meta[f"{_META}_delay"] = np.asarray(layer.delay)
+                post_delay = pre_delay = None
             if pre_delay is not None:
                 add(f"{key}.delay_in", nir.Delay(delay=pre_delay.astype(np.float64)))
             weight = layer.effective_weight.astype(np.float32)
-            meta = _synapse_meta(layer)
             if bias_on_synapse:
                 add(key, nir.Affine(weight=weight, bias=np.asarray(bias, dtype=np.float32).reshape(-1),
                                            metadata=meta))
@@ -258,11 +280,13 @@ def to_nir(network: Network, dt: float = 1.0) -> Any:
         elif isinstance(layer, PoolLayer):
             add(key, nir.SumPool2d(kernel_size=np.array(layer.kernel), stride=np.array(layer.stride),
                                           padding=np.array(layer.padding)))
-            add(f"{key}.scale", nir.Scale(scale=np.full(shape, float(layer.weight))))
+            if layer.neuron is None:  # with a neuron the weight goes into its w_in: norse reads no Scale
+                add(f"{key}.scale", nir.Scale(scale=np.full(shape, float(layer.weight))))
         else:  # pragma: no cover - Network only holds the types above
             raise UnsupportedLayerError(f"{where}: cannot be exported to NIR")
         if layer.neuron is not None:
-            add(f"{key}.lif", _neuron_node(layer.neuron, shape, dt, bias, not bias_on_synapse, where))
+            gain = float(layer.weight) if isinstance(layer, PoolLayer) else 1.0
+            add(f"{key}.lif", _neuron_node(layer.neuron, shape, dt, bias, not bias_on_synapse, where, gain))
         elif bias is not None and not bias_on_synapse:  # pragma: no cover - bias_on_synapse covers neuron None
             raise UnsupportedLayerError(f"{where}: bias without neuron")
     add("output", nir.Output(output_type=np.array(network.output_shape)))
@@ -292,7 +316,7 @@ def _split_delay(layer: DenseLayer, where: str) -> tuple[np.ndarray | None, np.n
     )
 
 
-def write(network: Network, path: str | os.PathLike[str], dt: float = 1.0) -> Path:
+def write(network: Network, path: str | os.PathLike[str], dt: float | None = None) -> Path:
     """Write ``network`` as a NIR HDF5 file (``nir.write``) atomically (temp + rename)."""
     nir = _nir()
     path = Path(path)
@@ -584,14 +608,15 @@ def _conv_geometry(node: Any, in_shape: tuple[int, ...], where: str) -> dict[str
     return {"stride": stride, "padding": pair(padding), "dilation": dilation, "groups": int(np.asarray(node.groups))}
 
 
-def from_nir(graph: Any, dt: float = 1.0) -> Network:
+def from_nir(graph: Any, dt: float | None = None) -> Network:
     """Import a chain-shaped ``nir.NIRGraph`` into an IR network.
 
     Parameters
     ----------
     graph : a NIR graph ``Input -> [neuron] -> (synapse [Delay] [neuron] | Flatten)* -> Output``
         of the node types in :data:`SUPPORTED_NODES`.
-    dt : length of one chip time step in the graph's time unit (decays = ``4096 dt / tau``).
+    dt : length of one chip time step in the graph's time unit (decays = ``4096 dt / tau``);
+        default: the graph's ``dt`` metadata (our exports write it), else :data:`IMPORT_DT`.
 
     Raises
     ------
@@ -601,6 +626,9 @@ def from_nir(graph: Any, dt: float = 1.0) -> Network:
     nir = _nir()
     if not isinstance(graph, nir.NIRGraph):
         raise FormatError(f"expected a nir.NIRGraph, got {type(graph).__name__}")
+    if dt is None:
+        meta_dt = graph.metadata.get("dt") if isinstance(graph.metadata, dict) else None
+        dt = float(_plain(meta_dt)) if meta_dt is not None else IMPORT_DT
     if not dt > 0:
         raise ShapeError(f"dt={dt} must be > 0 (length of one time step)")
     unsupported = [f"{key} ({type(node).__name__})" for key, node in graph.nodes.items()
@@ -610,14 +638,24 @@ def from_nir(graph: Any, dt: float = 1.0) -> Network:
             f"NIR graph has {len(unsupported)} unsupported node(s): {', '.join(unsupported)}; "
             f"supported: {', '.join(SUPPORTED_NODES)}"
         )
+    from converters.nir_merge import merge_into_next
+
+    _check_time_step(graph, dt)
     stages = _stages(graph, _chain(graph))
     layers: list[Layer] = []
     shape: tuple[int, ...] = ()
-    for index, stage in enumerate(stages):
+    index = -1
+    while index + 1 < len(stages):
+        index += 1
+        stage = stages[index]
         where = f"NIR node {stage.name!r}"
+        while stage.kind not in ("input", "flatten") and stage.neuron is None:  # several in a row merge in turn
+            stages = merge_into_next(stages, index, shape)
+            stage = stages[index]
         if stage.kind == "input":
             node = graph.nodes[stage.name]
-            shape = tuple(int(s) for s in np.asarray(node.input_type["input"]).reshape(-1))
+            shape = _without_batch(tuple(int(s) for s in np.asarray(node.input_type["input"]).reshape(-1)),
+                                   stages, where)
             neuron = None
             if stage.neuron is not None:
                 neuron = _input_neuron(stage, shape, dt)
@@ -641,6 +679,67 @@ def from_nir(graph: Any, dt: float = 1.0) -> Network:
         raise FormatError(f"NIR graph has inconsistent shapes: {err}") from None
 
 
+def _time_constants(node: Any) -> list[tuple[str, np.ndarray]]:
+    kind = type(node).__name__
+    names = {"CubaLIF": ("tau_mem", "tau_syn"), "LIF": ("tau",)}.get(kind, ())
+    return [(name, np.asarray(getattr(node, name), dtype=np.float64).reshape(-1)) for name in names]
+
+
+def _check_time_step(graph: Any, dt: float) -> None:
+    """Refuse a ``dt`` longer than a time constant, naming ``--dt`` and a value to try.
+
+    The suggestion is the graph's own ``dt`` metadata when present, else ``tau_mem / r``
+    when every neuron agrees on it and ``r != 1`` (exporters that keep the voltage gain at 1,
+    as snntorch and neuroprune do, write ``r = tau / dt``), else the shortest time constant.
+    """
+    shortest: tuple[float, str, str] | None = None
+    per_r: list[float] = []
+    for key, node in graph.nodes.items():
+        for name, tau in _time_constants(node):
+            finite = tau[np.isfinite(tau) & (tau > 0)]
+            if finite.size and (shortest is None or finite.min() < shortest[0]):
+                shortest = (float(finite.min()), str(key), name)
+        if type(node).__name__ in ("CubaLIF", "LIF"):
+            tau = _time_constants(node)[0][1]
+            r = np.asarray(node.r, dtype=np.float64).reshape(-1)
+            tau, r = np.broadcast_arrays(tau, r)
+            ok = np.isfinite(tau) & np.isfinite(r) & (r > 0) & (r != 1)
+            per_r.extend(tau[ok] / r[ok])
+    if shortest is None or shortest[0] * (1 + _TOL) >= dt:
+        return
+    tau, key, name = shortest
+    meta_dt = graph.metadata.get("dt") if isinstance(graph.metadata, dict) else None
+    if meta_dt is not None and 0 < float(_plain(meta_dt)) <= tau:
+        hint = f"--dt {float(_plain(meta_dt)):g} (the graph's dt metadata)"
+    elif per_r and np.allclose(per_r, per_r[0], rtol=1e-3) and 0 < per_r[0] <= tau * (1 + _TOL):
+        hint = f"--dt {float(np.median(per_r)):.6g} (tau / r: the graph writes r = tau / dt, as snntorch does)"
+    else:
+        hint = f"a value at most {tau:g}, the step the graph's writer simulated with"
+    raise UnsupportedLayerError(
+        f"NIR node {key!r}: time constant {name}={tau:g} is shorter than the time step dt={dt:g} "
+        f"(decay {DECAY_UNITY * dt / tau:.0f}/4096 per step > 4096); pass the graph's time step with "
+        f"--dt (dt= in Python), e.g. {hint}"
+    )
+
+
+def _without_batch(shape: tuple[int, ...], stages: list[_Stage], where: str) -> tuple[int, ...]:
+    """The Input shape without a leading batch dimension of 1 (as norse and nirtorch write it).
+
+    Dropped when the shape has 4 dimensions (1, C, H, W), or is (1, N) and feeds a dense
+    synapse of N inputs; a warning notes it.
+    """
+    if len(shape) < 2 or shape[0] != 1:
+        return shape
+    following = stages[1] if len(stages) > 1 else None  # the stage the Input feeds (stages[0] is the Input)
+    feeds_dense = following is not None and following.kind == "dense" \
+        and tuple(np.shape(following.synapse.weight)[-1:]) == shape[1:]
+    if len(shape) == 4 or (len(shape) == 2 and feeds_dense):
+        warnings.warn(f"{where}: input shape {shape} read as a batch of 1 of {shape[1:]} "
+                      "(NIR shapes carry no batch axis)", stacklevel=4)
+        return shape[1:]
+    return shape
+
+
 def _input_neuron(stage: _Stage, shape: tuple[int, ...], dt: float) -> Neuron:
     key, node = stage.neuron
     where = f"NIR node {key!r}"
@@ -658,7 +757,9 @@ def _input_neuron(stage: _Stage, shape: tuple[int, ...], dt: float) -> Neuron:
     return _make_neuron(params, int(round(float(values[0]))))
 
 
-def _synaptic_layer(stage: _Stage, in_shape: tuple[int, ...], dt: float) -> Layer:
+def _raw_synapse(stage: _Stage, in_shape: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray | None,
+                                                                    dict[str, Any], tuple[int, ...]]:
+    """(float weight, bias or None, conv geometry, output shape) of a synapse stage's node."""
     node = stage.synapse
     kind = type(node).__name__
     where = f"NIR node {stage.name!r} ({kind})"
@@ -694,19 +795,19 @@ def _synaptic_layer(stage: _Stage, in_shape: tuple[int, ...], dt: float) -> Laye
         tap = 1.0 / (kernel[0] * kernel[1]) if kind == "AvgPool2d" else 1.0
         weight = np.full((in_shape[0], 1, *kernel), tap)
         geometry = {"stride": probe_pool.stride, "padding": probe_pool.padding, "groups": in_shape[0]}
+    return weight, bias_vec, geometry, out_shape
+
+
+def _synaptic_layer(stage: _Stage, in_shape: tuple[int, ...], dt: float) -> Layer:
+    node = stage.synapse
+    kind = type(node).__name__
+    where = f"NIR node {stage.name!r} ({kind})"
+    weight, bias_vec, geometry, out_shape = _raw_synapse(stage, in_shape)
     neuron_node = stage.neuron[1] if stage.neuron is not None else None
     rows = weight.shape[0]
     scale = np.ones(out_shape) if stage.scale is None else _shaped(stage.scale.scale, out_shape, "Scale", where)
-    if neuron_node is None:
-        if stage.scale is not None:
-            weight = weight * (_per_channel(scale, rows, "Scale", where) if len(out_shape) > 1
-                               else scale).reshape((rows,) + (1,) * (weight.ndim - 1))
-        if not _integral(weight) or (bias_vec is not None and not _integral(bias_vec)):
-            raise UnsupportedLayerError(
-                f"{where}: a synapse without a neuron node needs integer weights and bias (nothing sets their scale)"
-            )
-        mantissa, neuron = np.round(weight).astype(np.int32), None
-        bias_int = None if bias_vec is None else np.round(bias_vec).astype(np.int64)
+    if neuron_node is None:  # pragma: no cover - from_nir merges or refuses neuron-less synapses first
+        raise UnsupportedLayerError(f"{where}: a synapse without a neuron node has no chip form")
     else:
         params = _read_neuron(neuron_node, out_shape, dt, f"NIR node {stage.neuron[0]!r}")
         gain, threshold = params.gain * scale, params.threshold
@@ -742,6 +843,8 @@ def _synaptic_layer(stage: _Stage, in_shape: tuple[int, ...], dt: float) -> Laye
     weight_bits = None if weight_bits is None else int(weight_bits)
     if stage.kind == "dense":
         delay = _delays(stage, mantissa.shape, where)
+        if delay is None and stage.meta.get("delay") is not None:  # all-zero delays written without Delay nodes
+            delay = np.asarray(stage.meta["delay"])
         return DenseLayer(name=stage.layer_name, weight=mantissa, neuron=neuron, bias=bias, delay=delay, mask=mask,
                           weight_bits=weight_bits)
     if stage.pre_delay is not None or stage.post_delay is not None:
@@ -809,7 +912,7 @@ def _check_node_types(path: Path) -> None:
         )
 
 
-def read(path: str | os.PathLike[str], dt: float = 1.0) -> Network:
+def read(path: str | os.PathLike[str], dt: float | None = None) -> Network:
     """Read a NIR HDF5 file (``nir.read``) into an IR network (see :func:`from_nir`)."""
     nir = _nir()
     path = Path(path)

@@ -14,6 +14,10 @@ with an optional ReLU). Understood ops:
 - ``Identity``, ``Dropout`` (inference: identity), a final ``Softmax``/``LogSoftmax``
   (monotone: the arg-max, which is what spike counts give, is unchanged).
 
+Constant inputs may also come through ``Identity`` (torch.onnx writes equal initializers
+once and refers to the copy with an Identity), ``Constant`` (any value form) or
+``ConstantOfShape``.
+
 Every other op, and every understood op with attributes the chip cannot express, is
 collected; :func:`read_ann` then raises one :class:`UnsupportedLayerError` listing each
 ``OpType 'node name' (reason)``. Nodes that only compute shapes (``Shape``, ``Gather``,
@@ -551,6 +555,19 @@ _SHAPE_OPS = ("Shape", "Size")  # read only the shape of an activation
 BATCH_PLACEHOLDER = 7919  # stands for the batch size while shape arithmetic is folded
 
 
+def _constant_value(attrs: dict[str, Any]) -> np.ndarray | None:
+    """The value of a ``Constant`` node (``value`` tensor or ``value_float(s)``/``value_int(s)``)."""
+    from onnx import numpy_helper
+
+    if "value" in attrs:
+        return numpy_helper.to_array(attrs["value"])
+    for name, dtype in (("value_float", np.float32), ("value_floats", np.float32),
+                        ("value_int", np.int64), ("value_ints", np.int64)):
+        if name in attrs:
+            return np.asarray(attrs[name], dtype=dtype)
+    return None
+
+
 def _fold(node: Any, constants: dict[str, np.ndarray]) -> None:
     """Evaluate a shape-arithmetic node whose inputs are all known (torch writes
     ``x.view(x.size(0), -1)`` as Shape -> Gather -> Unsqueeze -> Concat -> Reshape)."""
@@ -580,8 +597,12 @@ def _fold(node: Any, constants: dict[str, np.ndarray]) -> None:
             for axis, start, end, step in zip(axes, starts, ends, steps):
                 index[int(axis)] = slice(int(start), int(end), int(step))
             result = values[0][tuple(index)]
-        elif op == "Cast":
+        elif op in ("Cast", "Identity"):  # torch.onnx writes equal initializers once, then Identity
             result = values[0]
+        elif op == "ConstantOfShape":
+            fill = attrs.get("value")
+            fill = np.zeros(1, dtype=np.float32) if fill is None else _constant_value({"value": fill}).reshape(-1)
+            result = np.full(tuple(int(d) for d in values[0].reshape(-1)), fill[0], dtype=fill.dtype)
         elif op in ("Mul", "Div", "Add", "Sub"):
             function = {"Mul": np.multiply, "Div": np.floor_divide, "Add": np.add, "Sub": np.subtract}[op]
             result = function(values[0], values[1])
@@ -629,8 +650,10 @@ def read_ann(path: str | os.PathLike[str]) -> Ann:
     graph = model.graph
     constants = {init.name: numpy_helper.to_array(init) for init in graph.initializer}
     for node in graph.node:
-        if node.op_type == "Constant" and "value" in _attrs(node):
-            constants[node.output[0]] = numpy_helper.to_array(_attrs(node)["value"])
+        if node.op_type == "Constant":
+            value = _constant_value(_attrs(node))
+            if value is not None:
+                constants[node.output[0]] = value
     inputs = [v for v in graph.input if v.name not in constants]
     if len(inputs) != 1 or len(graph.output) != 1:
         raise UnsupportedLayerError(

@@ -39,8 +39,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     onnx.add_argument("--input-rate", type=float, default=0.5,
                       help="input neuron spikes per step for an input of 1.0 (default 0.5)")
     onnx.add_argument("--seed", type=int, default=0, help="data split seed (default 0)")
-    parser.add_argument("--dt", type=float, default=1.0,
-                        help="NIR: length of one chip time step in the graph's time unit (default 1)")
+    parser.add_argument("--dt", type=float, default=None,
+                        help="NIR: length of one chip time step in the graph's time unit (reading: default the "
+                        "graph's dt metadata, else 1; writing: default 1e-4 s, the step snntorch reads)")
 
 
 def _format(path: Path, role: str) -> str:

@@ -11,6 +11,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("file", help="netx HDF5 network file (.net)")
     parser.add_argument("--input", help=".npy input of shape (samples, *input_shape, T) or (*input_shape, T); "
                         "integers: spikes, or input mantissas for a net with an input neuron layer")
+    parser.add_argument("--input-layout", choices=("auto", "chw", "xyc"), default="auto",
+                        help="axis order of --input: chw (C, H, W, T as neuroprune and torch), xyc (W, H, C, T "
+                        "as lava-dl's recorded inputs) or auto: whichever the shape matches (default)")
     parser.add_argument("--steps", type=int, default=32, help="time steps of random input (default 32)")
     parser.add_argument("--samples", type=int, default=1, help="random input samples (default 1)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the random input (default 0)")
@@ -42,7 +45,7 @@ def run(args: argparse.Namespace) -> int:
     network = netx.read(args.file)
     x = None if args.input is None else _load_input(args.input)
     result = lava_verify.verify(args.file, x=x, steps=args.steps, samples=args.samples, seed=args.seed,
-                                network=network)
+                                network=network, layout=args.input_layout)
     if args.json:
         print(json.dumps(result.to_dict(), indent=2))
         return 0 if result.exact else 1
