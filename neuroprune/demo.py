@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+from neuroprune.commands.options import nonnegative_int, positive_int
+
 __all__ = ["DemoConfig", "DemoResult", "run_demo"]
 
 
@@ -192,8 +194,8 @@ def run_demo(out_dir: str | Path = "out/demo", config: DemoConfig = DemoConfig()
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", default="out/demo", help="output folder (default out/demo)")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--episodes", type=int, default=DemoConfig.episodes)
+    parser.add_argument("--seed", type=nonnegative_int, default=0)
+    parser.add_argument("--episodes", type=positive_int, default=DemoConfig.episodes)
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
 
 

@@ -4,6 +4,8 @@ layer's spikes with neuroprune's bit-exact model; exit 0 only at 100 %."""
 from __future__ import annotations
 
 import argparse
+
+from neuroprune.commands.options import nonnegative_int, positive_int
 import json
 
 
@@ -11,9 +13,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("file", help="netx HDF5 network file (.net)")
     parser.add_argument("--input", help=".npy input of shape (samples, *input_shape, T) or (*input_shape, T); "
                         "integers: spikes, or input mantissas for a net with an input neuron layer")
-    parser.add_argument("--steps", type=int, default=32, help="time steps of random input (default 32)")
-    parser.add_argument("--samples", type=int, default=1, help="random input samples (default 1)")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the random input (default 0)")
+    parser.add_argument("--steps", type=positive_int, default=32, help="time steps of random input (default 32)")
+    parser.add_argument("--samples", type=positive_int, default=1, help="random input samples (default 1)")
+    parser.add_argument("--seed", type=nonnegative_int, default=0, help="seed of the random input (default 0)")
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
 
 
