@@ -174,8 +174,6 @@ def check_prune_options(args: argparse.Namespace) -> Any:
 def prune_and_report(trained: Trained, args: argparse.Namespace, out: Path) -> dict[str, Any]:
     """Run ``args.method``, measure before/after on the test split, write model, netx
     and summary; print the outcome. Returns the summary."""
-    from neuroprune.prune.methods import get_method
-
     method = check_prune_options(args)
     task = make_task(trained, args)
     torch.manual_seed(args.seed)

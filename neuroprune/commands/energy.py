@@ -7,7 +7,7 @@ from __future__ import annotations
 import argparse
 
 from neuroprune.commands.options import nonnegative_int, positive_int
-import json
+from neuroprune.jsonout import finite_json
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -45,7 +45,7 @@ def run(args: argparse.Namespace) -> int:
         report = fit(net_run.network, args.chip, rates, time_steps=net_run.x_int.shape[-1])
         entries.append((net_run.label, energy_table(report), accuracy, report.ok))
     if args.json:
-        print(json.dumps([{"net": label, "accuracy": acc, "fits": ok, **table.to_dict()}
+        print(finite_json([{"net": label, "accuracy": acc, "fits": ok, **table.to_dict()}
                           for label, table, acc, ok in entries], indent=2))
     else:
         for label, table, accuracy, ok in entries:

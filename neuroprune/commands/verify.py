@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 
 from neuroprune.commands.options import nonnegative_int, positive_int
-import json
+from neuroprune.jsonout import finite_json
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -46,7 +46,7 @@ def run(args: argparse.Namespace) -> int:
     result = lava_verify.verify(args.file, x=x, steps=args.steps, samples=args.samples, seed=args.seed,
                                 network=network)
     if args.json:
-        print(json.dumps(result.to_dict(), indent=2))
+        print(finite_json(result.to_dict(), indent=2))
         return 0 if result.exact else 1
     source = args.input or f"seeded random input (seed {args.seed})"
     table = Table(title=f"{args.file}: Lava Loihi2SimCfg fixed_pt vs neuroprune, {result.samples} sample(s) "
