@@ -37,7 +37,7 @@ def run(args: argparse.Namespace) -> int:
     if args.samples < 1:
         raise DataError("--samples must be >= 1")
     plan_outputs({"--html": args.html},
-                 {**{f"NET {path}": path for path in args.nets}, "--data": args.data, "--chip": args.chip})
+                 {**{f"NET {number}": path for number, path in enumerate(args.nets, 1)}, "--data": args.data, "--chip": args.chip})
     entries = []
     for path in args.nets:
         net_run = load_net_run(path, args.data, args.samples, args.steps, args.seed)
