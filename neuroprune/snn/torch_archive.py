@@ -11,7 +11,7 @@ accepts exactly that layout and nothing else:
   ``version``, ``.data/serialization_id``, ``.data/version``, ``data/<N>``
   (TorchScript's ``code/``, ``constants.pkl``, ``extra/``, ``*.debug_pkl`` are refused),
 - entries are stored uncompressed (as ``torch.save`` writes them) and no larger than the
-  file,
+  file, and torch's own zip reader lists the same entries,
 - ``data.pkl`` uses only the pickle opcodes ``torch.save`` emits for such data, and its
   only globals are :data:`ALLOWED_GLOBALS` (``OrderedDict``, the tensor rebuild function
   and the storage types).
@@ -91,6 +91,20 @@ def check_torch_archive(path: Path, data: bytes) -> None:
     if pickle_name not in names:
         raise _refuse(path, f"no {pickle_name} in the zip archive")
     _check_pickle(path, archive.read(pickle_name))
+    _check_torch_reads_the_same(path, data, {name.partition("/")[2] for name in names})
+
+
+def _check_torch_reads_the_same(path: Path, data: bytes, entries: set[str]) -> None:
+    """torch's own zip reader must see exactly the entries checked above (no parser
+    differential between Python's zipfile and torch's miniz)."""
+    import torch
+
+    try:
+        seen = set(torch._C.PyTorchFileReader(io.BytesIO(data)).get_all_records())
+    except Exception as exc:  # torch raises RuntimeError on archives it cannot open
+        raise _refuse(path, f"torch cannot read the zip archive: {str(exc).splitlines()[0][:80]}") from None
+    if seen != entries:
+        raise _refuse(path, "torch's zip reader sees other entries than Python's")
 
 
 def _check_pickle(path: Path, pickled: bytes) -> None:
