@@ -2,7 +2,9 @@
 slayer CUBA blocks, then report test accuracy in float and in the chip's fixed point.
 
 The full training state goes to ``OUT.train`` after every epoch; ``--resume`` continues
-an interrupted run from it and ends with the same weights as an uninterrupted run."""
+an interrupted run from it and ends with the same weights as an uninterrupted run.
+``OUT`` itself (and ``--net``) is written once, when training has finished, so an
+interrupted run never replaces a finished model with partial weights."""
 
 from __future__ import annotations
 

@@ -464,6 +464,11 @@ def _load_train_state(path: str | os.PathLike[str], model: torch.nn.Module, opti
             f"{path}: training state does not match this model ({str(exc).splitlines()[0][:120]}); "
             "resume with the same --arch or delete the file"
         ) from None
+    broken = [name for name, tensor in model.state_dict().items()
+              if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all())]
+    if broken:
+        raise CheckpointError(f"{path}: {broken[0]} holds NaN or infinite values; the training state is corrupt, "
+                              "delete the file to start over")
     optimizer.load_state_dict(tensors["optimizer"])
     if scheduler is not None and meta["scheduler"] is not None:
         scheduler.load_state_dict(meta["scheduler"])

@@ -390,3 +390,17 @@ def test_corrupted_weights_are_refused_at_load(tmp_path, capsys, bad) -> None:
         load_model(str(corrupt))
     assert main(["energy", str(corrupt)]) == 2
     assert "corrupt.pt" in _one_error(capsys.readouterr().err)
+
+
+def test_corrupted_training_state_is_refused_on_resume(tmp_path, capsys) -> None:
+    out = tmp_path / "m.pt"
+    argv = TRAIN + ["--epochs", "1", "--out", str(out)]
+    assert main(argv) == 0
+    state_path = tmp_path / "m.pt.train"
+    tensors, meta = load_checkpoint(state_path, kind="train-state")
+    key = next(k for k in tensors["model"] if k.endswith("synapse.weight"))
+    tensors["model"][key][0, 0] = float("nan")
+    save_checkpoint(state_path, tensors, meta, kind="train-state")
+    capsys.readouterr()
+    assert main(argv + ["--resume"]) == 2
+    assert f"m.pt.train: {key} holds NaN" in _one_error(capsys.readouterr().err)
