@@ -36,8 +36,8 @@ def run(args: argparse.Namespace) -> int:
         raise DataError("give one net, or two to compare (reference first)")
     if args.samples < 1:
         raise DataError("--samples must be >= 1")
-    plan_outputs({"--html": args.html},
-                 {**{f"NET {number}": path for number, path in enumerate(args.nets, 1)}, "--data": args.data, "--chip": args.chip})
+    inputs = {f"NET {number}": path for number, path in enumerate(args.nets, 1)}
+    plan_outputs({"--html": args.html}, {**inputs, "--data": args.data, "--chip": args.chip})
     entries = []
     for path in args.nets:
         net_run = load_net_run(path, args.data, args.samples, args.steps, args.seed)

@@ -20,25 +20,31 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
     parser.add_argument("model", help="trained model checkpoint (.pt, from neuroprune train)")
     parser.add_argument("--method", default="spear", choices=sorted(METHODS), help="pruning method (default spear)")
-    parser.add_argument("--synops-target", type=open_fraction, help="wanted SynOps as a fraction of the dense net's, e.g. 0.5")
+    parser.add_argument("--synops-target", type=open_fraction,
+                        help="wanted SynOps as a fraction of the dense net's, e.g. 0.5")
     parser.add_argument("--sparsity", type=fraction, help="wanted fraction of removed synapses (unstructured methods)")
     parser.add_argument("--out", required=True, help="pruned model checkpoint to write (.pt); "
                         "the netx export (.net) and summary (.json) go beside it")
-    parser.add_argument("--data", help="data set: digits, synthetic or a .npz (default: the one the model was trained on)")
+    parser.add_argument("--data",
+                        help="data set: digits, synthetic or a .npz (default: the one the model was trained on)")
     parser.add_argument("--seed", type=nonnegative_int, default=0, help="seed of everything random (default 0)")
     parser.add_argument("--chip", default="loihi2", help="chip preset or TOML file for the fit check (default loihi2)")
     parser.add_argument("--max-cores", type=positive_int, help="core budget the pruned net must fit")
     parser.add_argument("--max-chips", type=positive_int, help="chip budget the pruned net must fit")
-    parser.add_argument("--finetune-steps", type=nonnegative_int, default=200, help="optimizer steps of the final fine-tune")
+    parser.add_argument("--finetune-steps", type=nonnegative_int, default=200,
+                        help="optimizer steps of the final fine-tune")
     parser.add_argument("--eval-samples", type=positive_int, default=512, help="validation samples per candidate")
     parser.add_argument("--criterion", default="l1", help="channel importance: l1, l2, rate, membrane, random")
     parser.add_argument("--keep-ratio", type=open_fraction, help="uniform: keep ratio when no target is given")
     spear = parser.add_argument_group("SPEAR")
     spear.add_argument("--episodes", type=positive_int, default=60, help="search episodes (default 60)")
     spear.add_argument("--warmup", type=nonnegative_int, default=20, help="random-action warm-up episodes (default 20)")
-    spear.add_argument("--lre-samples", type=nonnegative_int, default=16, help="pruned nets sampled to fit the LRE (default 16)")
-    spear.add_argument("--lre-finetune-steps", type=nonnegative_int, help="fine-tune steps per LRE sample (default: --finetune-steps)")
-    spear.add_argument("--recovery-steps", type=nonnegative_int, default=30, help="fine-tune steps before each episode's reward (default 30)")
+    spear.add_argument("--lre-samples", type=nonnegative_int, default=16,
+                       help="pruned nets sampled to fit the LRE (default 16)")
+    spear.add_argument("--lre-finetune-steps", type=nonnegative_int,
+                       help="fine-tune steps per LRE sample (default: --finetune-steps)")
+    spear.add_argument("--recovery-steps", type=nonnegative_int, default=30,
+                       help="fine-tune steps before each episode's reward (default 30)")
     spear.add_argument("--hidden", type=int_in(1, 65536), default=300, help="DDPG hidden units (default 300)")
     spear.add_argument("--evidence", type=nonnegative_float, default=1.645,
                        help="paired z a searched policy needs over the uniform policy on the validation split "
@@ -53,19 +59,28 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     spear.add_argument("--ray-workers", type=positive_int, metavar="N", help="candidates evaluated at once on Ray "
                        "(default: the cluster's CPUs)")
     regrowth = parser.add_argument_group("SCA and criticality")
-    regrowth.add_argument("--sca-steps", type=positive_int, default=300, help="SCA: steps of pruning while training (default 300)")
-    regrowth.add_argument("--sca-update-every", type=positive_int, default=25, help="SCA: steps between prune/regrow updates")
-    regrowth.add_argument("--regrow-ratio", type=fraction, default=0.2, help="criticality: share pruned past the target "
+    regrowth.add_argument("--sca-steps", type=positive_int, default=300,
+                          help="SCA: steps of pruning while training (default 300)")
+    regrowth.add_argument("--sca-update-every", type=positive_int, default=25,
+                          help="SCA: steps between prune/regrow updates")
+    regrowth.add_argument("--regrow-ratio", type=fraction, default=0.2,
+                          help="criticality: share pruned past the target "
                           "and regrown (default 0.2)")
     unstructured = parser.add_argument_group("Grad R and ADMM (default values: see their config classes)")
-    unstructured.add_argument("--alpha", type=positive_float, help="gradr: prior strength, larger prunes more (default: calibrated to the target)")
-    unstructured.add_argument("--gradr-steps", type=nonnegative_int, help="gradr: rewiring steps before the landing (default 150)")
-    unstructured.add_argument("--weight-bits", type=int_in(2, 8), help="admm: quantize weights to B bits, 2..8 (e.g. 4)")
+    unstructured.add_argument("--alpha", type=positive_float,
+                              help="gradr: prior strength, larger prunes more (default: calibrated to the target)")
+    unstructured.add_argument("--gradr-steps", type=nonnegative_int,
+                              help="gradr: rewiring steps before the landing (default 150)")
+    unstructured.add_argument("--weight-bits", type=int_in(2, 8),
+                              help="admm: quantize weights to B bits, 2..8 (e.g. 4)")
     unstructured.add_argument("--ternary", action="store_true", help="admm: ternary weights {-a, 0, a}")
-    unstructured.add_argument("--activity-reg", type=nonnegative_float, help="admm: loss per spike per sample (lambda, e.g. 1e-4)")
+    unstructured.add_argument("--activity-reg", type=nonnegative_float,
+                              help="admm: loss per spike per sample (lambda, e.g. 1e-4)")
     unstructured.add_argument("--rho", type=positive_float, help="admm: initial penalty rho (default 0.01)")
-    unstructured.add_argument("--admm-steps", type=nonnegative_int, help="admm: steps before the hard projection (default 150)")
-    unstructured.add_argument("--admm-update-every", type=positive_int, help="admm: steps between Z/U updates (default 15)")
+    unstructured.add_argument("--admm-steps", type=nonnegative_int,
+                              help="admm: steps before the hard projection (default 150)")
+    unstructured.add_argument("--admm-update-every", type=positive_int,
+                              help="admm: steps between Z/U updates (default 15)")
     unstructured.add_argument("--admm-scope", choices=["global", "layer"],
                               help="admm: one magnitude threshold over all layers (default) or per layer")
     parser.add_argument("--quiet", action="store_true", help="no progress output")
