@@ -51,6 +51,7 @@ __all__ = [
     "from_ir",
     "slayer",
     "WEIGHT_SCALE",
+    "check_weights",
 ]
 
 WEIGHT_SCALE = 1 << 6  # slayer's w_scale: mantissa = weight * 64

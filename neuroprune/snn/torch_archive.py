@@ -8,7 +8,8 @@ accepts exactly that layout and nothing else:
 
 - the bytes are a zip archive (a legacy pre-1.6 torch pickle is refused),
 - every entry sits under one top folder and is one of ``data.pkl``, ``byteorder``,
-  ``version``, ``.data/serialization_id``, ``.data/version``, ``data/<N>``
+  ``version``, ``.data/serialization_id``, ``.data/version``, ``data/<N>`` (and the
+  ``.format_version`` / ``.storage_alignment`` records newer torch versions add)
   (TorchScript's ``code/``, ``constants.pkl``, ``extra/``, ``*.debug_pkl`` are refused),
 - entries are stored uncompressed (as ``torch.save`` writes them) and no larger than the
   file, and torch's own zip reader lists the same entries,
@@ -48,7 +49,10 @@ ALLOWED_OPCODES = frozenset({
     "GLOBAL", "REDUCE", "BINPERSID",
 })
 
-_ENTRY = re.compile(r"^(?:data\.pkl|byteorder|version|\.data/serialization_id|\.data/version|data/\d+)$")
+_ENTRY = re.compile(
+    r"^(?:data\.pkl|byteorder|version|\.data/serialization_id|\.data/version|\.format_version|\.storage_alignment"
+    r"|data/\d+)$"
+)
 _TORCHSCRIPT = re.compile(r"^(?:code/|constants\.pkl$|constants/|extra/|.*\.py$|.*debug_pkl$)")
 _FIX = "re-create it with neuroprune train / save_checkpoint, or load it only if you trust its author"
 
