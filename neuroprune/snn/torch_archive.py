@@ -24,6 +24,7 @@ import io
 import pickletools
 import re
 import zipfile
+import zlib
 from pathlib import Path
 
 from neuroprune.errors import CheckpointError
@@ -54,6 +55,8 @@ _ENTRY = re.compile(
     r"|data/\d+)$"
 )
 _TORCHSCRIPT = re.compile(r"^(?:code/|constants\.pkl$|constants/|extra/|.*\.py$|.*debug_pkl$)")
+# what Python's zipfile raises on a damaged archive
+_ZIP_ERRORS = (zipfile.BadZipFile, OSError, ValueError, EOFError, NotImplementedError, RuntimeError, zlib.error)
 _FIX = "re-create it with neuroprune train / save_checkpoint, or load it only if you trust its author"
 
 
@@ -70,7 +73,7 @@ def check_torch_archive(path: Path, data: bytes) -> None:
     try:
         archive = zipfile.ZipFile(io.BytesIO(data))
         infos = archive.infolist()
-    except (zipfile.BadZipFile, OSError, ValueError, EOFError) as exc:
+    except _ZIP_ERRORS as exc:
         raise _refuse(path, f"broken zip archive: {str(exc)[:80]}") from None
     names = [info.filename for info in infos]
     if not names:
@@ -94,7 +97,11 @@ def check_torch_archive(path: Path, data: bytes) -> None:
             raise _refuse(path, f"zip entry {info.filename!r} is compressed or larger than the file")
     if pickle_name not in names:
         raise _refuse(path, f"no {pickle_name} in the zip archive")
-    _check_pickle(path, archive.read(pickle_name))
+    try:
+        pickled = archive.read(pickle_name)
+    except _ZIP_ERRORS as exc:
+        raise _refuse(path, f"broken zip archive: {str(exc)[:80]}") from None
+    _check_pickle(path, pickled)
     _check_torch_reads_the_same(path, data, {name.partition("/")[2] for name in names})
 
 

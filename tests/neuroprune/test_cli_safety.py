@@ -407,3 +407,33 @@ def test_corrupted_training_state_is_refused_on_resume(tmp_path, capsys) -> None
     capsys.readouterr()
     assert main(argv + ["--resume"]) == 2
     assert f"m.pt.train: {key} holds NaN" in _one_error(capsys.readouterr().err)
+
+
+def test_mutated_checkpoints_load_or_are_refused_cleanly(tmp_path) -> None:
+    """Seeded byte flips, cuts and insertions in a real checkpoint: every file either
+    loads or raises CheckpointError (never zipfile's, pickle's or torch's own errors)."""
+    import random
+
+    from neuroprune.snn.model import load_model
+
+    good = _tiny_model_file(tmp_path / "good.pt").read_bytes()
+    rng = random.Random(0)
+    outcomes = {"loaded": 0, "refused": 0}
+    path = tmp_path / "mutated.pt"
+    for _ in range(200):
+        data = bytearray(good)
+        for _ in range(rng.choice([1, 2, 4, 16])):
+            pos, op = rng.randrange(len(data)), rng.random()
+            if op < 0.6:
+                data[pos] = rng.randrange(256)
+            elif op < 0.8:
+                del data[pos:pos + rng.randrange(1, 64)]
+            else:
+                data[pos:pos] = rng.randbytes(rng.randrange(1, 16))
+        path.write_bytes(bytes(data))
+        try:
+            load_model(str(path))
+            outcomes["loaded"] += 1
+        except CheckpointError:
+            outcomes["refused"] += 1
+    assert outcomes["refused"] > 100 and outcomes["loaded"] + outcomes["refused"] == 200
