@@ -320,6 +320,8 @@ def build(arch: str | Sequence[LayerSpec], input_shape: Sequence[int], num_class
     blocks: list[torch.nn.Module] = []
     shape: tuple[int, ...] = tuple(int(s) for s in input_shape)
     for index, spec in enumerate(specs):
+        if spec.kind in ("conv", "dense"):
+            _check_spec(index, spec.kind, spec)
         if spec.kind == "input":
             blocks.append(cuba.Input(params))
         elif spec.kind == "conv":
@@ -476,7 +478,13 @@ def load_model(path: str) -> tuple[SNN, dict[str, Any]]:
     state, meta = load_checkpoint(path)
     if "model" not in meta:
         raise CheckpointError(f"{path}: the checkpoint has no model description; save it with save_model()")
-    model = build_from_meta(meta["model"])
+    try:
+        model = build_from_meta(meta["model"])
+    except ShapeError as err:
+        raise CheckpointError(f"{path}: the model description is refused: {err}") from None
+    except (KeyError, TypeError, AttributeError) as err:
+        raise CheckpointError(f"{path}: the model description is broken ({type(err).__name__}: {err}); "
+                              "re-create the checkpoint") from None
     try:
         model.load_state_dict(state)
     except RuntimeError as err:

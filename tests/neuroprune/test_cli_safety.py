@@ -437,3 +437,18 @@ def test_mutated_checkpoints_load_or_are_refused_cleanly(tmp_path) -> None:
         except CheckpointError:
             outcomes["refused"] += 1
     assert outcomes["refused"] > 100 and outcomes["loaded"] + outcomes["refused"] == 200
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"out": 10 ** 9}, r"model description is refused: .*output channels 1000000000 outside"),
+    ({"out": "x"}, r"model description is broken \(TypeError"),
+    ({"bogus": 1}, r"model description is broken \(TypeError"),
+])
+def test_broken_model_description_is_refused_before_allocation(tmp_path, change, message) -> None:
+    from neuroprune.snn.model import load_model
+
+    state, meta = load_checkpoint(_tiny_model_file(tmp_path / "good.pt"))
+    meta["model"]["layers"][-1].update(change)
+    broken = save_checkpoint(tmp_path / "broken.pt", state, meta)
+    with pytest.raises(CheckpointError, match="broken.pt: " + message):
+        load_model(str(broken))
