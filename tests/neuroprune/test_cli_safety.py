@@ -450,5 +450,5 @@ def test_broken_model_description_is_refused_before_allocation(tmp_path, change,
     state, meta = load_checkpoint(_tiny_model_file(tmp_path / "good.pt"))
     meta["model"]["layers"][-1].update(change)
     broken = save_checkpoint(tmp_path / "broken.pt", state, meta)
-    with pytest.raises(CheckpointError, match="broken.pt: " + message):
+    with pytest.raises(CheckpointError, match="broken.pt: the " + message):
         load_model(str(broken))
