@@ -130,7 +130,7 @@ def _check_spec(index: int, token: str, spec: LayerSpec) -> LayerSpec:
     limits = [("output channels", spec.out, 1, MAX_CHANNELS)]
     if spec.kind == "conv":
         limits += [("kernel", spec.kernel, 1, MAX_KERNEL), ("stride", spec.stride, 1, MAX_STRIDE),
-                   ("padding", spec.pad, 0, spec.kernel), ("groups", spec.groups, 1, spec.out)]
+                   ("padding", spec.pad, 0, MAX_KERNEL), ("groups", spec.groups, 1, spec.out)]
     for what, value, low, high in limits:
         if not low <= value <= high:
             raise ShapeError(
