@@ -19,7 +19,6 @@ layer's cores (each core has its own axons); per-core maxima are reported beside
 
 from __future__ import annotations
 
-import json
 import math
 import os
 from dataclasses import dataclass, field
@@ -32,6 +31,7 @@ from hw_models.cost import synapse_memory_bits
 from hw_models.energy import EnergyBreakdown, EnergyCounts, energy
 from hw_models.mapper import Allocation, LayerAllocation, map_network
 from neuroprune.errors import FitError, ShapeError
+from neuroprune.jsonout import finite_json
 from neuroprune.ir import InputLayer, Network
 
 __all__ = [
@@ -176,7 +176,7 @@ class FitReport:
         }
 
     def to_json(self, indent: int | None = 2) -> str:
-        return json.dumps(self.to_dict(), indent=indent)
+        return finite_json(self.to_dict(), indent=indent)
 
 
 def _plain(value: Any) -> Any:

@@ -49,7 +49,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     # One thread unless the user says otherwise; torch reads this when it is imported.
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # --help, --version, or a bad option (argparse printed why)
+        return exc.code if isinstance(exc.code, int) else EXIT_BAD_INPUT
     if not getattr(args, "_module", None):
         parser.print_help()
         return EXIT_BAD_INPUT

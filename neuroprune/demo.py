@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+from neuroprune.commands.options import nonnegative_int, positive_int
+
 __all__ = ["DemoConfig", "DemoResult", "run_demo"]
 
 
@@ -61,13 +63,13 @@ def run_demo(out_dir: str | Path = "out/demo", config: DemoConfig = DemoConfig()
     """Run the whole pipeline and write models, netx files, summaries and the report."""
     import torch
 
-    from converters import lava_verify, netx
+    from converters import lava_verify
     from hw_models import Constraints, fit
     from hw_models.energy_report import energy_table
     from neuroprune.data import load
     from neuroprune.errors import NeuropruneError
-    from neuroprune.pipeline import NetRun, chip_inputs, chip_rates, fixed_point_accuracy
-    from neuroprune.prune.base import Measurer, PruneTask, synops_inputs, write_summary
+    from neuroprune.pipeline import NetRun, chip_inputs, chip_rates, fixed_point_accuracy, write_model_files
+    from neuroprune.prune.base import Measurer, PruneTask, synops_inputs
     from neuroprune.prune.spear import SpearConfig, spear
     from neuroprune.prune.uniform import uniform
     from neuroprune.report import MethodPoint, ReportEntry, write_html
@@ -91,8 +93,8 @@ def run_demo(out_dir: str | Path = "out/demo", config: DemoConfig = DemoConfig()
     float_acc = evaluate(model, dataset.x_test, dataset.y_test, train_config).accuracy
     fixed_acc = fixed_point_accuracy(model, dataset.x_test, dataset.y_test, train_config)
     meta = {"dataset": config.data, "data_seed": config.seed, "config": train_config.to_dict()}
-    snn_model.save_model(str(out / "dense.pt"), model, meta)
-    dense_net = netx.write(snn_model.to_ir(model), out / "dense.net")
+    dense_net = out / "dense.net"
+    write_model_files(out / "dense.pt", model, meta, net_path=dense_net)
     log(f"[train] test accuracy {float_acc:.4f} (float) / {fixed_acc:.4f} (fixed point, as on chip); "
         f"wrote {out / 'dense.pt'}, {dense_net}")
     clock = _stage(log, timings, "train", clock)
@@ -127,8 +129,7 @@ def run_demo(out_dir: str | Path = "out/demo", config: DemoConfig = DemoConfig()
     ratio = check.measure(pruned).synops / check.measure(model).synops
     pruned_net = snn_model.to_ir(pruned)
     spear_fit = fit(pruned_net, config.chip, spear_measure.activity.rates, time_steps=config.steps, max_cores=budget)
-    snn_model.save_model(str(out / "spear.pt"), pruned, {**meta, "pruned": {"method": "spear"}})
-    spear_path = netx.write(pruned_net, out / "spear.net")
+    spear_path = out / "spear.net"
     lre = result.info.get("lre") or {}
     summary = {
         "method": "spear", "target": config.synops_target, "synops_dense": dense.synops,
@@ -137,7 +138,8 @@ def run_demo(out_dir: str | Path = "out/demo", config: DemoConfig = DemoConfig()
         "max_cores": budget, "chip": config.chip, "lre": lre, "params_dense": dense.params,
         "params_pruned": spear_measure.params,
     }
-    write_summary(out / "spear.json", summary)
+    write_model_files(out / "spear.pt", pruned, {**meta, "pruned": {"method": "spear"}}, net_path=spear_path,
+                      summary=summary, summary_path=out / "spear.json")
     log(f"[spear] SynOps ratio {ratio:.3f} (target {config.synops_target}), accuracy {dense.accuracy:.4f} -> "
         f"{spear_measure.accuracy:.4f}, {spear_fit.totals.cores} cores ({'fits' if spear_fit.ok else 'does NOT fit'}); "
         f"LRE R^2 {lre.get('r2', float('nan')):.3f}; wrote {spear_path}")
@@ -192,12 +194,23 @@ def run_demo(out_dir: str | Path = "out/demo", config: DemoConfig = DemoConfig()
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", default="out/demo", help="output folder (default out/demo)")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--episodes", type=int, default=DemoConfig.episodes)
+    parser.add_argument("--seed", type=nonnegative_int, default=0)
+    parser.add_argument("--episodes", type=positive_int, default=DemoConfig.episodes)
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
+DEMO_FILES = ("dense.pt", "dense.net", "spear.search", "spear.pt", "spear.net", "spear.json", "report.html")
+
+
 def run(args: argparse.Namespace) -> int:
+    from neuroprune.errors import OutputError
+    from neuroprune.outputs import plan_outputs
+
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise OutputError(f"--out {out}: is a file; give a folder for the demo's outputs")
+    out.mkdir(parents=True, exist_ok=True)
+    plan_outputs({f"--out ({name})": out / name for name in DEMO_FILES})
     run_demo(args.out, DemoConfig(seed=args.seed, episodes=args.episodes, warmup=min(10, args.episodes)),
              progress=not args.quiet)
     return 0

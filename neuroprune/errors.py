@@ -16,6 +16,7 @@ __all__ = [
     "PruneError",
     "CheckpointError",
     "DataError",
+    "OutputError",
 ]
 
 
@@ -53,3 +54,7 @@ class CheckpointError(NeuropruneError, ValueError):
 
 class DataError(NeuropruneError, ValueError):
     """A data set is missing or its arrays have the wrong shape or type."""
+
+
+class OutputError(NeuropruneError, ValueError):
+    """An output path cannot be written, or writing it would destroy an input."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -14,15 +15,17 @@ import torch
 
 from converters import netx
 from hw_models import Constraints, fit
+from neuroprune.atomic import atomic_paths
 from neuroprune.data import Dataset, load
-from neuroprune.errors import CheckpointError
+from neuroprune.errors import CheckpointError, PruneError
 from neuroprune.prune.base import Measurer, PruneTask, write_summary
 from neuroprune.snn import model as snn_model
 from neuroprune.snn.encoders import get_encoder
 from neuroprune.snn.fixed import run_fixed
 from neuroprune.snn.train import TrainConfig
 
-__all__ = ["Trained", "load_trained", "fixed_point_accuracy", "prune_and_report", "print_table"]
+__all__ = ["Trained", "load_trained", "fixed_point_accuracy", "prune_and_report", "print_table",
+           "write_model_files", "companion_mismatches", "prune_outputs"]
 
 
 @dataclass
@@ -86,6 +89,60 @@ def print_table(title: str, rows: list[tuple[str, ...]], columns: tuple[str, ...
     console.print(table)
 
 
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def prune_outputs(out: Path) -> dict[str, Path]:
+    """The files ``neuroprune prune --out OUT`` writes: model, netx export, summary."""
+    return {"--out": out, "--out (netx export)": out.with_suffix(".net"),
+            "--out (summary)": out.with_suffix(".json")}
+
+
+def write_model_files(path: Path, model: snn_model.SNN, meta: dict[str, Any], *, net_path: Path | None = None,
+                      summary: dict[str, Any] | None = None, summary_path: Path | None = None) -> None:
+    """Write a model checkpoint with its netx export and JSON summary as one group.
+
+    All files go to temporary names first; only when every one is complete are they
+    renamed, companions first and the checkpoint (what the commands load) last. The
+    checkpoint's meta records each companion's SHA-256 (``companions``), so
+    :func:`companion_mismatches` can tell when a kill between two renames left files of
+    two runs side by side.
+    """
+    companions = [p for p in (net_path, summary_path) if p is not None]
+    with atomic_paths([*companions, path]) as temps:
+        temp_of = dict(zip(companions, temps))
+        records = {}
+        if net_path is not None:
+            netx.write(snn_model.to_ir(model), temp_of[net_path])
+            records["net"] = {"file": net_path.name, "sha256": _sha256(temp_of[net_path])}
+        if summary_path is not None:
+            write_summary(temp_of[summary_path], summary or {})
+            records["summary"] = {"file": summary_path.name, "sha256": _sha256(temp_of[summary_path])}
+        snn_model.save_model(str(temps[-1]), model, {**meta, "companions": records})
+
+
+def companion_mismatches(path: str | Path) -> list[str]:
+    """Companion files of the checkpoint ``path`` that are missing or not the ones
+    written with it (empty: the group is consistent)."""
+    from neuroprune.snn.checkpoint import load_checkpoint
+
+    path = Path(path)
+    _, meta = load_checkpoint(path)
+    problems = []
+    for role, record in (meta.get("companions") or {}).items():
+        companion = path.with_name(record["file"])
+        if not companion.is_file():
+            problems.append(f"{companion}: missing ({role} written with {path.name})")
+        elif _sha256(companion) != record["sha256"]:
+            problems.append(f"{companion}: not the {role} written with {path.name} (SHA-256 differs)")
+    return problems
+
+
 def make_task(trained: Trained, args: argparse.Namespace) -> PruneTask:
     constraints = None
     if args.max_cores is not None or args.max_chips is not None or args.chip:
@@ -96,17 +153,29 @@ def make_task(trained: Trained, args: argparse.Namespace) -> PruneTask:
     )
 
 
-def prune_and_report(trained: Trained, args: argparse.Namespace, out: Path) -> dict[str, Any]:
-    """Run ``args.method``, measure before/after on the test split, write model, netx
-    and summary; print the outcome. Returns the summary."""
+def check_prune_options(args: argparse.Namespace) -> Any:
+    """Refuse bad ``neuroprune prune`` options before any model or data is loaded:
+    the method and its target, the importance criterion, the chip and its budgets, and
+    the method's own config. Returns the method's registry entry."""
+    from neuroprune.prune.importance import get_criterion
     from neuroprune.prune.methods import get_method
 
     method = get_method(args.method)
+    if method.needs == "synops" and args.synops_target is None:
+        raise PruneError(f"method {args.method} needs --synops-target (a fraction such as 0.5)")
+    if method.needs == "sparsity" and args.sparsity is None:
+        raise PruneError(f"method {args.method} needs --sparsity (a fraction such as 0.75)")
+    get_criterion(args.criterion)
+    Constraints.from_chip(args.chip, max_cores=args.max_cores, max_chips=args.max_chips)
+    method.config(args)
+    return method
+
+
+def prune_and_report(trained: Trained, args: argparse.Namespace, out: Path) -> dict[str, Any]:
+    """Run ``args.method``, measure before/after on the test split, write model, netx
+    and summary; print the outcome. Returns the summary."""
+    method = check_prune_options(args)
     task = make_task(trained, args)
-    if method.needs == "synops" and task.synops_target is None:
-        raise CheckpointError(f"method {args.method} needs --synops-target (a fraction such as 0.5)")
-    if method.needs == "sparsity" and task.sparsity is None:
-        raise CheckpointError(f"method {args.method} needs --sparsity (a fraction such as 0.75)")
     torch.manual_seed(args.seed)
     result = method.run(trained.model, task, args)
     test = Measurer(trained.dataset, trained.config, "test")
@@ -114,11 +183,7 @@ def prune_and_report(trained: Trained, args: argparse.Namespace, out: Path) -> d
     network = snn_model.to_ir(result.model)
     report = fit(network, task.constraints.chip if task.constraints else args.chip, pruned.activity.rates,
                  time_steps=pruned.activity.steps)
-    net_path = netx.write(network, out.with_suffix(".net"))
-    snn_model.save_model(str(out), result.model, {
-        **{k: v for k, v in trained.meta.items() if k != "model"},
-        "pruned": {"method": args.method, "source": str(args.model)},
-    })
+    net_path, summary_path = out.with_suffix(".net"), out.with_suffix(".json")
     summary = {
         "method": args.method,
         "target": task.synops_target if task.synops_target is not None else task.sparsity,
@@ -142,7 +207,10 @@ def prune_and_report(trained: Trained, args: argparse.Namespace, out: Path) -> d
         "netx": str(net_path),
         "info": result.info,
     }
-    summary_path = write_summary(out.with_suffix(".json"), summary)
+    write_model_files(out, result.model, {
+        **{k: v for k, v in trained.meta.items() if k != "model"},
+        "pruned": {"method": args.method, "source": str(args.model)},
+    }, net_path=net_path, summary=summary, summary_path=summary_path)
     print_table(
         f"{args.method}: {Path(args.model).name} -> {out.name}",
         [

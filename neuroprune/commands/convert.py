@@ -17,6 +17,8 @@ conversion or layer).
 from __future__ import annotations
 
 import argparse
+
+from neuroprune.commands.options import nonnegative_int, open_fraction, percentile, positive_float, positive_int
 from pathlib import Path
 from typing import Any
 
@@ -29,17 +31,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     onnx = parser.add_argument_group("ONNX ANN -> SNN conversion (input .onnx)")
     onnx.add_argument("--data", default="digits",
                       help="calibration and evaluation data: digits, synthetic or a .npz file (default digits)")
-    onnx.add_argument("--steps", type=int, default=64, help="time steps of the SNN accuracy run (default 64)")
-    onnx.add_argument("--percentile", type=float, default=99.9,
+    onnx.add_argument("--steps", type=positive_int, default=64, help="time steps of the SNN accuracy run (default 64)")
+    onnx.add_argument("--percentile", type=percentile, default=99.9,
                       help="activation percentile that maps to one spike per step (default 99.9)")
-    onnx.add_argument("--max-rate", type=float, default=0.5,
+    onnx.add_argument("--max-rate", type=open_fraction, default=0.5,
                       help="spikes per step at the percentile activation (default 0.5)")
     onnx.add_argument("--input-encoding", choices=("neuron", "graded"), default="neuron",
                       help="input neuron layer (any chip, default) or graded input into the first layer (Loihi 2)")
-    onnx.add_argument("--input-rate", type=float, default=0.5,
+    onnx.add_argument("--input-rate", type=open_fraction, default=0.5,
                       help="input neuron spikes per step for an input of 1.0 (default 0.5)")
-    onnx.add_argument("--seed", type=int, default=0, help="data split seed (default 0)")
-    parser.add_argument("--dt", type=float, default=None,
+    onnx.add_argument("--seed", type=nonnegative_int, default=0, help="data split seed (default 0)")
+    parser.add_argument("--dt", type=positive_float, default=None,
                         help="NIR: length of one chip time step in the graph's time unit (reading: default the "
                         "graph's dt metadata, else 1; writing: default 1e-4 s, the step snntorch reads)")
 
@@ -113,6 +115,7 @@ def run(args: argparse.Namespace) -> int:
     from converters import nir as nir_conv
     from converters import onnx as onnx_conv
     from neuroprune.errors import FormatError, UnsupportedLayerError
+    from neuroprune.outputs import plan_outputs
 
     source, target = Path(args.input), Path(args.output)
     in_format, out_format = _format(source, "input"), _format(target, "output")
@@ -122,8 +125,7 @@ def run(args: argparse.Namespace) -> int:
         raise UnsupportedLayerError(
             f"{source} -> {target}: ONNX to ONNX is not a conversion; convert to .net, .nir or .pt"
         )
-    if not target.parent.exists():
-        raise FormatError(f"cannot write {target}: folder {target.parent} does not exist")
+    plan_outputs({"OUTPUT": target}, {"INPUT": source, "--data": args.data})
     if in_format == ".net":
         network = netx.read(source)
     elif in_format == ".nir":

@@ -5,7 +5,9 @@ Lava with ``--source lava``); with two nets, a before/after comparison."""
 from __future__ import annotations
 
 import argparse
-import json
+
+from neuroprune.commands.options import nonnegative_int, positive_int
+from neuroprune.jsonout import finite_json
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -13,26 +15,29 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "(the first is the reference, e.g. dense then pruned)")
     parser.add_argument("--data", help="digits, synthetic, a .npz (x, y) or a .npy of chip-input integers "
                         "(default: a .pt's own data; seeded random input for a .net)")
-    parser.add_argument("--samples", type=int, default=32, help="test samples to count on (default 32)")
-    parser.add_argument("--steps", type=int, help="time steps per sample (default: the model's, 16 for .net)")
+    parser.add_argument("--samples", type=positive_int, default=32, help="test samples to count on (default 32)")
+    parser.add_argument("--steps", type=positive_int, help="time steps per sample (default: the model's, 16 for .net)")
     parser.add_argument("--chip", default="loihi1", help="chip preset or TOML file (default loihi1)")
     parser.add_argument("--source", default="model", choices=["model", "lava"],
                         help="count spikes with our bit-exact model (fast) or by running Lava")
     parser.add_argument("--html", help="write a self-contained HTML report with plots here")
     parser.add_argument("--json", action="store_true", help="print the tables as JSON")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=nonnegative_int, default=0)
 
 
 def run(args: argparse.Namespace) -> int:
     from hw_models import fit
     from hw_models.energy_report import energy_table
     from neuroprune.errors import DataError
+    from neuroprune.outputs import plan_outputs
     from neuroprune.pipeline import chip_rates, load_net_run, print_table
 
     if len(args.nets) > 2:
         raise DataError("give one net, or two to compare (reference first)")
     if args.samples < 1:
         raise DataError("--samples must be >= 1")
+    inputs = {f"NET {number}": path for number, path in enumerate(args.nets, 1)}
+    plan_outputs({"--html": args.html}, {**inputs, "--data": args.data, "--chip": args.chip})
     entries = []
     for path in args.nets:
         net_run = load_net_run(path, args.data, args.samples, args.steps, args.seed)
@@ -40,7 +45,7 @@ def run(args: argparse.Namespace) -> int:
         report = fit(net_run.network, args.chip, rates, time_steps=net_run.x_int.shape[-1])
         entries.append((net_run.label, energy_table(report), accuracy, report.ok))
     if args.json:
-        print(json.dumps([{"net": label, "accuracy": acc, "fits": ok, **table.to_dict()}
+        print(finite_json([{"net": label, "accuracy": acc, "fits": ok, **table.to_dict()}
                           for label, table, acc, ok in entries], indent=2))
     else:
         for label, table, accuracy, ok in entries:

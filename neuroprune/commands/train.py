@@ -2,11 +2,15 @@
 slayer CUBA blocks, then report test accuracy in float and in the chip's fixed point.
 
 The full training state goes to ``OUT.train`` after every epoch; ``--resume`` continues
-an interrupted run from it and ends with the same weights as an uninterrupted run."""
+an interrupted run from it and ends with the same weights as an uninterrupted run.
+``OUT`` itself (and ``--net``) is written once, when training has finished, so an
+interrupted run never replaces a finished model with partial weights."""
 
 from __future__ import annotations
 
 import argparse
+
+from neuroprune.commands.options import nonnegative_int, positive_float, positive_int
 
 DEFAULT_ARCH = "c16,c32s2,f"
 
@@ -18,14 +22,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "the classifier layer is appended")
     parser.add_argument("--out", required=True, help="checkpoint to write (.pt)")
     parser.add_argument("--net", help="also export the trained net to this netx file (.net)")
-    parser.add_argument("--epochs", type=int, default=20, help="passes over the training split (default 20)")
-    parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--lr", type=float, default=1e-2)
+    parser.add_argument("--epochs", type=positive_int, default=20, help="passes over the training split (default 20)")
+    parser.add_argument("--batch-size", type=positive_int, default=64)
+    parser.add_argument("--lr", type=positive_float, default=1e-2)
     parser.add_argument("--optimizer", default="adam", choices=["adam", "sgd"])
-    parser.add_argument("--steps", type=int, default=16, help="time steps per sample (default 16)")
+    parser.add_argument("--steps", type=positive_int, default=16, help="time steps per sample (default 16)")
     parser.add_argument("--encoder", default="direct", help="direct (default), rate or delta")
     parser.add_argument("--loss", default="rate", choices=["rate", "tet"])
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=nonnegative_int, default=0)
     parser.add_argument("--device", default="cpu", help="cpu (default) or cuda")
     parser.add_argument("--resume", action="store_true",
                         help="continue an interrupted run from OUT.train (same options needed)")
@@ -35,37 +39,37 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from converters import netx
     from neuroprune.data import load
-    from neuroprune.errors import NeuropruneError
-    from neuroprune.pipeline import fixed_point_accuracy, print_table
+    from neuroprune.outputs import plan_outputs
+    from neuroprune.pipeline import fixed_point_accuracy, print_table, write_model_files
     from neuroprune.snn import model as snn_model
     from neuroprune.snn.train import TrainConfig, evaluate, train
 
     out = Path(args.out)
-    if not out.parent.exists():
-        raise NeuropruneError(f"--out {out}: folder {out.parent} does not exist")
+    state = out.with_name(out.name + ".train")
+    plan_outputs({"--out": out, "--out (training state)": state, "--net": args.net}, {"--data": args.data})
+    arch = snn_model.parse_arch(args.arch)
     dataset = load(args.data, seed=args.seed)
     config = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, optimizer=args.optimizer,
                          steps=args.steps, encoder=args.encoder, loss=args.loss, seed=args.seed, device=args.device)
-    model = snn_model.build(args.arch, dataset.input_shape, num_classes=dataset.num_classes,
+    model = snn_model.build(arch, dataset.input_shape, num_classes=dataset.num_classes,
                             input_neuron=args.encoder == "direct", seed=args.seed, name=out.stem)
     meta = {"model": model.meta(), "dataset": args.data, "data_seed": args.seed}
-    state = out.with_name(out.name + ".train")
     if args.resume and not state.is_file():
         print(f"no training state at {state}; starting from epoch 1")
-    history = train(model, dataset, config, checkpoint=out, checkpoint_meta=meta, progress=not args.quiet,
-                    state=state, resume=args.resume)
+    # Per-epoch state goes to OUT.train only: OUT itself is written once, finished.
+    history = train(model, dataset, config, progress=not args.quiet, state=state, resume=args.resume)
     model.to("cpu")
     float_acc = evaluate(model, dataset.x_test, dataset.y_test, config).accuracy
     fixed_acc = fixed_point_accuracy(model, dataset.x_test, dataset.y_test, config)
-    snn_model.save_model(str(out), model, {**meta, "config": config.to_dict(), "history": history.to_dict(),
-                                           "test_accuracy": float_acc, "test_accuracy_fixed_point": fixed_acc})
+    write_model_files(out, model, {**meta, "config": config.to_dict(), "history": history.to_dict(),
+                                   "test_accuracy": float_acc, "test_accuracy_fixed_point": fixed_acc},
+                      net_path=None if args.net is None else Path(args.net))
     rows = [("test accuracy (float, slayer)", f"{float_acc:.4f}"),
             ("test accuracy (fixed point, as on chip)", f"{fixed_acc:.4f}"),
             ("training time", f"{history.wall_time_s:.1f} s ({history.optimizer_steps} steps)")]
     if args.net:
-        rows.append(("netx export", str(netx.write(snn_model.to_ir(model), args.net))))
+        rows.append(("netx export", args.net))
     print_table(f"{args.arch} on {dataset.name}", rows, ("", "value"))
     print(f"wrote {out}")
     return 0

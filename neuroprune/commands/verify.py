@@ -4,7 +4,9 @@ layer's spikes with neuroprune's bit-exact model; exit 0 only at 100 %."""
 from __future__ import annotations
 
 import argparse
-import json
+
+from neuroprune.commands.options import nonnegative_int, positive_int
+from neuroprune.jsonout import finite_json
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -14,9 +16,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--input-layout", choices=("auto", "chw", "xyc"), default="auto",
                         help="axis order of --input: chw (C, H, W, T as neuroprune and torch), xyc (W, H, C, T "
                         "as lava-dl's recorded inputs) or auto: whichever the shape matches (default)")
-    parser.add_argument("--steps", type=int, default=32, help="time steps of random input (default 32)")
-    parser.add_argument("--samples", type=int, default=1, help="random input samples (default 1)")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the random input (default 0)")
+    parser.add_argument("--steps", type=positive_int, default=32, help="time steps of random input (default 32)")
+    parser.add_argument("--samples", type=positive_int, default=1, help="random input samples (default 1)")
+    parser.add_argument("--seed", type=nonnegative_int, default=0, help="seed of the random input (default 0)")
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
 
 
@@ -47,7 +49,7 @@ def run(args: argparse.Namespace) -> int:
     result = lava_verify.verify(args.file, x=x, steps=args.steps, samples=args.samples, seed=args.seed,
                                 network=network, layout=args.input_layout)
     if args.json:
-        print(json.dumps(result.to_dict(), indent=2))
+        print(finite_json(result.to_dict(), indent=2))
         return 0 if result.exact else 1
     source = args.input or f"seeded random input (seed {args.seed})"
     table = Table(title=f"{args.file}: Lava Loihi2SimCfg fixed_pt vs neuroprune, {result.samples} sample(s) "

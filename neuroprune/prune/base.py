@@ -16,7 +16,6 @@ cost model of :mod:`hw_models` from the activity recorded during evaluation.
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,6 +28,7 @@ from hw_models import Constraints, fit, resource_use
 from neuroprune.atomic import atomic_path
 from neuroprune.data import Dataset
 from neuroprune.errors import PruneError
+from neuroprune.jsonout import finite_json
 from neuroprune.snn import model as snn_model
 from neuroprune.snn.activity import Activity, ActivityMonitor
 from neuroprune.snn.train import TrainConfig, evaluate, fine_tune
@@ -212,7 +212,7 @@ def write_summary(path: str | os.PathLike[str], summary: dict[str, Any]) -> Path
     if missing:
         raise PruneError(f"summary lacks keys {missing}")
     with atomic_path(path) as tmp:
-        tmp.write_text(json.dumps(summary, indent=2, default=_json_default) + "\n")
+        tmp.write_text(finite_json(summary, indent=2, default=_json_default) + "\n")
     return Path(path)
 
 

@@ -6,12 +6,16 @@ File layout (one ``torch.save`` of a dict, loadable with ``weights_only=True``):
      "state": {name: Tensor, ...}, "meta": "<JSON text>"}
 
 The metadata travels as JSON text so that loading never unpickles arbitrary objects.
+Before torch sees a file, :func:`~neuroprune.snn.torch_archive.check_torch_archive`
+checks its zip layout and pickle (no TorchScript, only tensors and plain containers),
+and torch then reads the bytes already checked, not the file again.
 Writing goes to a temporary file in the same folder followed by ``os.replace``, so a
 crash leaves either the old file or the new one, never a half-written file.
 """
 
 from __future__ import annotations
 
+import io
 import json
 import os
 from collections.abc import Mapping
@@ -22,6 +26,7 @@ import torch
 
 from neuroprune.atomic import atomic_path
 from neuroprune.errors import CheckpointError
+from neuroprune.snn.torch_archive import check_torch_archive
 
 __all__ = ["save_checkpoint", "load_checkpoint", "FORMAT", "VERSION"]
 
@@ -109,7 +114,12 @@ def load_checkpoint(
             "(neuroprune train --out FILE)"
         )
     try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
+        data = path.read_bytes()
+    except OSError as exc:
+        raise CheckpointError(f"{path}: cannot read the checkpoint ({exc.strerror}); check its permissions") from None
+    check_torch_archive(path, data)
+    try:
+        payload = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
     except Exception as exc:  # zip, unpickling and EOF errors all mean the same here
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise CheckpointError(

@@ -30,7 +30,7 @@ import numpy as np
 import torch
 
 from neuroprune.errors import ShapeError, UnsupportedLayerError
-from neuroprune.loihi_arith import DECAY_UNITY, WEIGHT_SCALE
+from neuroprune.loihi_arith import DECAY_UNITY, MANTISSA_MIN, WEIGHT_SCALE
 from neuroprune.ir import (
     ConvLayer,
     DenseLayer,
@@ -52,8 +52,19 @@ __all__ = [
     "from_ir",
     "slayer",
     "WEIGHT_SCALE",
+    "check_weights",
 ]
 
+# Sanity limits of an architecture spec: far above any net a Loihi chip holds (128 cores
+# x 1024 neurons), low enough that a typo cannot allocate gigabytes.
+MAX_CHANNELS = 16384  # output channels / features of one layer
+MAX_KERNEL = 31  # kernel side
+MAX_STRIDE = 16
+MAX_LAYER_NEURONS = 1 << 22  # neurons of one layer (C x H x W)
+MAX_LAYER_WEIGHTS = 1 << 25  # weights of one layer (128 MiB of float32)
+# slayer clamps weight mantissas to [-256, 254] (8 bits); a trained weight drifts only a
+# little past the clamp (no gradient beyond it), so a stored one beyond twice that is corrupt.
+MAX_STORED_WEIGHT_MANTISSA = 2 * -MANTISSA_MIN
 
 
 def slayer() -> Any:
@@ -113,18 +124,31 @@ _CONV = re.compile(r"^c(\d+)(?:k(\d+))?(?:s(\d+))?(?:p(\d+))?(?:g(\d+))?$")
 _DENSE = re.compile(r"^d(\d+)$")
 
 
+def _check_spec(index: int, token: str, spec: LayerSpec) -> LayerSpec:
+    limits = [("output channels", spec.out, 1, MAX_CHANNELS)]
+    if spec.kind == "conv":
+        limits += [("kernel", spec.kernel, 1, MAX_KERNEL), ("stride", spec.stride, 1, MAX_STRIDE),
+                   ("padding", spec.pad, 0, MAX_KERNEL), ("groups", spec.groups, 1, spec.out)]
+    for what, value, low, high in limits:
+        if not low <= value <= high:
+            raise ShapeError(
+                f"architecture layer {index} ({token!r}): {what} {value} outside [{low}, {high}]; "
+                "give a size in that range (e.g. 'c16,c32s2,f,d10')"
+            )
+    return spec
+
+
 def parse_arch(spec: str) -> list[LayerSpec]:
     """Parse ``"c16,c32s2,f,d10"`` into layer specs (see the module docstring)."""
     layers: list[LayerSpec] = []
     for token in (t.strip().lower() for t in spec.split(",") if t.strip()):
         if (match := _CONV.match(token)) is not None:
             out, kernel, stride, padding, groups = match.groups()
-            layers.append(
-                LayerSpec("conv", int(out), int(kernel or 3), int(stride or 1),
-                          None if padding is None else int(padding), int(groups or 1))
-            )
+            layers.append(_check_spec(len(layers), token, LayerSpec(
+                "conv", int(out), int(kernel or 3), int(stride or 1),
+                None if padding is None else int(padding), int(groups or 1))))
         elif (match := _DENSE.match(token)) is not None:
-            layers.append(LayerSpec("dense", int(match.group(1))))
+            layers.append(_check_spec(len(layers), token, LayerSpec("dense", int(match.group(1)))))
         elif token == "f":
             layers.append(LayerSpec("flatten"))
         elif re.match(r"^p\d+", token):
@@ -261,6 +285,15 @@ def _check_blocks(blocks: Iterable[torch.nn.Module]) -> None:
             raise UnsupportedLayerError(f"block {index}: neuron {type(neuron).__name__} is not CUBA")
 
 
+def _check_size(index: int, kind: str, neurons: int, weights: int) -> None:
+    for what, value, limit in (("neurons", neurons, MAX_LAYER_NEURONS), ("weights", weights, MAX_LAYER_WEIGHTS)):
+        if value > limit:
+            raise ShapeError(
+                f"layer {index} ({kind}): {value:,} {what} exceed the limit of {limit:,} per layer; "
+                "use fewer channels or a larger stride"
+            )
+
+
 def build(arch: str | Sequence[LayerSpec], input_shape: Sequence[int], num_classes: int | None = None,
           neuron: NeuronConfig | None = None, input_neuron: bool = True, weight_scale: float = 2.0,
           seed: int | None = None, name: str = "snn") -> SNN:
@@ -285,16 +318,23 @@ def build(arch: str | Sequence[LayerSpec], input_shape: Sequence[int], num_class
     blocks: list[torch.nn.Module] = []
     shape: tuple[int, ...] = tuple(int(s) for s in input_shape)
     for index, spec in enumerate(specs):
+        if spec.kind in ("conv", "dense"):
+            _check_spec(index, spec.kind, spec)
         if spec.kind == "input":
             blocks.append(cuba.Input(params))
         elif spec.kind == "conv":
             if len(shape) != 3:
                 raise ShapeError(f"layer {index}: conv needs a (C, H, W) input, got {shape}")
-            blocks.append(cuba.Conv(params, shape[0], spec.out, spec.kernel, stride=spec.stride,
-                                    padding=spec.pad, groups=spec.groups, weight_scale=weight_scale))
+            if shape[0] % spec.groups or spec.out % spec.groups:
+                raise ShapeError(f"layer {index}: groups {spec.groups} must divide the input channels {shape[0]} "
+                                 f"and the output channels {spec.out}")
             hw = [conv_output_size(s, spec.kernel, spec.stride, spec.pad, 1) for s in shape[1:]]
             if min(hw) < 1:
                 raise ShapeError(f"layer {index}: kernel {spec.kernel} does not fit input {shape}")
+            _check_size(index, "conv", spec.out * hw[0] * hw[1],
+                        spec.out * (shape[0] // spec.groups) * spec.kernel ** 2)
+            blocks.append(cuba.Conv(params, shape[0], spec.out, spec.kernel, stride=spec.stride,
+                                    padding=spec.pad, groups=spec.groups, weight_scale=weight_scale))
             shape = (spec.out, hw[0], hw[1])
         elif spec.kind == "flatten":
             blocks.append(cuba.Flatten())
@@ -302,6 +342,7 @@ def build(arch: str | Sequence[LayerSpec], input_shape: Sequence[int], num_class
         elif spec.kind == "dense":
             if len(shape) != 1:
                 raise ShapeError(f"layer {index}: dense after shape {shape}; add 'f' (flatten) before it")
+            _check_size(index, "dense", spec.out, spec.out * shape[0])
             blocks.append(cuba.Dense(params, shape[0], spec.out, weight_scale=weight_scale))
             shape = (spec.out,)
         else:
@@ -435,9 +476,36 @@ def load_model(path: str) -> tuple[SNN, dict[str, Any]]:
     state, meta = load_checkpoint(path)
     if "model" not in meta:
         raise CheckpointError(f"{path}: the checkpoint has no model description; save it with save_model()")
-    model = build_from_meta(meta["model"])
+    try:
+        model = build_from_meta(meta["model"])
+    except ShapeError as err:
+        raise CheckpointError(f"{path}: the model description is refused: {err}") from None
+    except (KeyError, TypeError, AttributeError) as err:
+        raise CheckpointError(f"{path}: the model description is broken ({type(err).__name__}: {err}); "
+                              "re-create the checkpoint") from None
     try:
         model.load_state_dict(state)
     except RuntimeError as err:
         raise CheckpointError(f"{path}: weights do not match the model description ({str(err).splitlines()[0]})") from None
+    check_weights(model, path)
     return model, meta
+
+
+def check_weights(model: SNN, source: str) -> None:
+    """Refuse non-finite parameters and weights far outside the chip's 8-bit mantissa
+    range (what a corrupted or hand-edited checkpoint holds, never a trained one)."""
+    from neuroprune.errors import CheckpointError
+
+    for name, tensor in model.state_dict().items():
+        if not tensor.is_floating_point():
+            continue
+        if not bool(torch.isfinite(tensor).all()):
+            raise CheckpointError(f"{source}: {name} holds NaN or infinite values; the checkpoint is corrupt, "
+                                  "re-create it (neuroprune train)")
+        if name.endswith("synapse.weight") and tensor.numel():
+            largest = float(tensor.abs().max()) * WEIGHT_SCALE
+            if largest > MAX_STORED_WEIGHT_MANTISSA:
+                raise CheckpointError(
+                    f"{source}: {name} has a weight of mantissa {largest:.3g}, beyond {MAX_STORED_WEIGHT_MANTISSA} "
+                    "(the chip's 8-bit range is [-256, 254]); the checkpoint is corrupt, re-create it"
+                )

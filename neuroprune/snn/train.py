@@ -23,6 +23,7 @@ step: re-apply masks, regrow, ...) and ``extra_loss(model, output) -> scalar ten
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import math
 import os
 import time
@@ -334,7 +335,8 @@ def train(
     first_epoch = 0
     generators = {"shuffle": shuffle_gen, "encode": encode_gen}
     if resume and state is not None and os.path.exists(state):
-        first_epoch, step, history = _load_train_state(state, model, optimizer, scheduler, generators, config)
+        first_epoch, step, history = _load_train_state(state, model, optimizer, scheduler, generators, config,
+                                                       dataset)
         start -= history.wall_time_s
     with _progress(progress) as bar:
         task = bar.add_task("train", total=planned, status="", completed=step)
@@ -404,7 +406,8 @@ def train(
                 )
                 save_checkpoint(checkpoint, model.state_dict(), meta)
             if state is not None:
-                _save_train_state(state, model, optimizer, scheduler, generators, config, epoch + 1, step, history)
+                _save_train_state(state, model, optimizer, scheduler, generators, config, epoch + 1, step, history,
+                                  dataset)
     history.optimizer_steps = step
     history.wall_time_s = time.perf_counter() - start
     return history
@@ -415,21 +418,39 @@ TRAIN_STATE_KIND = "train-state"
 
 def _save_train_state(path: str | os.PathLike[str], model: torch.nn.Module, optimizer: torch.optim.Optimizer,
                       scheduler: Any, generators: dict[str, torch.Generator], config: TrainConfig,
-                      epoch: int, step: int, history: TrainHistory) -> None:
+                      epoch: int, step: int, history: TrainHistory, dataset: Dataset) -> None:
     tensors = {
         "model": model.state_dict(),
         "optimizer": optimizer.state_dict(),
         "rng": {"torch": torch.get_rng_state(), **{k: g.get_state() for k, g in generators.items()}},
     }
     meta = {"epoch": epoch, "step": step, "config": config.to_dict(), "history": history.to_dict(),
-            "scheduler": None if scheduler is None else scheduler.state_dict()}
+            "scheduler": None if scheduler is None else scheduler.state_dict(), "data": _data_identity(dataset)}
     save_checkpoint(path, tensors, meta, kind=TRAIN_STATE_KIND)
+
+
+def _data_identity(dataset: Dataset) -> dict[str, str]:
+    """Name and SHA-256 of the training split (arrays, shapes, dtypes): what a resumed
+    run must train on to continue the same run."""
+    digest = hashlib.sha256()
+    for array in (dataset.x_train, dataset.y_train):
+        array = np.ascontiguousarray(array)
+        digest.update(f"{array.dtype.str}{array.shape}".encode())
+        digest.update(array.data)
+    return {"name": str(dataset.name), "sha256": digest.hexdigest()}
 
 
 def _load_train_state(path: str | os.PathLike[str], model: torch.nn.Module, optimizer: torch.optim.Optimizer,
                       scheduler: Any, generators: dict[str, torch.Generator],
-                      config: TrainConfig) -> tuple[int, int, TrainHistory]:
+                      config: TrainConfig, dataset: Dataset) -> tuple[int, int, TrainHistory]:
     tensors, meta = load_checkpoint(path, kind=TRAIN_STATE_KIND)
+    made_on, now = meta.get("data"), _data_identity(dataset)
+    if made_on is not None and made_on != now:
+        raise CheckpointError(
+            f"{path}: training state was made on data set {made_on.get('name')!r} (training split SHA-256 "
+            f"{str(made_on.get('sha256'))[:12]}), this run trains on {now['name']!r} ({now['sha256'][:12]}); "
+            "resume with the same --data or delete the file to start over"
+        )
     if meta["config"] != config.to_dict():
         changed = sorted(k for k, v in config.to_dict().items() if meta["config"].get(k) != v)
         raise CheckpointError(
@@ -443,6 +464,11 @@ def _load_train_state(path: str | os.PathLike[str], model: torch.nn.Module, opti
             f"{path}: training state does not match this model ({str(exc).splitlines()[0][:120]}); "
             "resume with the same --arch or delete the file"
         ) from None
+    broken = [name for name, tensor in model.state_dict().items()
+              if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all())]
+    if broken:
+        raise CheckpointError(f"{path}: {broken[0]} holds NaN or infinite values; the training state is corrupt, "
+                              "delete the file to start over")
     optimizer.load_state_dict(tensors["optimizer"])
     if scheduler is not None and meta["scheduler"] is not None:
         scheduler.load_state_dict(meta["scheduler"])

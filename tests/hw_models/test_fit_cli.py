@@ -70,7 +70,7 @@ def test_rate_and_synops_budget(small_file, capsys):
 
 @pytest.mark.parametrize("argv, message", [
     (["--chip", "loihi9"], "unknown chip 'loihi9'"),
-    (["--max-cores", "0"], "max_cores=0 must be > 0"),
+    (["--max-cores", "0"], "argument --max-cores: 0 is outside [1, inf]"),
 ])
 def test_bad_options_exit_2(small_file, capsys, argv, message):
     assert main(["fit", str(small_file), *argv]) == 2

@@ -6,6 +6,7 @@ in-process reference search.
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import signal
@@ -142,7 +143,9 @@ def test_cli_options_reach_spear(monkeypatch):
     alone = parser.parse_args(["prune", "m.pt", "--out", "p.pt", "--synops-target", "0.5", "--ray-workers", "2"])
     with pytest.raises(PruneError, match="--ray-workers 2 needs --ray"):
         methods._spear(None, None, alone)
-    zero = parser.parse_args(["prune", "m.pt", "--out", "p.pt", "--synops-target", "0.5", "--rollouts", "0"])
+    with pytest.raises(SystemExit):  # refused by the option's type already
+        parser.parse_args(["prune", "m.pt", "--out", "p.pt", "--synops-target", "0.5", "--rollouts", "0"])
+    zero = argparse.Namespace(**{**vars(plain), "rollouts": 0})
     with pytest.raises(PruneError, match="rollouts=0 must be >= 1"):
         methods._spear(None, None, zero)
 
