@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from neuroprune.commands.options import nonnegative_int, positive_int
+from neuroprune.options import nonnegative_int, positive_int
 
 __all__ = ["DemoConfig", "DemoResult", "run_demo"]
 

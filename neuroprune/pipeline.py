@@ -165,7 +165,8 @@ def check_prune_options(args: argparse.Namespace) -> Any:
         raise PruneError(f"method {args.method} needs --synops-target (a fraction such as 0.5)")
     if method.needs == "sparsity" and args.sparsity is None:
         raise PruneError(f"method {args.method} needs --sparsity (a fraction such as 0.75)")
-    get_criterion(args.criterion)
+    if getattr(args, "criterion", None) is not None:
+        get_criterion(args.criterion)
     Constraints.from_chip(args.chip, max_cores=args.max_cores, max_chips=args.max_chips)
     method.config(args)
     return method

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import argparse
 
-from neuroprune.commands.options import nonnegative_int, open_fraction, percentile, positive_float, positive_int
+from neuroprune.options import nonnegative_int, open_fraction, percentile, positive_float, positive_int
 from pathlib import Path
 from typing import Any
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import argparse
 
-from neuroprune.commands.options import nonnegative_int, positive_int
+from neuroprune.options import nonnegative_int, positive_int
 from neuroprune.jsonout import finite_json
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import argparse
 
-from neuroprune.commands.options import positive_float, positive_int, probability
+from neuroprune.options import positive_float, positive_int, probability
 
 EXIT_FITS = 0
 EXIT_DOES_NOT_FIT = 1

@@ -10,13 +10,11 @@ from __future__ import annotations
 
 import argparse
 
-from neuroprune.commands.options import (
-    fraction, int_in, nonnegative_float, nonnegative_int, open_fraction, positive_float, positive_int,
-)
+from neuroprune.options import fraction, nonnegative_int, open_fraction, positive_int
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from neuroprune.prune.methods import METHODS
+    from neuroprune.prune.methods import METHODS, add_method_options
 
     parser.add_argument("model", help="trained model checkpoint (.pt, from neuroprune train)")
     parser.add_argument("--method", default="spear", choices=sorted(METHODS), help="pruning method (default spear)")
@@ -34,55 +32,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--finetune-steps", type=nonnegative_int, default=200,
                         help="optimizer steps of the final fine-tune")
     parser.add_argument("--eval-samples", type=positive_int, default=512, help="validation samples per candidate")
-    parser.add_argument("--criterion", default="l1", help="channel importance: l1, l2, rate, membrane, random")
-    parser.add_argument("--keep-ratio", type=open_fraction, help="uniform: keep ratio when no target is given")
-    spear = parser.add_argument_group("SPEAR")
-    spear.add_argument("--episodes", type=positive_int, default=60, help="search episodes (default 60)")
-    spear.add_argument("--warmup", type=nonnegative_int, default=20, help="random-action warm-up episodes (default 20)")
-    spear.add_argument("--lre-samples", type=nonnegative_int, default=16,
-                       help="pruned nets sampled to fit the LRE (default 16)")
-    spear.add_argument("--lre-finetune-steps", type=nonnegative_int,
-                       help="fine-tune steps per LRE sample (default: --finetune-steps)")
-    spear.add_argument("--recovery-steps", type=nonnegative_int, default=30,
-                       help="fine-tune steps before each episode's reward (default 30)")
-    spear.add_argument("--hidden", type=int_in(1, 65536), default=300, help="DDPG hidden units (default 300)")
-    spear.add_argument("--evidence", type=nonnegative_float, default=1.645,
-                       help="paired z a searched policy needs over the uniform policy on the validation split "
-                            "to be delivered (default 1.645, one-sided 5 %%; 0: deliver the best accuracy)")
-    spear.add_argument("--checkpoint", help="search checkpoint (default: OUT with .search suffix)")
-    spear.add_argument("--resume", action="store_true", help="continue the search from its checkpoint")
-    spear.add_argument("--rollouts", type=positive_int, default=1, help="episodes per agent batch, evaluated together "
-                       "(K; default 1 = sequential agent)")
-    spear.add_argument("--ray", metavar="auto|local|ADDRESS", help="evaluate candidates on Ray: 'auto' = the running "
-                       "cluster, 'local' = start one here, or HOST:PORT / ray://HOST:PORT (needs neuroprune[ray]; "
-                       "default: in this process)")
-    spear.add_argument("--ray-workers", type=positive_int, metavar="N", help="candidates evaluated at once on Ray "
-                       "(default: the cluster's CPUs)")
-    regrowth = parser.add_argument_group("SCA and criticality")
-    regrowth.add_argument("--sca-steps", type=positive_int, default=300,
-                          help="SCA: steps of pruning while training (default 300)")
-    regrowth.add_argument("--sca-update-every", type=positive_int, default=25,
-                          help="SCA: steps between prune/regrow updates")
-    regrowth.add_argument("--regrow-ratio", type=fraction, default=0.2,
-                          help="criticality: share pruned past the target "
-                          "and regrown (default 0.2)")
-    unstructured = parser.add_argument_group("Grad R and ADMM (default values: see their config classes)")
-    unstructured.add_argument("--alpha", type=positive_float,
-                              help="gradr: prior strength, larger prunes more (default: calibrated to the target)")
-    unstructured.add_argument("--gradr-steps", type=nonnegative_int,
-                              help="gradr: rewiring steps before the landing (default 150)")
-    unstructured.add_argument("--weight-bits", type=int_in(2, 8),
-                              help="admm: quantize weights to B bits, 2..8 (e.g. 4)")
-    unstructured.add_argument("--ternary", action="store_true", help="admm: ternary weights {-a, 0, a}")
-    unstructured.add_argument("--activity-reg", type=nonnegative_float,
-                              help="admm: loss per spike per sample (lambda, e.g. 1e-4)")
-    unstructured.add_argument("--rho", type=positive_float, help="admm: initial penalty rho (default 0.01)")
-    unstructured.add_argument("--admm-steps", type=nonnegative_int,
-                              help="admm: steps before the hard projection (default 150)")
-    unstructured.add_argument("--admm-update-every", type=positive_int,
-                              help="admm: steps between Z/U updates (default 15)")
-    unstructured.add_argument("--admm-scope", choices=["global", "layer"],
-                              help="admm: one magnitude threshold over all layers (default) or per layer")
+    runs = parser.add_argument_group("SPEAR runs")
+    runs.add_argument("--checkpoint", help="search checkpoint (default: OUT with .search suffix)")
+    runs.add_argument("--resume", action="store_true", help="continue the search from its checkpoint")
+    runs.add_argument("--ray", metavar="auto|local|ADDRESS", help="evaluate candidates on Ray: 'auto' = the running "
+                      "cluster, 'local' = start one here, or HOST:PORT / ray://HOST:PORT (needs neuroprune[ray]; "
+                      "default: in this process)")
+    runs.add_argument("--ray-workers", type=positive_int, metavar="N", help="candidates evaluated at once on Ray "
+                      "(default: the cluster's CPUs)")
+    add_method_options(parser)  # each method's own options, declared on its config class
     parser.add_argument("--quiet", action="store_true", help="no progress output")
 
 
@@ -96,6 +54,9 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.out)
     if out.suffix != ".pt":
         raise PruneError(f"--out {out}: give a .pt file name (the .net and .json go beside it)")
+    if args.ray is None and args.ray_workers is not None:
+        raise PruneError(f"--ray-workers {args.ray_workers} needs --ray auto|local|ADDRESS "
+                         "(without it candidates run here)")
     if args.checkpoint is None:
         args.checkpoint = str(out.with_suffix(".search"))
     plan_outputs({**prune_outputs(out), "--checkpoint": args.checkpoint},

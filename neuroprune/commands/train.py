@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import argparse
 
-from neuroprune.commands.options import nonnegative_int, positive_float, positive_int
+from neuroprune.options import nonnegative_int, positive_float, positive_int
 
 DEFAULT_ARCH = "c16,c32s2,f"
 

@@ -41,7 +41,7 @@ import contextlib
 import copy
 import dataclasses
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Callable
 
 import numpy as np
@@ -49,6 +49,7 @@ import torch
 
 from hw_models.cost import required_weight_bits
 from neuroprune.errors import PruneError
+from neuroprune.options import int_in, nonnegative_float, nonnegative_int, option, positive_float, positive_int
 from neuroprune.prune.base import Measurer, PruneResult, PruneTask, check_feasible, fits
 from neuroprune.prune.masks import MaskSet
 from neuroprune.prune.quantize import QuantSpec, quantize_tensor
@@ -79,16 +80,21 @@ class AdmmConfig:
         layer pruned to the target).
     """
 
-    rho: float = 1e-2
+    rho: float = field(default=1e-2, metadata=option("--rho", "initial penalty rho", positive_float))
     rho_growth: float = 1.3
     rho_max: float = 1.0
-    steps: int = 150
-    update_every: int = 15
+    steps: int = field(default=150, metadata=option("--admm-steps", "steps before the hard projection",
+                                                    nonnegative_int))
+    update_every: int = field(default=15, metadata=option("--admm-update-every", "steps between Z/U updates",
+                                                          positive_int))
     lr: float | None = None
-    weight_bits: int | None = None
-    ternary: bool = False
-    activity_reg: float = 0.0
-    scope: str = "global"
+    weight_bits: int | None = field(default=None, metadata=option(
+        "--weight-bits", "quantize weights to B bits, 2..8 (e.g. 4)", int_in(2, 8)))
+    ternary: bool = field(default=False, metadata=option("--ternary", "ternary weights {-a, 0, a}"))
+    activity_reg: float = field(default=0.0, metadata=option(
+        "--activity-reg", "loss per spike per sample (lambda, e.g. 1e-4)", nonnegative_float))
+    scope: str = field(default="global", metadata=option(
+        "--admm-scope", "one magnitude threshold over all layers (global) or per layer", choices=SCOPES))
 
     def __post_init__(self) -> None:
         if not self.rho > 0 or not self.rho_growth >= 1.0 or not self.rho_max >= self.rho:

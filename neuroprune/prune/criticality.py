@@ -44,7 +44,7 @@ Two modes, as in the paper:
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Mapping
 
 import numpy as np
@@ -52,6 +52,7 @@ import torch
 
 from hw_models import resource_use
 from neuroprune.errors import PruneError
+from neuroprune.options import fraction, open_fraction, option
 from neuroprune.prune.base import (Measurer, PruneResult, PruneTask, check_feasible, finetune, fits, prunable,
                                    synops_inputs)
 from neuroprune.prune.importance import get_criterion
@@ -103,11 +104,13 @@ class CriticalityConfig:
     """
 
     mode: str = "auto"
-    regrow_ratio: float = 0.2
-    criterion: str = "l1"
+    regrow_ratio: float = field(default=0.2, metadata=option(
+        "--regrow-ratio", "share of the kept units pruned past the target and regrown", fraction))
+    criterion: str = field(default="l1", metadata=option("--criterion", "channel importance: l1, l2, rate, membrane, random"))
     synapse_score: str = "criticality"
     scope: str = "global"
-    keep_ratio: float | None = None
+    keep_ratio: float | None = field(default=None, metadata=option(
+        "--keep-ratio", "channel keep ratio when no SynOps target is given", open_fraction))
     score_samples: int = 256
     a_min: float = 0.05
     max_tighten: int = 6

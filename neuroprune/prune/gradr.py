@@ -52,12 +52,13 @@ from __future__ import annotations
 import dataclasses
 import math
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 
 from neuroprune.errors import PruneError
+from neuroprune.options import nonnegative_int, option, positive_float
 from neuroprune.prune.base import Measurer, PruneResult, PruneTask, check_feasible, finetune, fits
 from neuroprune.prune.masks import MaskSet
 from neuroprune.snn import model as snn_model
@@ -82,8 +83,10 @@ class GradRConfig:
     log_every : steps between history records.
     """
 
-    alpha: float | None = None
-    steps: int = 150
+    alpha: float | None = field(default=None, metadata=option(
+        "--alpha", "prior strength, larger prunes more (default: calibrated to the target)", positive_float))
+    steps: int = field(default=150, metadata=option("--gradr-steps", "rewiring steps before the landing",
+                                                    nonnegative_int))
     lr: float | None = None
     land: bool = True
     min_layer_keep: float = 0.02

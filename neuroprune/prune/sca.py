@@ -45,13 +45,14 @@ from __future__ import annotations
 
 import copy
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Callable
 
 import numpy as np
 import torch
 
 from neuroprune.errors import PruneError
+from neuroprune.options import open_fraction, option, positive_int
 from neuroprune.prune.base import (
     Measurer,
     PruneResult,
@@ -97,11 +98,14 @@ class SCAConfig:
     max_tighten : extra deliveries when the measured SynOps overshoot the target.
     """
 
-    train_steps: int = 300
-    update_every: int = 25
+    train_steps: int = field(default=300, metadata=option("--sca-steps", "steps of pruning while training",
+                                                          positive_int))
+    update_every: int = field(default=25, metadata=option("--sca-update-every", "steps between prune/regrow updates",
+                                                          positive_int))
     prune_until: float = 0.75
     regrow_fraction: float = 0.3
-    keep_ratio: float | None = None
+    keep_ratio: float | None = field(default=None, metadata=option(
+        "--keep-ratio", "channel keep ratio when no SynOps target is given", open_fraction))
     a_min: float = 0.05
     max_tighten: int = 6
 

@@ -42,7 +42,7 @@ draw comes from generators seeded by (seed, phase, step).
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -51,6 +51,7 @@ import torch
 
 from hw_models import resource_use
 from neuroprune.errors import CheckpointError, PruneError
+from neuroprune.options import int_in, nonnegative_float, nonnegative_int, option, positive_int
 from neuroprune.ir import ConvLayer, Network
 from neuroprune.prune.base import Measurer, PruneResult, PruneTask, check_feasible, prunable
 from neuroprune.prune.ddpg import DDPGAgent, DDPGConfig
@@ -75,27 +76,36 @@ CHECKPOINT_KIND = "spear-search"
 class SpearConfig:
     """SPEAR hyper-parameters (search length, LRE sampling, reward shape, agent)."""
 
-    episodes: int = 60
-    warmup: int = 20
-    lre_samples: int = 16
-    lre_finetune_steps: int | None = None  # default: the task's final fine-tune steps
-    recovery_steps: int = 30
+    episodes: int = field(default=60, metadata=option("--episodes", "search episodes", positive_int))
+    warmup: int = field(default=20, metadata=option("--warmup", "random-action warm-up episodes (at most --episodes)",
+                                                    nonnegative_int))
+    lre_samples: int = field(default=16, metadata=option("--lre-samples", "pruned nets sampled to fit the LRE",
+                                                         nonnegative_int))
+    lre_finetune_steps: int | None = field(default=None, metadata=option(  # None: the task's final fine-tune steps
+        "--lre-finetune-steps", "fine-tune steps per LRE sample (default: --finetune-steps)", nonnegative_int))
+    recovery_steps: int = field(default=30, metadata=option(
+        "--recovery-steps", "fine-tune steps before each episode's reward", nonnegative_int))
     a_min: float = 0.2
-    criterion: str = "l1"
+    criterion: str = field(default="l1", metadata=option("--criterion", "channel importance: l1, l2, rate, membrane, random"))
     beta: float = 2.0
     gamma: float = 1.0
-    hidden: int = 300
+    hidden: int = field(default=300, metadata=option("--hidden", "DDPG hidden units", int_in(1, 65536)))
     sigma: float = 0.5
     sigma_decay: float = 0.95
     max_tighten: int = 6
     finalists: int = 3  # best distinct feasible policies re-evaluated with a longer fine-tune
-    rollouts: int = 1  # episodes evaluated together per agent update batch (K); 1 = sequential
+    rollouts: int = field(default=1, metadata=option(
+        "--rollouts", "episodes per agent batch, evaluated together (K; 1 = sequential agent)", positive_int))
     fill_budget: bool = True  # scale finalists up to the measured SynOps target before comparing them
     # a searched finalist replaces the uniform policy only when it beats it on the validation
     # split by this paired z (McNemar; 1.645 = one-sided 5 %); 0 picks the best accuracy
-    evidence: float = 1.645
+    evidence: float = field(default=1.645, metadata=option(
+        "--evidence", "paired z a searched policy needs over the uniform policy on the validation split to be "
+        "delivered (1.645: one-sided 5 %; 0: deliver the best accuracy)", nonnegative_float))
 
     def __post_init__(self) -> None:
+        if self.warmup > self.episodes:  # warm-up longer than the search: every episode explores at random
+            object.__setattr__(self, "warmup", self.episodes)
         if self.rollouts < 1:
             raise PruneError(f"rollouts={self.rollouts} must be >= 1")
         if self.evidence < 0:

@@ -8,9 +8,10 @@ fine-tune, tighten until the measured SynOps are under the target.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from neuroprune.errors import PruneError
+from neuroprune.options import open_fraction, option
 from neuroprune.prune.base import Measurer, PruneResult, PruneTask, check_feasible, prunable
 from neuroprune.prune.delivery import deliver
 from neuroprune.prune.estimate import SynOpsModel, calibrate_scale, measured_synops, uniform_ratio_for
@@ -25,8 +26,9 @@ __all__ = ["UniformConfig", "uniform", "calibrate_ratio"]
 class UniformConfig:
     """``ratio``: keep ratio for every layer (used when the task has no SynOps target)."""
 
-    ratio: float | None = None
-    criterion: str = "l1"
+    ratio: float | None = field(default=None, metadata=option(
+        "--keep-ratio", "channel keep ratio when no SynOps target is given (uniform, SCA, criticality)", open_fraction))
+    criterion: str = field(default="l1", metadata=option("--criterion", "channel importance: l1, l2, rate, membrane, random"))
     a_min: float = 0.05
 
 

@@ -108,8 +108,8 @@ def test_unreachable_address_fails_fast_in_one_line(monkeypatch):
     assert time.perf_counter() - start < 30  # ray.init alone waits minutes on a dead address
 
 
-def test_cli_options_reach_spear(monkeypatch):
-    from neuroprune.cli import build_parser
+def test_cli_options_reach_spear(monkeypatch, capsys):
+    from neuroprune.cli import build_parser, main
     from neuroprune.prune import methods, ray_executor
     from neuroprune.prune import spear as spear_module
 
@@ -134,20 +134,20 @@ def test_cli_options_reach_spear(monkeypatch):
     parser = build_parser()
     args = parser.parse_args(["prune", "m.pt", "--out", "p.pt", "--synops-target", "0.5", "--ray", "10.0.0.1:6379",
                               "--ray-workers", "8", "--rollouts", "4"])
-    assert methods._spear(None, None, args) == "result"
+    run_spear = methods.get_method("spear").run
+    assert run_spear(None, None, args) == "result"
     assert seen["config"].rollouts == 4 and seen["executor"] is made[0]
     assert (made[0].address, made[0].num_workers, made[0].closed) == ("10.0.0.1:6379", 8, True)
     plain = parser.parse_args(["prune", "m.pt", "--out", "p.pt", "--synops-target", "0.5"])
-    methods._spear(None, None, plain)
+    run_spear(None, None, plain)
     assert seen["executor"] is None and seen["config"].rollouts == 1 and len(made) == 1
-    alone = parser.parse_args(["prune", "m.pt", "--out", "p.pt", "--synops-target", "0.5", "--ray-workers", "2"])
-    with pytest.raises(PruneError, match="--ray-workers 2 needs --ray"):
-        methods._spear(None, None, alone)
+    assert main(["prune", "m.pt", "--out", "p.pt", "--synops-target", "0.5", "--ray-workers", "2"]) == 2
+    assert "--ray-workers 2 needs --ray" in capsys.readouterr().err
     with pytest.raises(SystemExit):  # refused by the option's type already
         parser.parse_args(["prune", "m.pt", "--out", "p.pt", "--synops-target", "0.5", "--rollouts", "0"])
     zero = argparse.Namespace(**{**vars(plain), "rollouts": 0})
     with pytest.raises(PruneError, match="rollouts=0 must be >= 1"):
-        methods._spear(None, None, zero)
+        run_spear(None, None, zero)
 
 
 # ----------------------------------------------------------------------------- on a local cluster
