@@ -3,13 +3,18 @@
 Rules (the same as nengo-loihi's block splitting, simplified):
 
 - every layer with compartments (the input layer when it has neurons, every dense,
-  conv and pool layer) is split into core blocks of contiguous neurons; a layer may
-  span several cores, and **cores are never shared between layers**;
-- a layer's blocks all have the same size (the last one may be smaller), the largest
-  size for which every block meets every per-core limit: neurons, input axons, output
-  axons and synapse memory bits (dense or sparse encoding, the cheaper per block);
-- output axons of a block = for each of its neurons, the number of cores of the next
-  layer it sends to (one axon per destination core); the last layer sends to the host
+  conv and pool layer) is split into core blocks of contiguous neurons in on-chip
+  order (image layers pixel by pixel, channels of a pixel together, so blocks pack
+  across channel boundaries); a layer may span several cores, and **cores are never
+  shared between layers** (so a core holds one layer's single compartment, threshold
+  and synapse configuration, far below the chip's per-core configuration limits);
+- a layer's blocks all have the same size (the last one may be smaller): the fewest
+  blocks for which every block meets every per-core limit (neurons, input axons,
+  output axons, synapse memory bits with the cheaper encoding per block), then the
+  same number of blocks made as equal as possible, as nengo-loihi splits a block;
+- output axons of a block = the axon slots its neurons need: a discrete axon per
+  (neuron, destination core), a population axon (``population_axon_slots`` slots) per
+  (pixel, destination core) into a shared-weight conv; the last layer sends to the host
   and uses none. So layers are mapped from the last to the first;
 - if even one neuron per core breaks a limit, the layer is mapped one neuron per core
   and the broken limits are recorded on the layer (the report turns them into
@@ -24,13 +29,13 @@ from typing import TYPE_CHECKING, Callable, Mapping
 
 import numpy as np
 
-from hw_models.cost import BlockCosts, make_coster
+from hw_models.cost import BlockCosts, chip_order, make_coster
 from neuroprune.ir import FlattenLayer, InputLayer, Network
 
 if TYPE_CHECKING:  # pragma: no cover
     from hw_models.chip import Chip
 
-__all__ = ["CoreBlock", "LayerAllocation", "Allocation", "map_network", "compartment_layers"]
+__all__ = ["AxonPairs", "CoreBlock", "LayerAllocation", "Allocation", "map_network", "compartment_layers"]
 
 
 @dataclass(frozen=True)
@@ -52,6 +57,18 @@ class CoreBlock:
 
 
 @dataclass(frozen=True)
+class AxonPairs:
+    """The input axons of a layer: ``blocks[i]`` (block index within the layer) receives
+    producer unit ``units[i]`` (a neuron, or a pixel of ``unit_size`` channels, in the
+    producer's on-chip order), carrying the fraction ``share[i]`` of that unit's spikes."""
+
+    blocks: np.ndarray
+    units: np.ndarray
+    share: np.ndarray
+    unit_size: int
+
+
+@dataclass(frozen=True)
 class LayerAllocation:
     """How one layer sits on cores, with its per-core extremes and broken limits.
 
@@ -69,7 +86,7 @@ class LayerAllocation:
     delay_bits: int
     over_limits: tuple[tuple[str, int, int], ...] = ()
     producer: int | None = None
-    reach: np.ndarray | None = field(default=None, repr=False, compare=False)
+    inputs: "AxonPairs | None" = field(default=None, repr=False, compare=False)
     fanout_synapses: np.ndarray | None = field(default=None, repr=False, compare=False)
 
     @property
@@ -191,44 +208,84 @@ def _largest_fitting(candidates: list[int], hint: int | None, fits: Callable[[in
     return candidates[low]
 
 
+def _unit_positions(network: Network, producer: int, costs: BlockCosts) -> np.ndarray:
+    """Units of ``costs``' input pairs in the producer's on-chip order."""
+    if costs.population or costs.unit_size > 1:
+        return costs.pair_units  # pixels: already in H, W order
+    order = chip_order(network.shapes[producer])
+    if order is None:
+        return costs.pair_units
+    position = np.empty_like(order)
+    position[order] = np.arange(len(order))
+    return position[costs.pair_units]
+
+
+def _producer_fanout(network: Network, producer: int, costs: BlockCosts) -> tuple[np.ndarray, int, bool]:
+    """(output-axon slots per unit or per compartment, unit size, per-unit?) a producer owes."""
+    size = int(np.prod(network.shapes[producer]))
+    units = _unit_positions(network, producer, costs)
+    if costs.population:
+        counts = np.bincount(units, weights=costs.pair_axons, minlength=size // costs.unit_size)
+        return counts, costs.unit_size, True
+    counts = np.bincount(units, weights=costs.pair_axons, minlength=size // costs.unit_size)
+    if costs.unit_size > 1:  # discrete axons counted per pixel: spread over its channels
+        counts = np.repeat(counts / costs.unit_size, costs.unit_size)
+    return counts, 1, False
+
+
+def _out_axons(starts: np.ndarray, stops: np.ndarray, fan: tuple[np.ndarray, int, bool] | None) -> np.ndarray:
+    """Output-axon slots per block from the consumer's per-unit counts (prefix sums)."""
+    if fan is None:
+        return np.zeros_like(starts)
+    counts, unit, per_unit = fan
+    prefix = np.concatenate(([0.0], np.cumsum(counts)))
+    if per_unit:  # a block touching any channel of a pixel sends that pixel's population axons
+        return np.rint(prefix[(stops - 1) // unit + 1] - prefix[starts // unit]).astype(np.int64)
+    return np.ceil(prefix[stops] - prefix[starts] - 1e-9).astype(np.int64)
+
+
 def map_network(network: Network, chip: "Chip", weight_bits: Mapping[int, int] | None = None) -> Allocation:
     """Place ``network`` on cores of ``chip`` (greedy, see the module docstring).
 
     ``weight_bits`` maps layer index to a weight width that overrides the layer's own
-    (for "what if layer i were quantized to b bits").
+    (for "what if layer i were quantized to b bits"). Time and memory grow linearly
+    with the layers, neurons and input axons.
     """
     overrides = dict(weight_bits or {})
     hosts = compartment_layers(network)
-    fanout_cores: dict[int, np.ndarray] = {}
+    fanouts: dict[int, tuple[np.ndarray, int, bool]] = {}
     placed: dict[int, tuple] = {}
     for index in reversed(hosts):
         layer = network.layers[index]
         coster, required, delay = make_coster(
             layer, network.input_shape_of(index), network.shapes[index], chip, overrides.get(index)
         )
-        fan = fanout_cores.get(index)
-        prefix = np.concatenate(([0], np.cumsum(fan))) if fan is not None else None
+        fan = fanouts.get(index)
         cache: dict[int, tuple[BlockCosts, np.ndarray, list]] = {}
 
         def evaluate(chunk: int) -> tuple[BlockCosts, np.ndarray, list]:
             if chunk not in cache:
                 costs = coster.evaluate(chunk)
-                out = (prefix[costs.stops] - prefix[costs.starts]) if prefix is not None else np.zeros_like(
-                    costs.starts)
+                out = _out_axons(costs.starts, costs.stops, fan)
                 cache[chunk] = (costs, out, _fits(costs, out, chip))
             return cache[chunk]
 
         chosen = _largest_fitting(coster.candidates(), coster.ideal_chunk(), lambda c: not evaluate(c)[2])
+        balanced = -(-coster.neurons // -(-coster.neurons // chosen))  # same cores, equal blocks
+        if balanced < chosen and not evaluate(balanced)[2]:
+            chosen = balanced
         costs, out, broken = evaluate(chosen)
         producer = _producer(network, index) if layer.synaptic else None
-        if costs.reach is not None and producer is not None:
-            fanout_cores[producer] = costs.reach.sum(axis=0)
-        placed[index] = (costs, out, tuple(broken), required, delay, coster.fmt.weight_bits, producer)
+        units = None
+        if costs.pair_blocks is not None and producer is not None:
+            fanouts[producer] = _producer_fanout(network, producer, costs)
+            units = _unit_positions(network, producer, costs)
+        placed[index] = (costs, out, tuple(broken), required, delay, coster.fmt.weight_bits, producer, units)
 
     layers = []
     core = 0
     for index in hosts:
-        costs, out, broken, required, delay, stored_bits, producer = placed[index]
+        costs, out, broken, required, delay, stored_bits, producer, units = placed[index]
         encodings = costs.encodings
         memory = costs.memory_bits
         blocks = []
@@ -236,14 +293,17 @@ def map_network(network: Network, chip: "Chip", weight_bits: Mapping[int, int] |
             blocks.append(CoreBlock(
                 core=core, neuron_start=int(costs.starts[b]), neuron_stop=int(costs.stops[b]),
                 in_axons=int(costs.in_axons[b]), out_axons=int(out[b]), synapses=int(costs.synapses[b]),
-                synapse_bits=int(memory[b]) if costs.synapses[b] else 0, encoding=encodings[b],
+                synapse_bits=int(memory[b]) if costs.in_axons[b] else 0, encoding=encodings[b],
             ))
             core += 1
         layer = network.layers[index]
+        inputs = None
+        if units is not None:
+            inputs = AxonPairs(costs.pair_blocks, units, costs.pair_share, costs.unit_size)
         layers.append(LayerAllocation(
             index=index, kind=layer.kind, name=layer.name, neurons=int(np.prod(network.shapes[index])),
             blocks=tuple(blocks), weight_bits=stored_bits if layer.synaptic else 0,
             required_weight_bits=required, delay_bits=delay, over_limits=broken, producer=producer,
-            reach=costs.reach, fanout_synapses=costs.fanout_synapses,
+            inputs=inputs, fanout_synapses=costs.fanout_synapses,
         ))
     return Allocation(chip=chip.name, layers=tuple(layers), cores_per_chip=chip.cores_per_chip)

@@ -28,7 +28,7 @@ from typing import Any, Mapping, Union
 import numpy as np
 
 from hw_models.chip import Chip, load_chip
-from hw_models.cost import synapse_memory_bits
+from hw_models.cost import chip_order, synapse_memory_bits
 from hw_models.energy import EnergyBreakdown, EnergyCounts, energy
 from hw_models.mapper import Allocation, LayerAllocation, map_network
 from neuroprune.errors import FitError, ShapeError
@@ -234,26 +234,47 @@ def _rates(network: Network, activity: Activity | None, default_rate: float) -> 
     return rates, source
 
 
-def _mesh_hops(allocation: Allocation, rates: dict[int, np.ndarray], chip: Chip) -> tuple[float, float]:
+def _unit_rates(network: Network, producer: int, rates: dict[int, np.ndarray], unit_size: int) -> np.ndarray:
+    """Spike rates of a producer's axon units (neurons or pixels) in its on-chip order."""
+    order = chip_order(network.shapes[producer])
+    values = rates[producer] if order is None else rates[producer][order]
+    return values.reshape(-1, unit_size).sum(axis=1)
+
+
+def _messages(network: Network, allocation: Allocation, rates: dict[int, np.ndarray]) -> np.ndarray:
+    """Spike messages per step entering each synaptic layer's cores (one per input axon hit)."""
+    totals = []
+    for layer in allocation.layers:
+        if layer.inputs is None:
+            continue
+        unit_rates = _unit_rates(network, layer.producer, rates, layer.inputs.unit_size)
+        totals.append(float(unit_rates[layer.inputs.units] @ layer.inputs.share))
+    return np.array(totals)
+
+
+def _mesh_hops(network: Network, allocation: Allocation, rates: dict[int, np.ndarray],
+               chip: Chip) -> tuple[float, float]:
     """East-west and north-south mesh hops per step of spikes between cores.
 
     Cores are laid out row-major, ``mesh_columns`` wide, on each chip; hops between
-    chips are not counted.
+    chips are not counted. Each input axon's messages travel from the core holding the
+    first neuron of its unit to the core of its block.
     """
     by_index = {layer.index: layer for layer in allocation.layers}
     east_west = north_south = 0.0
     for consumer in allocation.layers:
         source = by_index.get(consumer.producer) if consumer.producer is not None else None
-        if consumer.reach is None or source is None:
+        pairs = consumer.inputs
+        if pairs is None or source is None:
             continue
+        unit_rates = _unit_rates(network, source.index, rates, pairs.unit_size)
         starts = np.array([block.neuron_start for block in source.blocks])
-        messages = np.add.reduceat(consumer.reach * rates[source.index][None, :], starts, axis=1)
-        src = np.array([block.core for block in source.blocks]) % chip.cores_per_chip
-        dst = np.array([block.core for block in consumer.blocks]) % chip.cores_per_chip
-        dx = np.abs(dst[:, None] % chip.mesh_columns - src[None, :] % chip.mesh_columns)
-        dy = np.abs(dst[:, None] // chip.mesh_columns - src[None, :] // chip.mesh_columns)
-        east_west += float((messages * dx).sum())
-        north_south += float((messages * dy).sum())
+        src_block = np.searchsorted(starts, pairs.units * pairs.unit_size, side="right") - 1
+        src = (source.blocks[0].core + src_block) % chip.cores_per_chip
+        dst = (consumer.blocks[0].core + pairs.blocks) % chip.cores_per_chip
+        weight = unit_rates[pairs.units] * pairs.share
+        east_west += float(weight @ np.abs(dst % chip.mesh_columns - src % chip.mesh_columns))
+        north_south += float(weight @ np.abs(dst // chip.mesh_columns - src // chip.mesh_columns))
     return east_west, north_south
 
 
@@ -448,13 +469,11 @@ def fit(
 
     synops: dict[int, float] = {}
     macs = 0.0
-    messages = 0.0
     for layer in allocation.layers:
         if layer.fanout_synapses is None or layer.producer is None:
             continue
         pre_rates = rates[layer.producer]
         ops = float(pre_rates @ layer.fanout_synapses)
-        messages += float(pre_rates @ layer.reach.sum(axis=0))
         if graded_input and layer.producer == 0 and by_index.get(0) is None:
             macs += float(layer.fanout_synapses.sum())
             synops[layer.index] = 0.0
@@ -484,7 +503,8 @@ def fit(
         ))
 
     on_chip_spikes = sum(float(rates[layer.index].sum()) for layer in allocation.layers)
-    hops_ew, hops_ns = _mesh_hops(allocation, rates, chip)
+    messages = float(_messages(network, allocation, rates).sum())
+    hops_ew, hops_ns = _mesh_hops(network, allocation, rates, chip)
     neurons = sum(layer.neurons for layer in allocation.layers)
     synapses = sum(layer.synapses for layer in allocation.layers)
     breakdown = energy(EnergyCounts(
