@@ -210,11 +210,6 @@ class Coster:
         self.fmt = fmt
         self.chip = chip
 
-    def candidates(self) -> list[int]:
-        """Chunk sizes to try, ascending (a chunk is neurons per block)."""
-        top = min(self.neurons, self.chip.max_neurons_per_core)
-        return list(range(1, top + 1))
-
     def ranges(self, chunk: int) -> tuple[np.ndarray, np.ndarray]:
         starts = np.arange(0, self.neurons, chunk, dtype=np.int64)
         return starts, np.minimum(starts + chunk, self.neurons)
@@ -274,7 +269,7 @@ class DenseCoster(Coster):
         chip = self.chip
         if self.used_inputs > chip.max_in_axons_per_core:
             return None
-        chunks = np.array(self.candidates())
+        chunks = np.arange(1, min(self.neurons, chip.max_neurons_per_core) + 1)
         bits = self.used_inputs * synapse_memory_bits(chunks, self.fmt.dense_bits, chip)
         fitting = chunks[bits <= chip.max_synapse_bits_per_core]
         return int(fitting.max()) if fitting.size else None
@@ -322,6 +317,19 @@ class ConvCoster(Coster):
         self.col_taps = _taps_out(self.in_cols, kernel_cols, stride[1], padding[1], dilation[1], self.out_cols)
         self.row_class, self.col_class = _classes(self.row_taps), _classes(self.col_taps)
         self.reach_rows = (stride[0], padding[0], dilation[0] * (kernel_rows - 1))
+        self.reach_cols = (stride[1], padding[1], dilation[1] * (kernel_cols - 1))
+        # per input pixel: first and last target compartment (H, W, C order), taps that land
+        valid_r, valid_c = self.row_taps >= 0, self.col_taps >= 0
+        top = np.where(valid_r.any(axis=1), np.where(valid_r, self.row_taps, self.out_rows).min(axis=1), -1)
+        bottom = np.where(valid_r, self.row_taps, -1).max(axis=1)
+        leftmost = np.where(valid_c.any(axis=1), np.where(valid_c, self.col_taps, self.out_cols).min(axis=1), -1)
+        rightmost = np.where(valid_c, self.col_taps, -1).max(axis=1)
+        lands = (top >= 0)[:, None] & (leftmost >= 0)[None, :]
+        channels_out = self.out_channels
+        self.first_target = np.where(lands, (top[:, None] * self.out_cols + leftmost[None, :]) * channels_out, -1)
+        self.last_target = np.where(
+            lands, (bottom[:, None] * self.out_cols + rightmost[None, :]) * channels_out + channels_out - 1, -1)
+        self.units = np.outer(valid_r.sum(axis=1), valid_c.sum(axis=1))
         nonzero = layer.effective_weight != 0  # (out, in / groups, kH, kW)
         per_out, per_in = layer.out_channels // layer.groups, self.in_channels // layer.groups
         taps = np.zeros((self.in_channels, kernel_rows, kernel_cols))
@@ -334,35 +342,54 @@ class ConvCoster(Coster):
         self.atoms = per_in  # weights per target in a shared list: the input channels of a group
 
     def _pairs(self, starts: np.ndarray, stops: np.ndarray) -> dict[str, np.ndarray]:
-        """Every (block, input pixel) pair whose pixel reaches the block, with its targets."""
+        """Every (block, input pixel) pair whose pixel reaches the block, with its targets.
+
+        Candidates are the input rows (and, for blocks inside one output row, the input
+        columns) that can reach the block's output rows. A pixel whose whole window
+        of targets lies in the block is settled in O(1) from its first and last
+        target; only pixels cut by a block edge are resolved tap by tap.
+        """
         channels, out_cols = self.out_channels, self.out_cols
-        stride, padding, span = self.reach_rows
+        (row_stride, row_pad, row_span), (col_stride, col_pad, col_span) = self.reach_rows, self.reach_cols
         first_row = (starts // channels) // out_cols
         last_row = ((stops - 1) // channels) // out_cols
-        low = np.clip(first_row * stride - padding, 0, self.in_rows)
-        high = np.clip(last_row * stride - padding + span, -1, self.in_rows - 1)
-        per_block = np.maximum(high - low + 1, 0) * self.in_cols
+        low = np.clip(first_row * row_stride - row_pad, 0, self.in_rows)
+        high = np.clip(last_row * row_stride - row_pad + row_span, -1, self.in_rows - 1)
+        one_row = first_row == last_row
+        first_col = np.where(one_row, (starts // channels) % out_cols, 0)
+        last_col = np.where(one_row, ((stops - 1) // channels) % out_cols, out_cols - 1)
+        left = np.clip(first_col * col_stride - col_pad, 0, self.in_cols)
+        right = np.clip(last_col * col_stride - col_pad + col_span, -1, self.in_cols - 1)
+        width = np.maximum(right - left + 1, 0)
+        per_block = np.maximum(high - low + 1, 0) * width
         block = np.repeat(np.arange(len(starts)), per_block)
         local = np.arange(int(per_block.sum())) - np.repeat(np.cumsum(per_block) - per_block, per_block)
-        y = low[block] + local // self.in_cols
-        x = local % self.in_cols
-        rows, cols = self.row_taps[y], self.col_taps[x]                       # (P, kH), (P, kW)
-        unit = (rows[:, :, None] * out_cols + cols[:, None, :]) * channels   # first compartment per tap pair
-        valid = (rows >= 0)[:, :, None] & (cols >= 0)[:, None, :]
-        s = starts[block][:, None, None]
-        e = stops[block][:, None, None]
-        kept_from = np.where(valid, np.clip(s - unit, 0, channels), 0).sum(axis=(1, 2))
-        kept_to = np.where(valid, np.clip(e - unit, 0, channels), 0).sum(axis=(1, 2))
-        inside = valid & (unit + channels > s) & (unit < e)
+        block_width = width[block]
+        y = low[block] + local // block_width
+        x = left[block] + local % block_width
+        first = self.first_target[y, x]
+        last = self.last_target[y, x]
+        s, e = starts[block], stops[block]
+        interior = (first >= s) & (last < e)
+        cut = ~interior & (first >= 0) & (first < e) & (last >= s)
+        units = self.units[y, x]
+        kept_from = np.zeros(len(block), dtype=np.int64)
+        kept_to = np.where(interior, units * channels, 0)
+        if cut.any():
+            yc, xc, sc, ec = y[cut], x[cut], s[cut][:, None, None], e[cut][:, None, None]
+            rows, cols = self.row_taps[yc], self.col_taps[xc]
+            unit = (rows[:, :, None] * out_cols + cols[:, None, :]) * channels
+            valid = (rows >= 0)[:, :, None] & (cols >= 0)[:, None, :]
+            kept_from[cut] = np.where(valid, np.minimum(np.maximum(sc - unit, 0), channels), 0).sum(axis=(1, 2))
+            kept_to[cut] = np.where(valid, np.minimum(np.maximum(ec - unit, 0), channels), 0).sum(axis=(1, 2))
+            inside = valid & (unit + channels > sc) & (unit < ec)
+            first[cut] = np.where(inside, np.maximum(unit, sc), np.iinfo(np.int64).max).min(axis=(1, 2))
+            last[cut] = np.where(inside, np.minimum(unit + channels, ec) - 1, -1).max(axis=(1, 2))
         keep = kept_to > kept_from
-        big = np.iinfo(np.int64).max
-        first = np.where(inside, np.maximum(unit, s), big).min(axis=(1, 2))[keep]
-        last = np.where(inside, np.minimum(unit + channels, e) - 1, -1).max(axis=(1, 2))[keep]
         block, y, x = block[keep], y[keep], x[keep]
-        units = valid.sum(axis=(1, 2))[keep]
-        return dict(block=block, pixel=y * self.in_cols + x, units=units, row_class=self.row_class[y],
+        return dict(block=block, pixel=y * self.in_cols + x, units=units[keep], row_class=self.row_class[y],
                     col_class=self.col_class[x], kept_from=kept_from[keep], kept_to=kept_to[keep],
-                    first=first - starts[block], last=last - starts[block])
+                    first=first[keep] - starts[block], last=last[keep] - starts[block])
 
     def evaluate(self, chunk: int) -> BlockCosts:
         starts, stops = self.ranges(chunk)

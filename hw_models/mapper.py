@@ -35,7 +35,7 @@ from neuroprune.ir import FlattenLayer, InputLayer, Network
 if TYPE_CHECKING:  # pragma: no cover
     from hw_models.chip import Chip
 
-__all__ = ["AxonPairs", "CoreBlock", "LayerAllocation", "Allocation", "map_network", "compartment_layers"]
+__all__ = ["AxonPairs", "CoreBlock", "fewest_blocks", "LayerAllocation", "Allocation", "map_network", "compartment_layers"]
 
 
 @dataclass(frozen=True)
@@ -174,38 +174,37 @@ def _fits(costs: BlockCosts, out_axons: np.ndarray, chip: "Chip") -> list[tuple[
             if len(values) and int(values.max()) > limit]
 
 
-def _largest_fitting(candidates: list[int], hint: int | None, fits: Callable[[int], bool]) -> int:
-    """Largest candidate that fits (fitting is assumed monotone: smaller blocks fit
-    better); the smallest candidate when none fits.
+def fewest_blocks(neurons: int, top: int, fits: Callable[[int], bool], hint: int | None = None) -> int:
+    """Chunk (neurons per block) of the fewest equal blocks that fit; 1 when none does.
 
-    Tries the largest first, then ``hint`` (a chunk known to fit, when given), else
-    gallops down from the top (large chunks are cheap to evaluate: few blocks), then
-    bisects between the last chunk that broke a limit and the first that fit.
+    A split into ``k`` blocks uses chunks of ``ceil(neurons / k)`` (equal blocks, as
+    nengo-loihi splits). Fitting is assumed monotone in ``k``: starts at the fewest
+    blocks the neuron limit allows (or the ``hint`` chunk, known to fit), gallops up
+    doubling ``k``, then bisects; O(log k) evaluations.
     """
-    high = len(candidates) - 1
-    if fits(candidates[high]):
-        return candidates[high]
-    if hint in candidates and fits(hint):  # type: ignore[operator]
-        low = candidates.index(hint)  # type: ignore[arg-type]
+    if neurons <= 0:
+        return 1
+    low = -(-neurons // max(min(top, neurons), 1))  # fewest blocks: the neuron limit
+    chunk = lambda k: -(-neurons // k)  # noqa: E731
+    if fits(chunk(low)):
+        return chunk(low)
+    high = low * 2
+    if hint is not None and hint > 0 and -(-neurons // hint) > low and fits(chunk(-(-neurons // hint))):
+        high = -(-neurons // hint)
     else:
-        step, low = 1, -1
-        while high - step > 0:
-            if fits(candidates[high - step]):
-                low = high - step
-                break
-            high -= step
-            step *= 2
-        if low < 0:
-            if not fits(candidates[0]):
-                return candidates[0]
-            low = 0
-    while high - low > 1:  # candidates[low] fits, candidates[high] does not
+        while high < neurons and not fits(chunk(high)):
+            low, high = high, high * 2
+        if high >= neurons:
+            high = neurons
+            if not fits(1):
+                return 1
+    while high - low > 1:  # chunk(low) breaks a limit, chunk(high) fits
         middle = (low + high) // 2
-        if fits(candidates[middle]):
-            low = middle
-        else:
+        if fits(chunk(middle)):
             high = middle
-    return candidates[low]
+        else:
+            low = middle
+    return chunk(high)
 
 
 def _unit_positions(network: Network, producer: int, costs: BlockCosts) -> np.ndarray:
@@ -270,10 +269,8 @@ def map_network(network: Network, chip: "Chip", weight_bits: Mapping[int, int] |
                 cache[chunk] = (costs, out, _fits(costs, out, chip))
             return cache[chunk]
 
-        chosen = _largest_fitting(coster.candidates(), coster.ideal_chunk(), lambda c: not evaluate(c)[2])
-        balanced = -(-coster.neurons // -(-coster.neurons // chosen))  # same cores, equal blocks
-        if balanced < chosen and not evaluate(balanced)[2]:
-            chosen = balanced
+        chosen = fewest_blocks(coster.neurons, chip.max_neurons_per_core, lambda c: not evaluate(c)[2],
+                               coster.ideal_chunk())
         costs, out, broken = evaluate(chosen)
         producer = _producer(network, index) if layer.synaptic else None
         units = None
