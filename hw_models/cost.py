@@ -409,7 +409,8 @@ class ConvCoster(Coster):
             memory[:] = _INFEASIBLE
         in_axons = np.bincount(block, weights=axons, minlength=n_blocks).astype(np.int64)
         synapses = np.rint(np.bincount(block, weights=kept * self.atoms * self.density, minlength=n_blocks))
-        return BlockCosts(starts, stops, in_axons, synapses.astype(np.int64), memory, memory, block,
+        no_dense = np.full(n_blocks, _INFEASIBLE, dtype=np.int64)  # taps are stored sparse only
+        return BlockCosts(starts, stops, in_axons, synapses.astype(np.int64), no_dense, memory, block,
                           pairs["pixel"], axons, axons / self.in_channels, self.fanout, self.in_channels)
 
     def _population(self, starts: np.ndarray, stops: np.ndarray, pairs: dict[str, np.ndarray],

@@ -35,7 +35,7 @@ from neuroprune.ir import FlattenLayer, InputLayer, Network
 if TYPE_CHECKING:  # pragma: no cover
     from hw_models.chip import Chip
 
-__all__ = ["AxonPairs", "CoreBlock", "fewest_blocks", "LayerAllocation", "Allocation", "map_network", "compartment_layers"]
+__all__ = ["AxonPairs", "CoreBlock", "fewest_blocks", "remap_cores", "LayerAllocation", "Allocation", "map_network", "compartment_layers"]
 
 
 @dataclass(frozen=True)
@@ -129,6 +129,7 @@ class Allocation:
     chip: str
     layers: tuple[LayerAllocation, ...]
     cores_per_chip: int
+    fanouts: dict = field(default_factory=dict, repr=False, compare=False)
 
     @property
     def cores(self) -> int:
@@ -174,20 +175,27 @@ def _fits(costs: BlockCosts, out_axons: np.ndarray, chip: "Chip") -> list[tuple[
             if len(values) and int(values.max()) > limit]
 
 
+#: Block counts tried one by one above the fewest before galloping.
+_SCAN = 8
+
+
 def fewest_blocks(neurons: int, top: int, fits: Callable[[int], bool], hint: int | None = None) -> int:
     """Chunk (neurons per block) of the fewest equal blocks that fit; 1 when none does.
 
     A split into ``k`` blocks uses chunks of ``ceil(neurons / k)`` (equal blocks, as
-    nengo-loihi splits). Fitting is assumed monotone in ``k``: starts at the fewest
-    blocks the neuron limit allows (or the ``hint`` chunk, known to fit), gallops up
-    doubling ``k``, then bisects; O(log k) evaluations.
+    nengo-loihi splits). Tries the fewest blocks the neuron limit allows and the next
+    few one by one (where a block's cuts make fitting not quite monotone in ``k``),
+    then (or from the ``hint`` chunk, known to fit) gallops up doubling ``k`` and
+    bisects, assuming monotone; O(log k) evaluations.
     """
     if neurons <= 0:
         return 1
     low = -(-neurons // max(min(top, neurons), 1))  # fewest blocks: the neuron limit
     chunk = lambda k: -(-neurons // k)  # noqa: E731
-    if fits(chunk(low)):
-        return chunk(low)
+    for k in range(low, min(low + _SCAN, neurons) + 1):  # small counts one by one (cuts
+        if fits(chunk(k)):                                # make fitting not quite monotone)
+            return chunk(k)
+    low = min(low + _SCAN, neurons)
     high = low * 2
     if hint is not None and hint > 0 and -(-neurons // hint) > low and fits(chunk(-(-neurons // hint))):
         high = -(-neurons // hint)
@@ -243,6 +251,32 @@ def _out_axons(starts: np.ndarray, stops: np.ndarray, fan: tuple[np.ndarray, int
     return np.ceil(prefix[stops] - prefix[starts] - 1e-9).astype(np.int64)
 
 
+def _place(network: Network, chip: "Chip", index: int, weight_bits: int | None,
+           fan: tuple[np.ndarray, int, bool] | None) -> tuple:
+    """Split layer ``index`` into the fewest fitting blocks, given its consumer's fan-out."""
+    layer = network.layers[index]
+    coster, required, delay = make_coster(
+        layer, network.input_shape_of(index), network.shapes[index], chip, weight_bits)
+    cache: dict[int, tuple[BlockCosts, np.ndarray, list]] = {}
+
+    def evaluate(chunk: int) -> tuple[BlockCosts, np.ndarray, list]:
+        if chunk not in cache:
+            costs = coster.evaluate(chunk)
+            out = _out_axons(costs.starts, costs.stops, fan)
+            cache[chunk] = (costs, out, _fits(costs, out, chip))
+        return cache[chunk]
+
+    chosen = fewest_blocks(coster.neurons, chip.max_neurons_per_core, lambda c: not evaluate(c)[2],
+                           coster.ideal_chunk())
+    costs, out, broken = evaluate(chosen)
+    producer = _producer(network, index) if layer.synaptic else None
+    units = producer_fan = None
+    if costs.pair_blocks is not None and producer is not None:
+        producer_fan = _producer_fanout(network, producer, costs)
+        units = _unit_positions(network, producer, costs)
+    return (costs, out, tuple(broken), required, delay, coster.fmt.weight_bits, producer, units), producer_fan
+
+
 def map_network(network: Network, chip: "Chip", weight_bits: Mapping[int, int] | None = None) -> Allocation:
     """Place ``network`` on cores of ``chip`` (greedy, see the module docstring).
 
@@ -255,29 +289,9 @@ def map_network(network: Network, chip: "Chip", weight_bits: Mapping[int, int] |
     fanouts: dict[int, tuple[np.ndarray, int, bool]] = {}
     placed: dict[int, tuple] = {}
     for index in reversed(hosts):
-        layer = network.layers[index]
-        coster, required, delay = make_coster(
-            layer, network.input_shape_of(index), network.shapes[index], chip, overrides.get(index)
-        )
-        fan = fanouts.get(index)
-        cache: dict[int, tuple[BlockCosts, np.ndarray, list]] = {}
-
-        def evaluate(chunk: int) -> tuple[BlockCosts, np.ndarray, list]:
-            if chunk not in cache:
-                costs = coster.evaluate(chunk)
-                out = _out_axons(costs.starts, costs.stops, fan)
-                cache[chunk] = (costs, out, _fits(costs, out, chip))
-            return cache[chunk]
-
-        chosen = fewest_blocks(coster.neurons, chip.max_neurons_per_core, lambda c: not evaluate(c)[2],
-                               coster.ideal_chunk())
-        costs, out, broken = evaluate(chosen)
-        producer = _producer(network, index) if layer.synaptic else None
-        units = None
-        if costs.pair_blocks is not None and producer is not None:
-            fanouts[producer] = _producer_fanout(network, producer, costs)
-            units = _unit_positions(network, producer, costs)
-        placed[index] = (costs, out, tuple(broken), required, delay, coster.fmt.weight_bits, producer, units)
+        placed[index], producer_fan = _place(network, chip, index, overrides.get(index), fanouts.get(index))
+        if producer_fan is not None:
+            fanouts[placed[index][6]] = producer_fan
 
     layers = []
     core = 0
@@ -303,4 +317,26 @@ def map_network(network: Network, chip: "Chip", weight_bits: Mapping[int, int] |
             required_weight_bits=required, delay_bits=delay, over_limits=broken, producer=producer,
             inputs=inputs, fanout_synapses=costs.fanout_synapses,
         ))
-    return Allocation(chip=chip.name, layers=tuple(layers), cores_per_chip=chip.cores_per_chip)
+    return Allocation(chip=chip.name, layers=tuple(layers), cores_per_chip=chip.cores_per_chip, fanouts=fanouts)
+
+
+def remap_cores(network: Network, chip: "Chip", base: Allocation, indices: list[int],
+                weight_bits: Mapping[int, int] | None = None) -> tuple[int, dict[int, tuple[int, tuple]]]:
+    """Total cores, and (cores, broken limits) per changed layer, when only ``indices`` change.
+
+    The other layers keep their placement in ``base`` (an allocation of a network
+    with the same layer count); the changed layers are re-split with their consumers'
+    fan-out (from ``base`` unless the consumer is re-split too). Used by the fit
+    report's fixes: a trial costs the changed layers, not the whole network.
+    """
+    overrides = dict(weight_bits or {})
+    fanouts = dict(base.fanouts)
+    cores = base.cores
+    changed: dict[int, tuple[int, tuple]] = {}
+    for index in sorted(indices, reverse=True):
+        placed, producer_fan = _place(network, chip, index, overrides.get(index), fanouts.get(index))
+        if producer_fan is not None:
+            fanouts[placed[6]] = producer_fan
+        changed[index] = (len(placed[0].starts), placed[2])
+        cores += changed[index][0] - base.layer(index).cores
+    return cores, changed

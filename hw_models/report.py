@@ -22,17 +22,17 @@ from __future__ import annotations
 import json
 import math
 import os
-from dataclasses import dataclass, field
-from typing import Any, Mapping, Union
+from dataclasses import dataclass, field, replace
+from typing import Any, Callable, Mapping, Union
 
 import numpy as np
 
 from hw_models.chip import Chip, load_chip
 from hw_models.cost import chip_order, synapse_memory_bits
 from hw_models.energy import EnergyBreakdown, EnergyCounts, energy
-from hw_models.mapper import Allocation, LayerAllocation, map_network
+from hw_models.mapper import Allocation, LayerAllocation, map_network, remap_cores
 from neuroprune.errors import FitError, ShapeError
-from neuroprune.ir import InputLayer, Network
+from neuroprune.ir import ConvLayer, DenseLayer, InputLayer, Network
 
 __all__ = [
     "Activity",
@@ -279,33 +279,99 @@ def _mesh_hops(network: Network, allocation: Allocation, rates: dict[int, np.nda
 
 
 # ----------------------------------------------------------------------------- fixes
-def _prunable_channels(network: Network, layer: LayerAllocation, cores: int) -> int | None:
-    """Output channels (neurons for dense) of ``layer`` that fit in ``cores`` cores."""
-    if cores < 1 or layer.kind not in ("dense", "conv"):
+# Every fix is computed by bisection over trials that re-cost only the layers the fix
+# changes (``remap_cores``), never by re-mapping the whole network per trial.
+
+def _consumer(network: Network, index: int) -> int | None:
+    """The next layer with synapses after ``index`` (pools, flatten skipped), if any."""
+    for later in range(index + 1, len(network.layers)):
+        layer = network.layers[later]
+        if isinstance(layer, (DenseLayer, ConvLayer)):
+            return later
+    return None
+
+
+def _keep_channels(network: Network, index: int, keep: int) -> Network:
+    """``network`` with layer ``index`` cut to its first ``keep`` output channels (neurons),
+    and its consumer's inputs cut to match (pools and flatten follow the shapes)."""
+    layer = network.layers[index]
+    layers = list(network.layers)
+    layers[index] = replace(layer, weight=layer.weight[:keep], mask=None if layer.mask is None else layer.mask[:keep],
+                            bias=None if layer.bias is None else layer.bias[:keep],
+                            delay=None if layer.delay is None or layer.delay.ndim == 0 else layer.delay[:keep])
+    consumer = _consumer(network, index)
+    if consumer is not None:
+        after = network.layers[consumer]
+        before_shape = network.shapes[consumer - 1]
+        if isinstance(after, DenseLayer) and len(network.shapes[index]) == 3:
+            per_channel = int(np.prod(before_shape)) // network.shapes[index][0]
+            columns = slice(0, keep * per_channel)
+        else:
+            columns = slice(0, keep)
+        cut = (slice(None), columns)
+        layers[consumer] = replace(
+            after, weight=after.weight[cut], mask=None if after.mask is None else after.mask[cut],
+            delay=None if after.delay is None or after.delay.ndim < 2 else after.delay[cut])
+    return network.with_layers(layers)
+
+
+def _changed_layers(network: Network, index: int) -> list[int]:
+    """Layers with compartments whose costs change when layer ``index`` loses channels."""
+    consumer = _consumer(network, index)
+    stop = consumer if consumer is not None else index
+    return [i for i in range(index, stop + 1) if network.layers[i].synaptic]
+
+
+def _largest_keep(network: Network, chip: Chip, allocation: Allocation, index: int,
+                  accept: Callable[[int, dict], bool]) -> int | None:
+    """Largest channel count of layer ``index`` whose trial ``accept(cores, changed)`` takes
+    (bisection; ``None`` when even one channel is not accepted)."""
+    now = network.shapes[index][0]
+    changed = _changed_layers(network, index)
+
+    def ok(keep: int) -> bool:
+        trial = _keep_channels(network, index, keep)
+        return accept(*remap_cores(trial, chip, allocation, changed))
+
+    if now <= 1 or not ok(1):
         return None
-    shape = network.shapes[layer.index]
-    per_core = layer.neurons_per_core
-    if len(shape) == 1:
-        return min(cores * per_core, shape[0])
-    per_map = int(np.prod(shape[1:]))
-    if per_core >= per_map:
-        return min(cores * (per_core // per_map), shape[0])
-    cores_per_channel = math.ceil(per_map / per_core)
-    return min(cores // cores_per_channel, shape[0]) or None
+    low, high = 1, now  # ok(low), and keeping all channels is the failing state
+    while high - low > 1:
+        middle = (low + high) // 2
+        low, high = (middle, high) if ok(middle) else (low, middle)
+    return low
 
 
-def _prune_fix(network: Network, allocation: Allocation, target_cores: int) -> str | None:
+def _unit(network: Network, index: int) -> str:
+    return "output neurons" if len(network.shapes[index]) == 1 else "output channels"
+
+
+def _fits_all(changed: dict) -> bool:
+    return not any(broken for _, broken in changed.values())
+
+
+def _prune_fix(network: Network, chip: Chip, allocation: Allocation, target_cores: int) -> str | None:
     layers = [layer for layer in allocation.layers if layer.kind in ("dense", "conv")]
     if not layers:
         return None
     biggest = max(layers, key=lambda layer: layer.cores)
-    allowed = target_cores - (allocation.cores - biggest.cores)
-    channels = _prunable_channels(network, biggest, allowed)
-    if not channels:
+    keep = _largest_keep(network, chip, allocation, biggest.index,
+                         lambda cores, changed: cores <= target_cores and _fits_all(changed))
+    if keep is None:
         return None
-    unit = "output neurons" if biggest.kind == "dense" else "output channels"
-    now = network.shapes[biggest.index][0]
-    return f"prune layer {biggest.index} to <= {channels} {unit} (now {now})"
+    return (f"prune layer {biggest.index} to <= {keep} {_unit(network, biggest.index)} "
+            f"(now {network.shapes[biggest.index][0]})")
+
+
+def _widest_passing(widths: list[int], ok: Callable[[int], bool]) -> int | None:
+    """Widest of ascending ``widths`` that passes ``ok`` (monotone: narrower passes more)."""
+    if not widths or not ok(widths[0]):
+        return None
+    low, high = 0, len(widths)
+    while high - low > 1:
+        middle = (low + high) // 2
+        low, high = (middle, high) if ok(widths[middle]) else (low, middle)
+    return widths[low]
 
 
 def _quantize_fix(network: Network, chip: Chip, allocation: Allocation, target_cores: int) -> str | None:
@@ -315,10 +381,16 @@ def _quantize_fix(network: Network, chip: Chip, allocation: Allocation, target_c
     biggest = max(synaptic, key=lambda layer: layer.cores)
     for layers, label in (([biggest], f"layer {biggest.index}"), (synaptic, "every layer")):
         current = max(layer.weight_bits for layer in layers)
-        for bits in sorted((b for b in chip.weight_bits if b < current), reverse=True):
-            trial = map_network(network, chip, {layer.index: bits for layer in layers})
-            if trial.cores <= target_cores and not any(layer.over_limits for layer in trial.layers):
-                return f"quantize {label} to <= {bits}-bit weights (now {current})"
+        indices = [layer.index for layer in layers]
+
+        def ok(bits: int) -> bool:
+            cores, changed = remap_cores(network, chip, allocation, indices, {i: bits for i in indices})
+            others_fit = not any(layer.over_limits for layer in allocation.layers if layer.index not in indices)
+            return cores <= target_cores and _fits_all(changed) and others_fit
+
+        bits = _widest_passing([b for b in chip.weight_bits if b < current], ok)
+        if bits is not None:
+            return f"quantize {label} to <= {bits}-bit weights (now {current})"
     return None
 
 
@@ -326,7 +398,7 @@ def _other_chip_fix(network: Network, chip: Chip, target_chips: int) -> str | No
     if chip.name != "loihi1":
         return None
     other = load_chip("loihi2").with_budget(max_chips=chip.max_chips)
-    trial = map_network(network, other)
+    trial = map_network(network, other)  # one trial: the other chip
     if math.ceil(trial.cores / other.cores_per_chip) <= target_chips and not any(
             layer.over_limits for layer in trial.layers):
         return f"use loihi2 (needs {trial.cores} cores on {trial.chips} chip{'s' if trial.chips > 1 else ''})"
@@ -350,21 +422,33 @@ def _core_fix(network: Network, chip: Chip, allocation: Allocation, layer: Layer
         if producer is not None and producer > 0:
             shape = network.shapes[producer]
             keep = max(int(shape[0] * budget // actual), 1)
-            unit = "output neurons" if len(shape) == 1 else "output channels"
-            return (f"prune layer {producer} to <= {keep} {unit} (now {shape[0]}) or prune layer "
-                    f"{layer.index} to <= {budget} non-zero inputs per neuron")
+            return (f"prune layer {producer} to <= {keep} {_unit(network, producer)} (now {shape[0]}) or prune "
+                    f"layer {layer.index} to <= {budget} non-zero inputs per neuron")
         return f"prune layer {layer.index} to <= {budget} non-zero inputs per neuron (now {actual})"
     if limit == "max_synapse_bits_per_core":
-        for bits in sorted((b for b in chip.weight_bits if b < layer.weight_bits), reverse=True):
-            trial = map_network(network, chip, {layer.index: bits}).layer(layer.index)
-            if not any(name == limit for name, _, _ in trial.over_limits):
-                return f"quantize layer {layer.index} to <= {bits}-bit weights (now {layer.weight_bits})"
+        def ok(bits: int) -> bool:
+            _, changed = remap_cores(network, chip, allocation, [layer.index], {layer.index: bits})
+            return not any(name == limit for name, _, _ in changed[layer.index][1])
+
+        bits = _widest_passing([b for b in chip.weight_bits if b < layer.weight_bits], ok)
+        if bits is not None:
+            return f"quantize layer {layer.index} to <= {bits}-bit weights (now {layer.weight_bits})"
         per_axon = int(synapse_memory_bits(1, layer.weight_bits + layer.delay_bits + chip.tag_bits, chip))
         return (f"prune layer {layer.index} to <= {budget // per_axon} non-zero inputs per neuron "
                 f"(now {layer.max_per_core('in_axons')})")
     if limit == "max_out_axons_per_core":
-        return (f"a neuron of layer {layer.index} reaches {actual} cores of the next layer; prune the next "
-                f"layer so each neuron reaches <= {budget} cores")
+        consumer = _consumer(network, layer.index)
+        text = (f"one neuron of layer {layer.index} alone needs {actual} output-axon slots: one per core "
+                f"of layer {consumer} its spikes reach")
+        if consumer is None:
+            return text
+        slots = chip.population_axon_slots if isinstance(network.layers[consumer], ConvLayer) else 1
+        most = budget // slots
+        keep = _largest_keep(network, chip, allocation, consumer,
+                             lambda cores, changed: changed[consumer][0] <= most and _fits_all(changed))
+        fix = (f"; fit layer {consumer} in <= {most} cores: prune it to <= {keep} "
+               f"{_unit(network, consumer)} (now {network.shapes[consumer][0]})") if keep else ""
+        return text + fix
     return f"make layer {layer.index}'s output rows <= {budget} neurons wide (now {actual})"
 
 
@@ -391,7 +475,7 @@ def _violations(network: Network, chip: Chip, allocation: Allocation, synops: di
     if chip.max_cores is not None and cores > chip.max_cores:
         fix = ""
         if suggest_fixes:
-            fix = _join([f"raise --max-cores to {cores}", _prune_fix(network, allocation, chip.max_cores),
+            fix = _join([f"raise --max-cores to {cores}", _prune_fix(network, chip, allocation, chip.max_cores),
                          _quantize_fix(network, chip, allocation, chip.max_cores)])
         add("max_cores", None, chip.max_cores, cores, fix)
     if chips > chip.max_chips:
@@ -401,7 +485,7 @@ def _violations(network: Network, chip: Chip, allocation: Allocation, synops: di
             board = (f" ({chips} chips fit one board of {chip.chips_per_board})"
                      if chips <= chip.chips_per_board else "")
             fix = _join([f"raise --max-chips to {chips}{board}", _other_chip_fix(network, chip, chip.max_chips),
-                         _prune_fix(network, allocation, target),
+                         _prune_fix(network, chip, allocation, target),
                          _quantize_fix(network, chip, allocation, target)])
         add("max_chips", None, chip.max_chips, chips, fix)
     total = sum(synops.values())

@@ -48,7 +48,7 @@ def test_json_object(big_file, capsys):
     assert main(["fit", str(big_file), "--chip", "loihi1", "--json"]) == 1
     data = json.loads(capsys.readouterr().out)
     assert data["fits"] is False and data["chip"] == "loihi1"
-    assert (data["totals"]["cores"], data["totals"]["chips"]) == (256, 2)
+    assert (data["totals"]["cores"], data["totals"]["chips"]) == (241, 2)
     assert data["violations"][0]["limit"] == "max_chips"
     assert data["violations"][0]["actual"] == 2
     assert "raise --max-chips to 2" in data["violations"][0]["fix"]

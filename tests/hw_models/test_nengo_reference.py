@@ -12,6 +12,7 @@ import warnings
 
 import numpy as np
 import pytest
+import scipy.sparse
 
 from hw_models.mapper import map_network
 
@@ -25,12 +26,8 @@ with warnings.catch_warnings():
 def _nengo_bits(weight_out_in: np.ndarray, weight_bits: int, sparse: bool = False) -> int:
     """nengo-loihi's synapse bits for one core holding ``weight_out_in`` (out, in)."""
     synapse = Synapse(weight_out_in.shape[1])
-    if sparse:  # index-encoded: only non-zero weights, with compartment indices
-        weights = [row[row != 0][None, :] for row in weight_out_in.T]
-        indices = [np.flatnonzero(row)[None, :] for row in weight_out_in.T]
-        synapse._set_weights_indices(weights, indices=indices, compression=0)
-    else:
-        synapse.set_weights(weight_out_in.T.astype(np.float32))
+    matrix = weight_out_in.T.astype(np.float32)
+    synapse.set_weights(scipy.sparse.csr_matrix(matrix) if sparse else matrix)
     synapse.format(weight_bits=SynapseConfig.WEIGHT_BITS_MAP.index(weight_bits))
     return synapse.bits()
 
@@ -66,5 +63,5 @@ def test_pruned_layer_sparse_memory_agrees_with_nengo_loihi(loihi1):
     assert layer.encoding == "sparse"
     theirs = _nengo_bits(weight, layer.weight_bits, sparse=True)
     assert layer.synapse_bits == pytest.approx(theirs, rel=0.10)
-    assert layer.synapse_bits == theirs  # same index width (8 bits for 200 compartments)
+    assert layer.synapse_bits == theirs  # nengo-loihi's sparse rows: non-zero weights, no index bits
 

@@ -24,7 +24,7 @@ VIOLATION_KEYS = {"limit", "layer", "budget", "actual", "fix"}
 
 
 def _big_conv_net() -> Network:
-    """Needs 256 Loihi 1 cores (2 chips): 64 channels of 62x62 neurons."""
+    """Needs 241 Loihi 1 cores (2 chips): 64 channels of 62x62 neurons, 1021 per core."""
     return Network([InputLayer(shape=(1, 64, 64)),
                     ConvLayer(weight=np.ones((64, 1, 3, 3), dtype=np.int32), neuron=NEURON)], name="big")
 
@@ -101,13 +101,14 @@ def test_core_budget_fixes_really_fit(loihi1):
 
 def test_multi_chip_network_is_reported_with_the_count(loihi1):
     report = fit(_big_conv_net(), loihi1)
-    assert (report.totals.cores, report.totals.chips) == (256, 2)
+    assert (report.totals.cores, report.totals.chips) == (241, 2)
     violation = next(v for v in report.violations if v.limit == "max_chips")
     assert (violation.budget, violation.actual) == (1, 2)
     assert "raise --max-chips to 2 (2 chips fit one board of 32)" in violation.fix
-    # Loihi 2: one 3844-neuron channel per core (two would need > 128 kB of sparse synapses)
-    assert "use loihi2 (needs 64 cores on 1 chip)" in violation.fix
-    assert "prune layer 1 to <= 32 output channels (now 64)" in violation.fix
+    # Loihi 2: 8192 neurons per core (neuron bound): ceil(246016 / 8192) = 31 cores
+    assert "use loihi2 (needs 31 cores on 1 chip)" in violation.fix
+    # 34 x 3844 neurons fit 128 cores of 1024 (35 would need 132)
+    assert "prune layer 1 to <= 34 output channels (now 64)" in violation.fix
     assert "chips (2) exceeded max (1)" in violation.message
     relaxed = fit(_big_conv_net(), loihi1, max_chips=2)
     assert relaxed.ok and relaxed.totals.chips == 2
