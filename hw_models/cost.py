@@ -283,9 +283,9 @@ def _taps_out(size: int, kernel: int, stride: int, padding: int, dilation: int, 
 
 
 def _classes(taps: np.ndarray) -> np.ndarray:
-    """Class id per input position: positions with the same valid taps share an id."""
-    codes = ((taps >= 0) * (1 << np.arange(taps.shape[1]))).sum(axis=1)
-    return np.unique(codes, return_inverse=True)[1].astype(np.int64)
+    """Class id per input position (the bit mask of its valid taps): positions with the
+    same valid taps share an id."""
+    return ((taps >= 0) << np.arange(taps.shape[1], dtype=np.int64)).sum(axis=1)
 
 
 class ConvCoster(Coster):
@@ -337,7 +337,7 @@ class ConvCoster(Coster):
             taps[group * per_in:(group + 1) * per_in] = nonzero[group * per_out:(group + 1) * per_out].sum(axis=0)
         valid_rows = (self.row_taps >= 0).astype(np.float64)
         valid_cols = (self.col_taps >= 0).astype(np.float64)
-        self.fanout = np.rint(np.einsum("yi,cij,xj->cyx", valid_rows, taps, valid_cols)).astype(np.int64).ravel()
+        self.fanout = np.rint((valid_rows @ taps) @ valid_cols.T).astype(np.int64).ravel()  # (C, H, W)
         self.density = float(nonzero.mean()) if nonzero.size else 0.0
         self.atoms = per_in  # weights per target in a shared list: the input channels of a group
 
@@ -420,7 +420,7 @@ class ConvCoster(Coster):
         index = pairs["last"] - pairs["first"] % base              # largest index in the weight list
         targets = self.row_taps.shape[1] * self.col_taps.shape[1] * self.out_channels + 1
         pages = int(page.max(initial=0)) + 1
-        classes = int(self.col_class.max(initial=0)) + 1
+        classes = 1 << self.col_taps.shape[1]
         key = pairs["row_class"] * classes + pairs["col_class"]
         key = ((key * targets + pairs["kept_from"]) * targets + pairs["kept_to"]) * pages + page
         order = np.lexsort((key, block))

@@ -241,27 +241,17 @@ def _unit_rates(network: Network, producer: int, rates: dict[int, np.ndarray], u
     return values.reshape(-1, unit_size).sum(axis=1)
 
 
-def _messages(network: Network, allocation: Allocation, rates: dict[int, np.ndarray]) -> np.ndarray:
-    """Spike messages per step entering each synaptic layer's cores (one per input axon hit)."""
-    totals = []
-    for layer in allocation.layers:
-        if layer.inputs is None:
-            continue
-        unit_rates = _unit_rates(network, layer.producer, rates, layer.inputs.unit_size)
-        totals.append(float(unit_rates[layer.inputs.units] @ layer.inputs.share))
-    return np.array(totals)
-
-
-def _mesh_hops(network: Network, allocation: Allocation, rates: dict[int, np.ndarray],
-               chip: Chip) -> tuple[float, float]:
-    """East-west and north-south mesh hops per step of spikes between cores.
+def _traffic(network: Network, allocation: Allocation, rates: dict[int, np.ndarray],
+             chip: Chip) -> tuple[float, float, float]:
+    """Spike messages per step into cores (one per input axon a spike uses), and the
+    east-west and north-south mesh hops they travel.
 
     Cores are laid out row-major, ``mesh_columns`` wide, on each chip; hops between
     chips are not counted. Each input axon's messages travel from the core holding the
     first neuron of its unit to the core of its block.
     """
     by_index = {layer.index: layer for layer in allocation.layers}
-    east_west = north_south = 0.0
+    messages = east_west = north_south = 0.0
     for consumer in allocation.layers:
         source = by_index.get(consumer.producer) if consumer.producer is not None else None
         pairs = consumer.inputs
@@ -273,9 +263,10 @@ def _mesh_hops(network: Network, allocation: Allocation, rates: dict[int, np.nda
         src = (source.blocks[0].core + src_block) % chip.cores_per_chip
         dst = (consumer.blocks[0].core + pairs.blocks) % chip.cores_per_chip
         weight = unit_rates[pairs.units] * pairs.share
+        messages += float(weight.sum())
         east_west += float(weight @ np.abs(dst % chip.mesh_columns - src % chip.mesh_columns))
         north_south += float(weight @ np.abs(dst // chip.mesh_columns - src // chip.mesh_columns))
-    return east_west, north_south
+    return messages, east_west, north_south
 
 
 # ----------------------------------------------------------------------------- fixes
@@ -587,8 +578,7 @@ def fit(
         ))
 
     on_chip_spikes = sum(float(rates[layer.index].sum()) for layer in allocation.layers)
-    messages = float(_messages(network, allocation, rates).sum())
-    hops_ew, hops_ns = _mesh_hops(network, allocation, rates, chip)
+    messages, hops_ew, hops_ns = _traffic(network, allocation, rates, chip)
     neurons = sum(layer.neurons for layer in allocation.layers)
     synapses = sum(layer.synapses for layer in allocation.layers)
     breakdown = energy(EnergyCounts(
