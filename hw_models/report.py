@@ -253,17 +253,19 @@ def _traffic(network: Network, allocation: Allocation, rates: dict[int, np.ndarr
     by_index = {layer.index: layer for layer in allocation.layers}
     messages = east_west = north_south = 0.0
     for consumer in allocation.layers:
-        source = by_index.get(consumer.producer) if consumer.producer is not None else None
         pairs = consumer.inputs
-        if pairs is None or source is None:
+        if pairs is None:
             continue
-        unit_rates = _unit_rates(network, source.index, rates, pairs.unit_size)
+        unit_rates = _unit_rates(network, consumer.producer, rates, pairs.unit_size)
+        weight = unit_rates[pairs.units] * pairs.share
+        messages += float(weight.sum())
+        source = by_index.get(consumer.producer)
+        if source is None:  # spikes from the host
+            continue
         starts = np.array([block.neuron_start for block in source.blocks])
         src_block = np.searchsorted(starts, pairs.units * pairs.unit_size, side="right") - 1
         src = (source.blocks[0].core + src_block) % chip.cores_per_chip
         dst = (consumer.blocks[0].core + pairs.blocks) % chip.cores_per_chip
-        weight = unit_rates[pairs.units] * pairs.share
-        messages += float(weight.sum())
         east_west += float(weight @ np.abs(dst % chip.mesh_columns - src % chip.mesh_columns))
         north_south += float(weight @ np.abs(dst // chip.mesh_columns - src // chip.mesh_columns))
     return messages, east_west, north_south
