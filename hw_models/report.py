@@ -36,6 +36,7 @@ from neuroprune.ir import ConvLayer, DenseLayer, InputLayer, Network
 
 __all__ = [
     "Activity",
+    "DEFAULT_CHIP",
     "DEFAULT_RATE",
     "DEFAULT_TIME_STEPS",
     "FitReport",
@@ -47,8 +48,10 @@ __all__ = [
 
 #: Spike rate assumed when no activity is given, spikes per neuron per time step.
 DEFAULT_RATE = 0.1
-#: Time steps of one inference assumed when none is given.
-DEFAULT_TIME_STEPS = 32
+#: Time steps of one inference assumed when none is given (``fit`` and ``energy``).
+DEFAULT_TIME_STEPS = 16
+#: Chip preset checked when none is given (``fit``, ``energy`` and ``prune``).
+DEFAULT_CHIP = "loihi2"
 
 Activity = Mapping[int, Union[float, np.ndarray]]
 

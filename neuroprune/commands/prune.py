@@ -12,6 +12,7 @@ import argparse
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from hw_models.report import DEFAULT_CHIP
     from neuroprune.prune.methods import METHODS
 
     parser.add_argument("model", help="trained model checkpoint (.pt, from neuroprune train)")
@@ -22,7 +23,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "the netx export (.net) and summary (.json) go beside it")
     parser.add_argument("--data", help="data set: digits, synthetic or a .npz (default: the one the model was trained on)")
     parser.add_argument("--seed", type=int, default=0, help="seed of everything random (default 0)")
-    parser.add_argument("--chip", default="loihi2", help="chip preset or TOML file for the fit check (default loihi2)")
+    parser.add_argument("--chip", default=DEFAULT_CHIP, help=f"chip preset or TOML file for the fit check (default {DEFAULT_CHIP})")
     parser.add_argument("--max-cores", type=int, help="core budget the pruned net must fit")
     parser.add_argument("--max-chips", type=int, help="chip budget the pruned net must fit")
     parser.add_argument("--finetune-steps", type=int, default=200, help="optimizer steps of the final fine-tune")
