@@ -44,6 +44,7 @@ __all__ = [
     "Totals",
     "Violation",
     "fit",
+    "keep_channels",
 ]
 
 #: Spike rate assumed when no activity is given, spikes per neuron per time step.
@@ -287,7 +288,7 @@ def _consumer(network: Network, index: int) -> int | None:
     return None
 
 
-def _keep_channels(network: Network, index: int, keep: int) -> Network:
+def keep_channels(network: Network, index: int, keep: int) -> Network:
     """``network`` with layer ``index`` cut to its first ``keep`` output channels (neurons),
     and its consumer's inputs cut to match (pools and flatten follow the shapes)."""
     layer = network.layers[index]
@@ -326,7 +327,7 @@ def _largest_keep(network: Network, chip: Chip, allocation: Allocation, index: i
     changed = _changed_layers(network, index)
 
     def ok(keep: int) -> bool:
-        trial = _keep_channels(network, index, keep)
+        trial = keep_channels(network, index, keep)
         return accept(*remap_cores(trial, chip, allocation, changed))
 
     if now <= 1 or not ok(1):
