@@ -30,8 +30,9 @@ expanded (one stored synapse per connection), an upper bound: Loihi's shared-wei
 
 from __future__ import annotations
 
+import weakref
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
 
@@ -231,6 +232,26 @@ class InputCoster(Coster):
         return BlockCosts(starts, stops, zeros, zeros, zeros, zeros)
 
 
+_DERIVED: "weakref.WeakKeyDictionary[Layer, dict]" = weakref.WeakKeyDictionary()
+
+
+def _cached(layer: Layer, key: str, compute: Callable[[], Any]) -> Any:
+    """``compute()`` once per layer object (layers are immutable; fixes re-cost them often)."""
+    store = _DERIVED.setdefault(layer, {})
+    if key not in store:
+        store[key] = compute()
+    return store[key]
+
+
+def _minority(weight: np.ndarray) -> tuple[np.ndarray, np.ndarray, bool]:
+    """(rows, columns, are-zeros) of the rarer kind of entry: zeros of a mostly dense
+    matrix, non-zeros of a sparse one (so a block's counts cost O(rarer entries))."""
+    nonzero = weight != 0
+    count_zeros = 2 * int(np.count_nonzero(nonzero)) >= nonzero.size
+    rows, cols = np.nonzero(~nonzero if count_zeros else nonzero)
+    return rows.astype(np.int64), cols.astype(np.int64), count_zeros
+
+
 class DenseCoster(Coster):
     """Dense layer ``(out, in)``: discrete axons, a block is a range of output neurons.
 
@@ -241,14 +262,17 @@ class DenseCoster(Coster):
 
     def __init__(self, layer: DenseLayer, fmt: SynapseFormat, chip: "Chip") -> None:
         super().__init__(layer.out_channels, fmt, chip)
-        nonzero = layer.effective_weight != 0
-        self.nonzero = nonzero.astype(np.int16)
-        self.fanout = nonzero.sum(axis=0).astype(np.int64)
+        rows, cols, self.count_zeros = _cached(layer, "minority", lambda: _minority(layer.effective_weight))
+        self.rows, self.cols, self.inputs = rows, cols, layer.effective_weight.shape[1]
+        per_column = np.bincount(cols, minlength=self.inputs)
+        self.fanout = (self.neurons - per_column if self.count_zeros else per_column).astype(np.int64)
         self.used_inputs = int(np.count_nonzero(self.fanout))
 
     def evaluate(self, chunk: int) -> BlockCosts:
         starts, stops = self.ranges(chunk)
-        counts = np.add.reduceat(self.nonzero, starts, axis=0, dtype=np.int32)  # (blocks, in)
+        hits = np.bincount((self.rows // chunk) * self.inputs + self.cols,
+                           minlength=len(starts) * self.inputs).reshape(len(starts), self.inputs)
+        counts = (stops - starts)[:, None] - hits if self.count_zeros else hits  # (blocks, in) synapses
         pair_blocks, pair_units = np.nonzero(counts)
         in_axons = np.bincount(pair_blocks, minlength=len(starts))
         neurons = stops - starts
@@ -449,8 +473,8 @@ def _synapse_format(layer: Layer, chip: "Chip", weight_bits: int | None) -> tupl
         required = required_weight_bits(np.array([layer.weight]))
         delay = 0
     elif isinstance(layer, (DenseLayer, ConvLayer)):
-        required = layer.weight_bits if layer.weight_bits is not None else required_weight_bits(
-            layer.effective_weight)
+        required = layer.weight_bits if layer.weight_bits is not None else _cached(
+            layer, "weight_bits", lambda: required_weight_bits(layer.effective_weight))
         delay = required_delay_bits(layer.delay)
     else:
         required, delay = 0, 0

@@ -163,52 +163,58 @@ def _producer(network: Network, index: int) -> int:
     return producer
 
 
-def _fits(costs: BlockCosts, out_axons: np.ndarray, chip: "Chip") -> list[tuple[str, int, int]]:
-    """Per-core limits the blocks break: (name, worst actual, limit)."""
+def _usage(costs: BlockCosts, out_axons: np.ndarray, chip: "Chip") -> list[tuple[str, int, int]]:
+    """Per-core limits of a split: (name, worst block's actual, limit)."""
     checks = (
         ("max_neurons_per_core", costs.neurons, chip.max_neurons_per_core),
         ("max_in_axons_per_core", costs.in_axons, chip.max_in_axons_per_core),
         ("max_out_axons_per_core", out_axons, chip.max_out_axons_per_core),
         ("max_synapse_bits_per_core", costs.memory_bits, chip.max_synapse_bits_per_core),
     )
-    return [(name, int(values.max()), limit) for name, values, limit in checks
-            if len(values) and int(values.max()) > limit]
+    return [(name, int(values.max()) if len(values) else 0, limit) for name, values, limit in checks]
 
 
-#: Block counts tried one by one above the fewest before galloping.
+#: Block counts tried one by one above the fewest when that count is small.
 _SCAN = 8
 
 
-def fewest_blocks(neurons: int, top: int, fits: Callable[[int], bool], hint: int | None = None) -> int:
+def fewest_blocks(neurons: int, top: int, overshoot: Callable[[int], float], hint: int | None = None) -> int:
     """Chunk (neurons per block) of the fewest equal blocks that fit; 1 when none does.
 
     A split into ``k`` blocks uses chunks of ``ceil(neurons / k)`` (equal blocks, as
-    nengo-loihi splits). Tries the fewest blocks the neuron limit allows and the next
-    few one by one (where a block's cuts make fitting not quite monotone in ``k``),
-    then (or from the ``hint`` chunk, known to fit) gallops up doubling ``k`` and
-    bisects, assuming monotone; O(log k) evaluations.
+    nengo-loihi splits). ``overshoot(chunk)`` is the worst actual/limit ratio of the
+    split (<= 1 fits). Starts at the fewest blocks the neuron limit allows; small
+    counts are tried one by one (a block's cuts make fitting not quite monotone);
+    beyond, ``k`` jumps by the overshoot (per-block usage shrinks about in proportion
+    to the block) or to the ``hint`` chunk known to fit, then bisects: O(log k)
+    evaluations.
     """
     if neurons <= 0:
         return 1
-    low = -(-neurons // max(min(top, neurons), 1))  # fewest blocks: the neuron limit
     chunk = lambda k: -(-neurons // k)  # noqa: E731
-    for k in range(low, min(low + _SCAN, neurons) + 1):  # small counts one by one (cuts
-        if fits(chunk(k)):                                # make fitting not quite monotone)
-            return chunk(k)
-    low = min(low + _SCAN, neurons)
-    high = low * 2
-    if hint is not None and hint > 0 and -(-neurons // hint) > low and fits(chunk(-(-neurons // hint))):
+    low = -(-neurons // max(min(top, neurons), 1))  # fewest blocks: the neuron limit
+    if low <= _SCAN:
+        for k in range(low, min(2 * _SCAN, neurons) + 1):
+            if overshoot(chunk(k)) <= 1:
+                return chunk(k)
+        low = min(2 * _SCAN, neurons)
+    elif overshoot(chunk(low)) <= 1:
+        return chunk(low)
+    high = None
+    if hint is not None and 0 < hint < chunk(low) and overshoot(hint) <= 1:
         high = -(-neurons // hint)
-    else:
-        while high < neurons and not fits(chunk(high)):
-            low, high = high, high * 2
-        if high >= neurons:
-            high = neurons
-            if not fits(1):
-                return 1
+    k = low
+    while high is None:  # chunk(low) breaks a limit
+        k = min(max(k + 1, math.ceil(k * overshoot(chunk(k)))), neurons)
+        if overshoot(chunk(k)) <= 1:
+            high = k
+        elif k >= neurons:
+            return 1
+        else:
+            low = k
     while high - low > 1:  # chunk(low) breaks a limit, chunk(high) fits
         middle = (low + high) // 2
-        if fits(chunk(middle)):
+        if overshoot(chunk(middle)) <= 1:
             high = middle
         else:
             low = middle
@@ -257,18 +263,20 @@ def _place(network: Network, chip: "Chip", index: int, weight_bits: int | None,
     layer = network.layers[index]
     coster, required, delay = make_coster(
         layer, network.input_shape_of(index), network.shapes[index], chip, weight_bits)
-    cache: dict[int, tuple[BlockCosts, np.ndarray, list]] = {}
+    cache: dict[int, tuple[BlockCosts, np.ndarray, list, float]] = {}
 
-    def evaluate(chunk: int) -> tuple[BlockCosts, np.ndarray, list]:
+    def evaluate(chunk: int) -> tuple[BlockCosts, np.ndarray, list, float]:
         if chunk not in cache:
             costs = coster.evaluate(chunk)
             out = _out_axons(costs.starts, costs.stops, fan)
-            cache[chunk] = (costs, out, _fits(costs, out, chip))
+            usage = _usage(costs, out, chip)
+            broken = [(name, actual, limit) for name, actual, limit in usage if actual > limit]
+            cache[chunk] = (costs, out, broken, max(actual / limit for _, actual, limit in usage))
         return cache[chunk]
 
-    chosen = fewest_blocks(coster.neurons, chip.max_neurons_per_core, lambda c: not evaluate(c)[2],
+    chosen = fewest_blocks(coster.neurons, chip.max_neurons_per_core, lambda c: evaluate(c)[3],
                            coster.ideal_chunk())
-    costs, out, broken = evaluate(chosen)
+    costs, out, broken, _ = evaluate(chosen)
     producer = _producer(network, index) if layer.synaptic else None
     units = producer_fan = None
     if costs.pair_blocks is not None and producer is not None:

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from hw_models.mapper import map_network
-from hw_models.report import fit
+from hw_models.report import DEFAULT_TIME_STEPS, fit
 from neuroprune.errors import FitError, ShapeError
 from neuroprune.ir import ConvLayer, DenseLayer, InputLayer, Network
 
@@ -184,7 +184,8 @@ def test_mesh_hops_between_cores(tmp_path):
     report = fit(net, chip, {1: 1.0})
     # layer 1 on core 0 (0,0); layer 2 on cores 1 (1,0) and 2 (0,1): each of the 2 spikes
     # goes 1 hop east-west to core 1 and 1 hop north-south to core 2
-    assert report.energy.mesh_hops_j == pytest.approx(2 * 3.0e-12 * 32 + 2 * 4.0e-12 * 32)
+    steps = DEFAULT_TIME_STEPS
+    assert report.energy.mesh_hops_j == pytest.approx(2 * 3.0e-12 * steps + 2 * 4.0e-12 * steps)
 
 
 def test_graded_input_counts_macs_apart(loihi1):
