@@ -31,7 +31,7 @@ expanded (one stored synapse per connection), an upper bound: Loihi's shared-wei
 from __future__ import annotations
 
 import weakref
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
@@ -222,6 +222,10 @@ class Coster:
         """A chunk known to fit the memory and axon limits (fast path), if cheap to tell."""
         return None
 
+    def with_pairs(self, costs: BlockCosts) -> BlockCosts:
+        """``costs`` with its input-axon pairs filled in (when listed lazily)."""
+        return costs
+
 
 class InputCoster(Coster):
     """Input layer with neurons: compartments only (its input comes from the host)."""
@@ -267,26 +271,39 @@ class DenseCoster(Coster):
         per_column = np.bincount(cols, minlength=self.inputs)
         self.fanout = (self.neurons - per_column if self.count_zeros else per_column).astype(np.int64)
         self.used_inputs = int(np.count_nonzero(self.fanout))
+        self._counts: tuple[int, np.ndarray | None] = (0, None)
 
     def evaluate(self, chunk: int) -> BlockCosts:
         starts, stops = self.ranges(chunk)
         hits = np.bincount((self.rows // chunk) * self.inputs + self.cols,
                            minlength=len(starts) * self.inputs).reshape(len(starts), self.inputs)
         counts = (stops - starts)[:, None] - hits if self.count_zeros else hits  # (blocks, in) synapses
-        pair_blocks, pair_units = np.nonzero(counts)
-        in_axons = np.bincount(pair_blocks, minlength=len(starts))
+        in_axons = np.count_nonzero(counts, axis=1)
         neurons = stops - starts
         dense = in_axons * synapse_memory_bits(neurons, self.fmt.dense_bits, self.chip)
         per_synapse = self.fmt.sparse_bits(int(neurons.max()), self.chip)
         if per_synapse is None:
             sparse = np.full(len(starts), _INFEASIBLE, dtype=np.int64)
+        elif self.count_zeros and not len(self.rows):  # no zeros: sparse costs what dense does
+            sparse = dense
         else:
             table = synapse_memory_bits(np.arange(int(counts.max(initial=0)) + 1), per_synapse, self.chip)
             sparse = table[counts].sum(axis=1)
+        costs = BlockCosts(starts, stops, in_axons.astype(np.int64), counts.sum(axis=1).astype(np.int64),
+                           dense.astype(np.int64), sparse.astype(np.int64), fanout_synapses=self.fanout)
+        self._counts = (chunk, counts)
+        return costs
+
+    def with_pairs(self, costs: BlockCosts) -> BlockCosts:
+        """``costs`` with its input-axon pairs (listed only for the chosen split)."""
+        chunk = int(costs.stops[0] - costs.starts[0])
+        if self._counts[0] != chunk:
+            self.evaluate(chunk)
+        counts = self._counts[1]
+        pair_blocks, pair_units = np.nonzero(counts)
         ones = np.ones(len(pair_blocks), dtype=np.int64)
-        return BlockCosts(starts, stops, in_axons, counts.sum(axis=1).astype(np.int64), dense.astype(np.int64),
-                          sparse.astype(np.int64), pair_blocks, pair_units.astype(np.int64), ones,
-                          ones.astype(np.float64), self.fanout)
+        return replace(costs, pair_blocks=pair_blocks, pair_units=pair_units.astype(np.int64), pair_axons=ones,
+                       pair_share=ones.astype(np.float64))
 
     def ideal_chunk(self) -> int | None:
         """Largest chunk whose dense encoding fits even if every block used every input."""

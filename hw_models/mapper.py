@@ -277,6 +277,7 @@ def _place(network: Network, chip: "Chip", index: int, weight_bits: int | None,
     chosen = fewest_blocks(coster.neurons, chip.max_neurons_per_core, lambda c: evaluate(c)[3],
                            coster.ideal_chunk())
     costs, out, broken, _ = evaluate(chosen)
+    costs = coster.with_pairs(costs)
     producer = _producer(network, index) if layer.synaptic else None
     units = producer_fan = None
     if costs.pair_blocks is not None and producer is not None:
