@@ -180,6 +180,7 @@ class BlockCosts:
 
 
 _INFEASIBLE = np.iinfo(np.int64).max // 4
+_FAR = 1 << 40  # a compartment index beyond any layer: marks a tap that lands nowhere
 
 
 def chip_order(shape: Shape) -> np.ndarray | None:
@@ -371,6 +372,9 @@ class ConvCoster(Coster):
         self.last_target = np.where(
             lands, (bottom[:, None] * self.out_cols + rightmost[None, :]) * channels_out + channels_out - 1, -1)
         self.units = np.outer(valid_r.sum(axis=1), valid_c.sum(axis=1))
+        # first compartment of the tap pair (y via row tap, x via col tap) = row part + col part
+        self.row_unit = np.where(valid_r, self.row_taps * self.out_cols * channels_out, _FAR)
+        self.col_unit = np.where(valid_c, self.col_taps * channels_out, _FAR)
         nonzero = layer.effective_weight != 0  # (out, in / groups, kH, kW)
         per_out, per_in = layer.out_channels // layer.groups, self.in_channels // layer.groups
         taps = np.zeros((self.in_channels, kernel_rows, kernel_cols))
@@ -417,15 +421,12 @@ class ConvCoster(Coster):
         kept_from = np.zeros(len(block), dtype=np.int64)
         kept_to = np.where(interior, units * channels, 0)
         if cut.any():
-            yc, xc, sc, ec = y[cut], x[cut], s[cut][:, None, None], e[cut][:, None, None]
-            rows, cols = self.row_taps[yc], self.col_taps[xc]
-            unit = (rows[:, :, None] * out_cols + cols[:, None, :]) * channels
-            valid = (rows >= 0)[:, :, None] & (cols >= 0)[:, None, :]
-            kept_from[cut] = np.where(valid, np.minimum(np.maximum(sc - unit, 0), channels), 0).sum(axis=(1, 2))
-            kept_to[cut] = np.where(valid, np.minimum(np.maximum(ec - unit, 0), channels), 0).sum(axis=(1, 2))
-            inside = valid & (unit + channels > sc) & (unit < ec)
-            first[cut] = np.where(inside, np.maximum(unit, sc), np.iinfo(np.int64).max).min(axis=(1, 2))
-            last[cut] = np.where(inside, np.minimum(unit + channels, ec) - 1, -1).max(axis=(1, 2))
+            sc, ec = s[cut][:, None, None], e[cut][:, None, None]
+            unit = self.row_unit[y[cut]][:, :, None] + self.col_unit[x[cut]][:, None, :]  # >= _FAR: no tap
+            kept_from[cut] = np.minimum(np.maximum(sc - unit, 0), channels).sum(axis=(1, 2))
+            kept_to[cut] = np.minimum(np.maximum(ec - unit, 0), channels).sum(axis=(1, 2))
+            first[cut] = np.where(unit + channels > sc, np.maximum(unit, sc), _FAR).min(axis=(1, 2))
+            last[cut] = np.where(unit < ec, np.minimum(unit + channels, ec) - 1, -1).max(axis=(1, 2))
         keep = kept_to > kept_from
         block, y, x = block[keep], y[keep], x[keep]
         return dict(block=block, pixel=y * self.in_cols + x, units=units[keep], row_class=self.row_class[y],

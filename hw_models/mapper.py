@@ -176,6 +176,8 @@ def _usage(costs: BlockCosts, out_axons: np.ndarray, chip: "Chip") -> list[tuple
 
 #: Block counts tried one by one above the fewest when that count is small.
 _SCAN = 8
+#: Bisection stops within 1/_TOLERANCE of the fewest blocks (exact below 2 x _TOLERANCE blocks).
+_TOLERANCE = 128
 
 
 def fewest_blocks(neurons: int, top: int, overshoot: Callable[[int], float], hint: int | None = None) -> int:
@@ -186,8 +188,9 @@ def fewest_blocks(neurons: int, top: int, overshoot: Callable[[int], float], hin
     split (<= 1 fits). Starts at the fewest blocks the neuron limit allows; small
     counts are tried one by one (a block's cuts make fitting not quite monotone);
     beyond, ``k`` jumps by the overshoot (per-block usage shrinks about in proportion
-    to the block) or to the ``hint`` chunk known to fit, then bisects: O(log k)
-    evaluations.
+    to the block) or to the ``hint`` chunk known to fit, then closes in on the fewest
+    count by the same ratio from either side (bisecting when a guess falls outside)
+    to within ``k / 128`` (exact below 256 blocks): O(log k) evaluations.
     """
     if neurons <= 0:
         return 1
@@ -212,12 +215,16 @@ def fewest_blocks(neurons: int, top: int, overshoot: Callable[[int], float], hin
             return 1
         else:
             low = k
-    while high - low > 1:  # chunk(low) breaks a limit, chunk(high) fits
-        middle = (low + high) // 2
-        if overshoot(chunk(middle)) <= 1:
-            high = middle
+    last = high
+    while high - low > max(1, high // _TOLERANCE):  # chunk(low) breaks a limit, chunk(high) fits
+        guess = math.ceil(last * overshoot(chunk(last)))  # where the last split says the limit is
+        if not low < guess < high:
+            guess = (low + high) // 2
+        if overshoot(chunk(guess)) <= 1:
+            high = guess
         else:
-            low = middle
+            low = guess
+        last = guess if last != guess else (low + high) // 2
     return chunk(high)
 
 
