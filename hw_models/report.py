@@ -279,36 +279,51 @@ def _traffic(network: Network, allocation: Allocation, rates: dict[int, np.ndarr
 # Every fix is computed by bisection over trials that re-cost only the layers the fix
 # changes (``remap_cores``), never by re-mapping the whole network per trial.
 
+def _depthwise(layer: Any) -> bool:
+    """A conv that keeps channels apart (one input channel per output channel, e.g. a
+    pool written to netx): it follows its producer's channel count."""
+    return isinstance(layer, ConvLayer) and layer.groups > 1 and layer.weight.shape[:2] == (layer.groups, 1)
+
+
 def _consumer(network: Network, index: int) -> int | None:
-    """The next layer with synapses after ``index`` (pools, flatten skipped), if any."""
+    """The next layer with synapses after ``index`` that mixes channels (pools, flatten
+    and depthwise convs skipped), if any."""
     for later in range(index + 1, len(network.layers)):
         layer = network.layers[later]
-        if isinstance(layer, (DenseLayer, ConvLayer)):
+        if isinstance(layer, (DenseLayer, ConvLayer)) and not _depthwise(layer):
             return later
     return None
 
 
+def _cut(layer: Any, rows: slice, columns: slice = slice(None), **changes: Any) -> Any:
+    """``layer`` with its weight (and mask, bias, delay) cut to ``[rows, columns]``."""
+    def part(values: np.ndarray | None, cut: tuple) -> np.ndarray | None:
+        return None if values is None or values.ndim < len(cut) else values[cut]
+
+    return replace(layer, weight=layer.weight[rows, columns], mask=part(layer.mask, (rows, columns)),
+                   bias=part(layer.bias, (rows,)) if columns == slice(None) else layer.bias,
+                   delay=part(layer.delay, (rows, columns)), **changes)
+
+
 def keep_channels(network: Network, index: int, keep: int) -> Network:
     """``network`` with layer ``index`` cut to its first ``keep`` output channels (neurons),
-    and its consumer's inputs cut to match (pools and flatten follow the shapes)."""
-    layer = network.layers[index]
+    depthwise convs after it cut alike, and its consumer's inputs cut to match (pools
+    and flatten follow the shapes)."""
     layers = list(network.layers)
-    layers[index] = replace(layer, weight=layer.weight[:keep], mask=None if layer.mask is None else layer.mask[:keep],
-                            bias=None if layer.bias is None else layer.bias[:keep],
-                            delay=None if layer.delay is None or layer.delay.ndim == 0 else layer.delay[:keep])
+    layers[index] = _cut(layers[index], slice(0, keep))
     consumer = _consumer(network, index)
+    stop = consumer if consumer is not None else len(layers)
+    for between in range(index + 1, stop):
+        if _depthwise(layers[between]):
+            layers[between] = _cut(layers[between], slice(0, keep), groups=keep)
     if consumer is not None:
         after = network.layers[consumer]
-        before_shape = network.shapes[consumer - 1]
         if isinstance(after, DenseLayer) and len(network.shapes[index]) == 3:
-            per_channel = int(np.prod(before_shape)) // network.shapes[index][0]
+            per_channel = int(np.prod(network.shapes[consumer - 1])) // network.shapes[index][0]
             columns = slice(0, keep * per_channel)
         else:
             columns = slice(0, keep)
-        cut = (slice(None), columns)
-        layers[consumer] = replace(
-            after, weight=after.weight[cut], mask=None if after.mask is None else after.mask[cut],
-            delay=None if after.delay is None or after.delay.ndim < 2 else after.delay[cut])
+        layers[consumer] = _cut(after, slice(None), columns)
     return network.with_layers(layers)
 
 
