@@ -181,6 +181,7 @@ class BlockCosts:
 
 _INFEASIBLE = np.iinfo(np.int64).max // 4
 _FAR = 1 << 40  # a compartment index beyond any layer: marks a tap that lands nowhere
+_BATCH = 1 << 18  # conv (block, pixel) candidates handled at once
 
 
 def chip_order(shape: Shape) -> np.ndarray | None:
@@ -375,6 +376,11 @@ class ConvCoster(Coster):
         # first compartment of the tap pair (y via row tap, x via col tap) = row part + col part
         self.row_unit = np.where(valid_r, self.row_taps * self.out_cols * channels_out, _FAR)
         self.col_unit = np.where(valid_c, self.col_taps * channels_out, _FAR)
+        # without dilation a pixel's output columns are consecutive: one run per window row
+        self.col_run = None
+        if dilation[1] == 1:
+            self.col_run = (np.where(valid_c.any(axis=1), leftmost * channels_out, _FAR),
+                            valid_c.sum(axis=1) * channels_out)
         nonzero = layer.effective_weight != 0  # (out, in / groups, kH, kW)
         per_out, per_in = layer.out_channels // layer.groups, self.in_channels // layer.groups
         taps = np.zeros((self.in_channels, kernel_rows, kernel_cols))
@@ -392,7 +398,9 @@ class ConvCoster(Coster):
         Candidates are the input rows (and, for blocks inside one output row, the input
         columns) that can reach the block's output rows. A pixel whose whole window
         of targets lies in the block is settled in O(1) from its first and last
-        target; only pixels cut by a block edge are resolved tap by tap.
+        target; a pixel cut by a block edge is resolved row by row of its window (a
+        contiguous run of compartments per row without dilation, else tap by tap).
+        Blocks are taken in batches of about ``_BATCH`` candidates (memory stays small).
         """
         channels, out_cols = self.out_channels, self.out_cols
         (row_stride, row_pad, row_span), (col_stride, col_pad, col_span) = self.reach_rows, self.reach_cols
@@ -407,8 +415,20 @@ class ConvCoster(Coster):
         right = np.clip(last_col * col_stride - col_pad + col_span, -1, self.in_cols - 1)
         width = np.maximum(right - left + 1, 0)
         per_block = np.maximum(high - low + 1, 0) * width
-        block = np.repeat(np.arange(len(starts)), per_block)
-        local = np.arange(int(per_block.sum())) - np.repeat(np.cumsum(per_block) - per_block, per_block)
+        ends = np.cumsum(per_block)
+        edges = np.searchsorted(ends, np.arange(_BATCH, int(ends[-1]) + _BATCH, _BATCH), side="right") + 1
+        bounds = np.unique(np.concatenate(([0], np.minimum(edges, len(starts)))))
+        parts = [self._batch(np.arange(a, b), starts, stops, low, left, width, per_block)
+                 for a, b in zip(bounds[:-1], bounds[1:])]
+        return {key: np.concatenate([part[key] for part in parts]) for key in parts[0]}
+
+    def _batch(self, blocks: np.ndarray, starts: np.ndarray, stops: np.ndarray, low: np.ndarray,
+               left: np.ndarray, width: np.ndarray, per_block: np.ndarray) -> dict[str, np.ndarray]:
+        """The reaching pairs of ``blocks`` (see :meth:`_pairs`)."""
+        channels = self.out_channels
+        counts = per_block[blocks]
+        block = np.repeat(blocks, counts)
+        local = np.arange(int(counts.sum())) - np.repeat(np.cumsum(counts) - counts, counts)
         block_width = width[block]
         y = low[block] + local // block_width
         x = left[block] + local % block_width
@@ -421,12 +441,19 @@ class ConvCoster(Coster):
         kept_from = np.zeros(len(block), dtype=np.int64)
         kept_to = np.where(interior, units * channels, 0)
         if cut.any():
-            sc, ec = s[cut][:, None, None], e[cut][:, None, None]
-            unit = self.row_unit[y[cut]][:, :, None] + self.col_unit[x[cut]][:, None, :]  # >= _FAR: no tap
-            kept_from[cut] = np.minimum(np.maximum(sc - unit, 0), channels).sum(axis=(1, 2))
-            kept_to[cut] = np.minimum(np.maximum(ec - unit, 0), channels).sum(axis=(1, 2))
-            first[cut] = np.where(unit + channels > sc, np.maximum(unit, sc), _FAR).min(axis=(1, 2))
-            last[cut] = np.where(unit < ec, np.minimum(unit + channels, ec) - 1, -1).max(axis=(1, 2))
+            if self.col_run is not None:  # per window row: one run of compartments
+                sc, ec = s[cut][:, None], e[cut][:, None]
+                lo = self.row_unit[y[cut]] + self.col_run[0][x[cut]][:, None]        # (P, kH)
+                length = self.col_run[1][x[cut]][:, None]
+                axes: tuple[int, ...] = (1,)
+            else:
+                sc, ec = s[cut][:, None, None], e[cut][:, None, None]
+                lo = self.row_unit[y[cut]][:, :, None] + self.col_unit[x[cut]][:, None, :]  # (P, kH, kW)
+                length, axes = channels, (1, 2)
+            kept_from[cut] = np.minimum(np.maximum(sc - lo, 0), length).sum(axis=axes)
+            kept_to[cut] = np.minimum(np.maximum(ec - lo, 0), length).sum(axis=axes)
+            first[cut] = np.where(lo + length > sc, np.maximum(lo, sc), _FAR).min(axis=axes)
+            last[cut] = np.where(lo < ec, np.minimum(lo + length, ec) - 1, -1).max(axis=axes)
         keep = kept_to > kept_from
         block, y, x = block[keep], y[keep], x[keep]
         return dict(block=block, pixel=y * self.in_cols + x, units=units[keep], row_class=self.row_class[y],

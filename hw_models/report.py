@@ -394,6 +394,10 @@ def _quantize_fix(network: Network, chip: Chip, allocation: Allocation, target_c
     for layers, label in (([biggest], f"layer {biggest.index}"), (synaptic, "every layer")):
         current = max(layer.weight_bits for layer in layers)
         indices = [layer.index for layer in layers]
+        floor = allocation.cores - sum(layer.cores - math.ceil(layer.neurons / chip.max_neurons_per_core)
+                                       for layer in layers)
+        if floor > target_cores:  # even at one bit these layers keep their neuron-bound cores
+            continue
 
         def ok(bits: int) -> bool:
             cores, changed = remap_cores(network, chip, allocation, indices, {i: bits for i in indices})
