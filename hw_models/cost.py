@@ -2,30 +2,31 @@
 
 A *coster* describes one layer that holds compartments on the chip (the input layer
 when it has neurons, and every dense, conv or pool layer) and evaluates a split of the
-layer's neurons into core blocks of contiguous neuron indices (torch ``C, H, W``
-order). For each block it returns
+layer's neurons into core blocks of contiguous neurons in on-chip order (image layers
+``H, W, C``: a pixel's channels together, see :func:`chip_order`). For each block it
+returns
 
-- ``in_axons``: presynaptic neurons with at least one non-zero synapse into the block
-  (one input axon each on that core);
-- ``synapses``: real synapses into the block (conv: kernel taps that land inside the
-  input, after stride, padding, dilation and groups; zeros never count);
-- synapse memory in bits for two encodings (nengo-loihi's
-  ``SynapseConfig.bits_per_axon``): *dense*, each used axon stores one entry per
-  compartment of the block; *sparse* (pruned), each axon stores its non-zero synapses
-  with an index. Per axon, entries are packed in groups of ``synapses_per_group``, each
-  group costing ``n * bits_per_synapse + group_header_bits`` rounded up to whole words:
+- ``in_axons``: input axons into the block: one per presynaptic neuron with a non-zero
+  synapse into it (dense, grouped conv, pool), one per input pixel with a target in it
+  (shared-weight conv: population axons, the channel carried in the spike);
+- ``synapses``: real (non-zero) synapses into the block;
+- synapse memory in bits, with nengo-loihi's ``SynapseConfig.bits_per_axon``: entries
+  are packed in groups of ``synapses_per_group``, each group costing
+  ``n * bits_per_synapse + group_header_bits`` rounded up to whole words:
 
   .. math:: bits(n) = \\sum_{groups} \\lceil (n_g b + h) / w \\rceil \\, w
 
-  with :math:`b` = weight + delay + tag bits (+ index bits when sparse).
+  with :math:`b` = weight + delay + tag bits (+ index bits where stored). Dense layers:
+  *dense* encoding (each axon one entry per compartment of the block) or *sparse*
+  (each axon its non-zero weights, nengo-loihi's sparse-matrix format), the cheaper.
+  Shared-weight convs: one weight list (``C_in x targets`` entries with index bits)
+  per distinct pattern in the block, as nengo-loihi's ``conv2d_loihi_weights`` and
+  ``set_new_synapse_weights`` build them (checked against nengo-loihi's own builder in
+  ``tests/hw_models/test_nengo_reference.py``).
 
-Conv fan-in and fan-out are counted exactly and vectorised: for a block of output
-channels and rows, the number of synapses from input ``(c, y, x)`` is
-``V_y^T K_c V_x`` where ``K_c[ky, kx]`` counts the block's non-zero kernel taps on
-input channel ``c`` and ``V_y[ky, y]`` (``V_x[kx, x]``) is 1 when input row ``y``
-meets an output row of the block through tap ``ky``. Conv weights are costed
-expanded (one stored synapse per connection), an upper bound: Loihi's shared-weight
-(population) conv encoding can store less and is not modelled.
+The input axons are also listed as (block, presynaptic unit) pairs, from which the
+mapper counts the producer's output axons and the report the spike messages and mesh
+hops. Every count is vectorised and linear in the number of input axons.
 """
 
 from __future__ import annotations

@@ -244,10 +244,9 @@ def _producer_fanout(network: Network, producer: int, costs: BlockCosts) -> tupl
     """(output-axon slots per unit or per compartment, unit size, per-unit?) a producer owes."""
     size = int(np.prod(network.shapes[producer]))
     units = _unit_positions(network, producer, costs)
-    if costs.population:
-        counts = np.bincount(units, weights=costs.pair_axons, minlength=size // costs.unit_size)
-        return counts, costs.unit_size, True
     counts = np.bincount(units, weights=costs.pair_axons, minlength=size // costs.unit_size)
+    if costs.population:
+        return counts, costs.unit_size, True
     if costs.unit_size > 1:  # discrete axons counted per pixel: spread over its channels
         counts = np.repeat(counts / costs.unit_size, costs.unit_size)
     return counts, 1, False
