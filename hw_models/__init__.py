@@ -11,7 +11,7 @@ from hw_models.chip import Chip, load_chip, preset_names
 from hw_models.constraints import Constraints, ResourceUse, resource_use
 from hw_models.energy import EnergyBreakdown, EnergyCoefficients, EnergyCounts, energy
 from hw_models.mapper import Allocation, CoreBlock, LayerAllocation, map_network
-from hw_models.report import DEFAULT_RATE, DEFAULT_TIME_STEPS, FitReport, LayerReport, Totals, Violation, fit
+from hw_models.report import DEFAULT_CHIP, DEFAULT_RATE, DEFAULT_TIME_STEPS, FitReport, LayerReport, Totals, Violation, fit
 
 __all__ = [
     "Allocation",
@@ -20,6 +20,7 @@ __all__ = [
     "CoreBlock",
     "DEFAULT_RATE",
     "DEFAULT_TIME_STEPS",
+    "DEFAULT_CHIP",
     "EnergyBreakdown",
     "EnergyCoefficients",
     "EnergyCounts",

@@ -56,6 +56,12 @@ class Chip:
     max_chips: int
     max_cores: int | None = None
     max_synops_per_step: float | None = None
+    max_compartment_cfgs_per_core: int = 32
+    max_threshold_cfgs_per_core: int = 16
+    max_synapse_cfgs_per_core: int = 16
+    compartment_base_limit: int = 256
+    population_axon_slots: int = 2
+    sparse_index_bits: bool = False
 
     @property
     def max_weight_bits(self) -> int:
@@ -108,6 +114,10 @@ def _bit_list(value: Any) -> bool:
             and value == sorted(set(value)))
 
 
+def _flag(value: Any) -> bool:
+    return isinstance(value, bool)
+
+
 def _text(value: Any) -> bool:
     return isinstance(value, str) and bool(value.strip())
 
@@ -119,6 +129,7 @@ _RULES: dict[Callable[[Any], bool], str] = {
     _positive_number: "a number > 0",
     _bit_list: "a sorted list of distinct bit widths in 0..32",
     _text: "a non-empty string",
+    _flag: "true or false",
 }
 
 # table -> key -> (check, Chip field or None, required)
@@ -137,6 +148,10 @@ _SCHEMA: dict[str, dict[str, tuple[Callable[[Any], bool], str, bool]]] = {
         "max_in_axons": (_positive_int, "max_in_axons_per_core", True),
         "max_out_axons": (_positive_int, "max_out_axons_per_core", True),
         "max_synapse_bits": (_positive_int, "max_synapse_bits_per_core", True),
+        "max_compartment_cfgs": (_positive_int, "max_compartment_cfgs_per_core", False),
+        "max_threshold_cfgs": (_positive_int, "max_threshold_cfgs_per_core", False),
+        "max_synapse_cfgs": (_positive_int, "max_synapse_cfgs_per_core", False),
+        "compartment_base_limit": (_positive_int, "compartment_base_limit", False),
     },
     "synapse": {
         "weight_bits": (_bit_list, "weight_bits", True),
@@ -146,6 +161,8 @@ _SCHEMA: dict[str, dict[str, tuple[Callable[[Any], bool], str, bool]]] = {
         "word_bits": (_positive_int, "synapse_word_bits", True),
         "synapses_per_group": (_positive_int, "synapses_per_group", True),
         "group_header_bits": (_nonnegative_int, "synapse_group_header_bits", True),
+        "population_axon_slots": (_positive_int, "population_axon_slots", False),
+        "sparse_index_bits": (_flag, "sparse_index_bits", False),
     },
     "energy": {
         "synop_j": (_nonnegative_number, "synop_j", True),

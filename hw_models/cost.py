@@ -2,36 +2,38 @@
 
 A *coster* describes one layer that holds compartments on the chip (the input layer
 when it has neurons, and every dense, conv or pool layer) and evaluates a split of the
-layer's neurons into core blocks of contiguous neuron indices (torch ``C, H, W``
-order). For each block it returns
+layer's neurons into core blocks of contiguous neurons in on-chip order (image layers
+``H, W, C``: a pixel's channels together, see :func:`chip_order`). For each block it
+returns
 
-- ``in_axons``: presynaptic neurons with at least one non-zero synapse into the block
-  (one input axon each on that core);
-- ``synapses``: real synapses into the block (conv: kernel taps that land inside the
-  input, after stride, padding, dilation and groups; zeros never count);
-- synapse memory in bits for two encodings (nengo-loihi's
-  ``SynapseConfig.bits_per_axon``): *dense*, each used axon stores one entry per
-  compartment of the block; *sparse* (pruned), each axon stores its non-zero synapses
-  with an index. Per axon, entries are packed in groups of ``synapses_per_group``, each
-  group costing ``n * bits_per_synapse + group_header_bits`` rounded up to whole words:
+- ``in_axons``: input axons into the block: one per presynaptic neuron with a non-zero
+  synapse into it (dense, grouped conv, pool), one per input pixel with a target in it
+  (shared-weight conv: population axons, the channel carried in the spike);
+- ``synapses``: real (non-zero) synapses into the block;
+- synapse memory in bits, with nengo-loihi's ``SynapseConfig.bits_per_axon``: entries
+  are packed in groups of ``synapses_per_group``, each group costing
+  ``n * bits_per_synapse + group_header_bits`` rounded up to whole words:
 
   .. math:: bits(n) = \\sum_{groups} \\lceil (n_g b + h) / w \\rceil \\, w
 
-  with :math:`b` = weight + delay + tag bits (+ index bits when sparse).
+  with :math:`b` = weight + delay + tag bits (+ index bits where stored). Dense layers:
+  *dense* encoding (each axon one entry per compartment of the block) or *sparse*
+  (each axon its non-zero weights, nengo-loihi's sparse-matrix format), the cheaper.
+  Shared-weight convs: one weight list (``C_in x targets`` entries with index bits)
+  per distinct pattern in the block, as nengo-loihi's ``conv2d_loihi_weights`` and
+  ``set_new_synapse_weights`` build them (checked against nengo-loihi's own builder in
+  ``tests/hw_models/test_nengo_reference.py``).
 
-Conv fan-in and fan-out are counted exactly and vectorised: for a block of output
-channels and rows, the number of synapses from input ``(c, y, x)`` is
-``V_y^T K_c V_x`` where ``K_c[ky, kx]`` counts the block's non-zero kernel taps on
-input channel ``c`` and ``V_y[ky, y]`` (``V_x[kx, x]``) is 1 when input row ``y``
-meets an output row of the block through tap ``ky``. Conv weights are costed
-expanded (one stored synapse per connection), an upper bound: Loihi's shared-weight
-(population) conv encoding can store less and is not modelled.
+The input axons are also listed as (block, presynaptic unit) pairs, from which the
+mapper counts the producer's output axons and the report the spike messages and mesh
+hops. Every count is vectorised and linear in the number of input axons.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Callable
+import weakref
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
 
@@ -50,6 +52,7 @@ __all__ = [
     "synapse_memory_bits",
     "make_coster",
     "COSTERS",
+    "chip_order",
 ]
 
 Shape = tuple[int, ...]
@@ -122,7 +125,10 @@ class SynapseFormat:
         return self.weight_bits + self.delay_bits + self.tag_bits
 
     def sparse_bits(self, block_neurons: int, chip: "Chip") -> int | None:
-        """Bits per synapse, sparse encoding: index bits address a block compartment."""
+        """Bits per synapse, sparse encoding: index bits address a block compartment when
+        the chip stores them (``sparse_index_bits``), none in nengo-loihi's format."""
+        if not chip.sparse_index_bits:
+            return self.dense_bits
         needed = int(np.ceil(np.log2(block_neurons))) if block_neurons > 1 else 0
         index = snap_bits(needed, chip.index_bits)
         return None if index is None else self.dense_bits + index
@@ -133,9 +139,15 @@ class SynapseFormat:
 class BlockCosts:
     """Costs of one split of a layer into core blocks (arrays have one entry per block).
 
-    ``reach[b, j]`` is True when presynaptic neuron ``j`` has a synapse into block
-    ``b``; ``fanout_synapses[j]`` counts presynaptic neuron ``j``'s non-zero outgoing
-    synapses in this layer. Both are ``None`` for layers without synapses.
+    Input axons are listed as pairs: ``pair_blocks[i]`` is the block an axon enters and
+    ``pair_units[i]`` the presynaptic *unit* it carries: a producer neuron (discrete
+    axons, ``unit_size`` 1) or a producer pixel of ``unit_size`` channels (population
+    axons of a shared-weight conv: one axon per pixel, the channel carried in the
+    spike). Units are numbered in the producer's on-chip order (see
+    :func:`chip_order`). ``pair_axons[i]`` is the number of output-axon slots that input
+    costs the producer, ``pair_share[i]`` the fraction of the unit's spikes it carries.
+    ``fanout_synapses[j]`` counts producer neuron ``j``'s (torch order) non-zero
+    outgoing synapses in this layer. Pair arrays are ``None`` for layers without synapses.
     """
 
     starts: np.ndarray
@@ -144,8 +156,13 @@ class BlockCosts:
     synapses: np.ndarray
     dense_bits: np.ndarray
     sparse_bits: np.ndarray
-    reach: np.ndarray | None
-    fanout_synapses: np.ndarray | None
+    pair_blocks: np.ndarray | None = None
+    pair_units: np.ndarray | None = None
+    pair_axons: np.ndarray | None = None
+    pair_share: np.ndarray | None = None
+    fanout_synapses: np.ndarray | None = None
+    unit_size: int = 1
+    population: bool = False
 
     @property
     def neurons(self) -> np.ndarray:
@@ -158,20 +175,35 @@ class BlockCosts:
 
     @property
     def encodings(self) -> list[str]:
+        if self.population:
+            return ["population"] * len(self.starts)
         return ["sparse" if s < d else "dense" for s, d in zip(self.sparse_bits, self.dense_bits)]
 
 
-def _block_memory(counts: np.ndarray, in_axons: np.ndarray, neurons: np.ndarray,
-                  fmt: SynapseFormat, chip: "Chip") -> tuple[np.ndarray, np.ndarray]:
-    """Dense and sparse memory (bits) per block from counts (blocks x presynaptic)."""
-    dense = in_axons * synapse_memory_bits(neurons, fmt.dense_bits, chip)
-    sparse_per_synapse = fmt.sparse_bits(int(neurons.max()), chip)
-    if sparse_per_synapse is None:
-        sparse = np.full(len(neurons), np.iinfo(np.int64).max // 4, dtype=np.int64)
-    else:
-        table = synapse_memory_bits(np.arange(int(counts.max(initial=0)) + 1), sparse_per_synapse, chip)
-        sparse = table[counts].sum(axis=1)
-    return dense.astype(np.int64), sparse.astype(np.int64)
+_INFEASIBLE = np.iinfo(np.int64).max // 4
+_FAR = 1 << 40  # a compartment index beyond any layer: marks a tap that lands nowhere
+_BATCH = 1 << 18  # conv (block, pixel) candidates handled at once
+
+
+def chip_order(shape: Shape) -> np.ndarray | None:
+    """On-chip order of a layer's neurons: ``chip[k] = torch[order[k]]``.
+
+    Image layers ``(C, H, W)`` sit pixel by pixel with the channels of a pixel
+    contiguous (``H, W, C``), so a core block packs whole pixels across channel
+    boundaries and a conv's population axon (one per input pixel) reaches contiguous
+    compartments; ``None`` for 1-D layers (the order is the index order).
+    """
+    if len(shape) != 3:
+        return None
+    channels, height, width = shape
+    return np.arange(channels * height * width).reshape(channels, height, width).transpose(1, 2, 0).ravel()
+
+
+def _snap_index_bits(needed: np.ndarray, chip: "Chip") -> np.ndarray:
+    """Index widths of the chip holding ``needed`` bits (-1 where none does)."""
+    allowed = np.asarray(chip.index_bits)
+    position = np.searchsorted(allowed, needed)
+    return np.where(position < len(allowed), allowed[np.minimum(position, len(allowed) - 1)], -1)
 
 
 class Coster:
@@ -181,11 +213,6 @@ class Coster:
         self.neurons = neurons
         self.fmt = fmt
         self.chip = chip
-
-    def candidates(self) -> list[int]:
-        """Chunk sizes to try, ascending (a chunk is neurons per block by default)."""
-        top = min(self.neurons, self.chip.max_neurons_per_core)
-        return list(range(1, top + 1))
 
     def ranges(self, chunk: int) -> tuple[np.ndarray, np.ndarray]:
         starts = np.arange(0, self.neurons, chunk, dtype=np.int64)
@@ -198,6 +225,10 @@ class Coster:
         """A chunk known to fit the memory and axon limits (fast path), if cheap to tell."""
         return None
 
+    def with_pairs(self, costs: BlockCosts) -> BlockCosts:
+        """``costs`` with its input-axon pairs filled in (when listed lazily)."""
+        return costs
+
 
 class InputCoster(Coster):
     """Input layer with neurons: compartments only (its input comes from the host)."""
@@ -205,117 +236,281 @@ class InputCoster(Coster):
     def evaluate(self, chunk: int) -> BlockCosts:
         starts, stops = self.ranges(chunk)
         zeros = np.zeros(len(starts), dtype=np.int64)
-        return BlockCosts(starts, stops, zeros, zeros, zeros, zeros, None, None)
+        return BlockCosts(starts, stops, zeros, zeros, zeros, zeros)
+
+
+_DERIVED: "weakref.WeakKeyDictionary[Layer, dict]" = weakref.WeakKeyDictionary()
+
+
+def _cached(layer: Layer, key: str, compute: Callable[[], Any]) -> Any:
+    """``compute()`` once per layer object (layers are immutable; fixes re-cost them often)."""
+    store = _DERIVED.setdefault(layer, {})
+    if key not in store:
+        store[key] = compute()
+    return store[key]
+
+
+def _minority(weight: np.ndarray) -> tuple[np.ndarray, np.ndarray, bool]:
+    """(rows, columns, are-zeros) of the rarer kind of entry: zeros of a mostly dense
+    matrix, non-zeros of a sparse one (so a block's counts cost O(rarer entries))."""
+    nonzero = weight != 0
+    count_zeros = 2 * int(np.count_nonzero(nonzero)) >= nonzero.size
+    rows, cols = np.nonzero(~nonzero if count_zeros else nonzero)
+    return rows.astype(np.int64), cols.astype(np.int64), count_zeros
 
 
 class DenseCoster(Coster):
-    """Dense layer ``(out, in)``: a block is a range of output neurons."""
+    """Dense layer ``(out, in)``: discrete axons, a block is a range of output neurons.
+
+    Dense encoding: each used axon stores one entry per compartment of the block;
+    sparse: each axon stores its non-zero synapses (nengo-loihi's format for sparse
+    matrices: no index bits unless the chip file says ``sparse_index_bits = true``).
+    """
 
     def __init__(self, layer: DenseLayer, fmt: SynapseFormat, chip: "Chip") -> None:
         super().__init__(layer.out_channels, fmt, chip)
-        self.nonzero = (layer.effective_weight != 0).astype(np.float32)
-        self.fanout = self.nonzero.sum(axis=0).astype(np.int64)
+        rows, cols, self.count_zeros = _cached(layer, "minority", lambda: _minority(layer.effective_weight))
+        self.rows, self.cols, self.inputs = rows, cols, layer.effective_weight.shape[1]
+        per_column = np.bincount(cols, minlength=self.inputs)
+        self.fanout = (self.neurons - per_column if self.count_zeros else per_column).astype(np.int64)
         self.used_inputs = int(np.count_nonzero(self.fanout))
+        self._counts: tuple[int, np.ndarray | None] = (0, None)
 
     def evaluate(self, chunk: int) -> BlockCosts:
         starts, stops = self.ranges(chunk)
-        rows = np.arange(self.neurons)
-        membership = ((rows >= starts[:, None]) & (rows < stops[:, None])).astype(np.float32)
-        counts = np.rint(membership @ self.nonzero).astype(np.int64)  # (blocks, in)
-        reach = counts > 0
-        in_axons = reach.sum(axis=1)
-        dense, sparse = _block_memory(counts, in_axons, stops - starts, self.fmt, self.chip)
-        return BlockCosts(starts, stops, in_axons, counts.sum(axis=1), dense, sparse, reach, self.fanout)
+        hits = np.bincount((self.rows // chunk) * self.inputs + self.cols,
+                           minlength=len(starts) * self.inputs).reshape(len(starts), self.inputs)
+        counts = (stops - starts)[:, None] - hits if self.count_zeros else hits  # (blocks, in) synapses
+        in_axons = np.count_nonzero(counts, axis=1)
+        neurons = stops - starts
+        dense = in_axons * synapse_memory_bits(neurons, self.fmt.dense_bits, self.chip)
+        per_synapse = self.fmt.sparse_bits(int(neurons.max()), self.chip)
+        if per_synapse is None:
+            sparse = np.full(len(starts), _INFEASIBLE, dtype=np.int64)
+        elif self.count_zeros and not len(self.rows):  # no zeros: sparse costs what dense does
+            sparse = dense
+        else:
+            table = synapse_memory_bits(np.arange(int(counts.max(initial=0)) + 1), per_synapse, self.chip)
+            sparse = table[counts].sum(axis=1)
+        costs = BlockCosts(starts, stops, in_axons.astype(np.int64), counts.sum(axis=1).astype(np.int64),
+                           dense.astype(np.int64), sparse.astype(np.int64), fanout_synapses=self.fanout)
+        self._counts = (chunk, counts)
+        return costs
+
+    def with_pairs(self, costs: BlockCosts) -> BlockCosts:
+        """``costs`` with its input-axon pairs (listed only for the chosen split)."""
+        chunk = int(costs.stops[0] - costs.starts[0])
+        if self._counts[0] != chunk:
+            self.evaluate(chunk)
+        counts = self._counts[1]
+        pair_blocks, pair_units = np.nonzero(counts)
+        ones = np.ones(len(pair_blocks), dtype=np.int64)
+        return replace(costs, pair_blocks=pair_blocks, pair_units=pair_units.astype(np.int64), pair_axons=ones,
+                       pair_share=ones.astype(np.float64))
 
     def ideal_chunk(self) -> int | None:
         """Largest chunk whose dense encoding fits even if every block used every input."""
         chip = self.chip
         if self.used_inputs > chip.max_in_axons_per_core:
             return None
-        chunks = np.array(self.candidates())
+        chunks = np.arange(1, min(self.neurons, chip.max_neurons_per_core) + 1)
         bits = self.used_inputs * synapse_memory_bits(chunks, self.fmt.dense_bits, chip)
         fitting = chunks[bits <= chip.max_synapse_bits_per_core]
         return int(fitting.max()) if fitting.size else None
 
 
+def _taps_out(size: int, kernel: int, stride: int, padding: int, dilation: int, out_size: int) -> np.ndarray:
+    """``(size, kernel)``: output position input position ``y`` meets through tap ``t`` (-1: none)."""
+    positions = np.arange(size)[:, None] + padding - dilation * np.arange(kernel)[None, :]
+    out = positions // stride
+    return np.where((positions % stride == 0) & (out >= 0) & (out < out_size), out, -1)
+
+
+def _classes(taps: np.ndarray) -> np.ndarray:
+    """Class id per input position (the bit mask of its valid taps): positions with the
+    same valid taps share an id."""
+    return ((taps >= 0) << np.arange(taps.shape[1], dtype=np.int64)).sum(axis=1)
+
+
 class ConvCoster(Coster):
-    """Conv layer (torch semantics). A chunk is output rows per block: below the map
-    height a block is a slab of rows of one channel, above it whole channels
-    (``chunk = k * H_out`` for ``k`` channels)."""
+    """Conv layer (torch semantics) with shared weights, as nengo-loihi builds it.
+
+    Compartments sit in ``H, W, C`` order (:func:`chip_order`); a block is any
+    contiguous range of them. Every input pixel that reaches a block has one
+    *population* axon into it (the input channel travels in the spike as the atom);
+    the weights are stored once per pattern: input pixels whose targets in the block
+    have the same kernel taps, the same cut at the block's edges and the same
+    256-compartment page (the compartment base of an axon is below
+    ``compartment_base_limit``) share one list of ``C_in x targets`` weights with
+    index bits (nengo-loihi ``conv2d_loihi_weights`` and ``set_new_synapse_weights``).
+    Each population axon takes ``population_axon_slots`` output-axon slots at the
+    producer. Grouped convs and pools (``groups > 1``) cannot share a weight list
+    across channels: they use discrete axons (one per input neuron, its taps stored
+    sparse), counted per pixel (estimate where a block cuts a pixel's channels).
+    """
 
     def __init__(self, layer: ConvLayer, in_shape: Shape, out_shape: Shape, fmt: SynapseFormat,
                  chip: "Chip") -> None:
         super().__init__(int(np.prod(out_shape)), fmt, chip)
         self.out_channels, self.out_rows, self.out_cols = out_shape
-        in_channels, self.in_rows, self.in_cols = in_shape
-        nonzero = (layer.effective_weight != 0).astype(np.float32)
-        per_group_out = layer.out_channels // layer.groups
-        per_group_in = in_channels // layer.groups
-        kernel_rows, kernel_cols = layer.kernel_size
-        full = np.zeros((layer.out_channels, in_channels, kernel_rows, kernel_cols), dtype=np.float32)
+        self.in_channels, self.in_rows, self.in_cols = in_shape
+        self.groups = layer.groups
+        (kernel_rows, kernel_cols), stride, padding, dilation = (
+            layer.kernel_size, layer.stride, layer.padding, layer.dilation)
+        self.row_taps = _taps_out(self.in_rows, kernel_rows, stride[0], padding[0], dilation[0], self.out_rows)
+        self.col_taps = _taps_out(self.in_cols, kernel_cols, stride[1], padding[1], dilation[1], self.out_cols)
+        self.row_class, self.col_class = _classes(self.row_taps), _classes(self.col_taps)
+        self.reach_rows = (stride[0], padding[0], dilation[0] * (kernel_rows - 1))
+        self.reach_cols = (stride[1], padding[1], dilation[1] * (kernel_cols - 1))
+        # per input pixel: first and last target compartment (H, W, C order), taps that land
+        valid_r, valid_c = self.row_taps >= 0, self.col_taps >= 0
+        top = np.where(valid_r.any(axis=1), np.where(valid_r, self.row_taps, self.out_rows).min(axis=1), -1)
+        bottom = np.where(valid_r, self.row_taps, -1).max(axis=1)
+        leftmost = np.where(valid_c.any(axis=1), np.where(valid_c, self.col_taps, self.out_cols).min(axis=1), -1)
+        rightmost = np.where(valid_c, self.col_taps, -1).max(axis=1)
+        lands = (top >= 0)[:, None] & (leftmost >= 0)[None, :]
+        channels_out = self.out_channels
+        self.first_target = np.where(lands, (top[:, None] * self.out_cols + leftmost[None, :]) * channels_out, -1)
+        self.last_target = np.where(
+            lands, (bottom[:, None] * self.out_cols + rightmost[None, :]) * channels_out + channels_out - 1, -1)
+        self.units = np.outer(valid_r.sum(axis=1), valid_c.sum(axis=1))
+        # first compartment of the tap pair (y via row tap, x via col tap) = row part + col part
+        self.row_unit = np.where(valid_r, self.row_taps * self.out_cols * channels_out, _FAR)
+        self.col_unit = np.where(valid_c, self.col_taps * channels_out, _FAR)
+        # without dilation a pixel's output columns are consecutive: one run per window row
+        self.col_run = None
+        if dilation[1] == 1:
+            self.col_run = (np.where(valid_c.any(axis=1), leftmost * channels_out, _FAR),
+                            valid_c.sum(axis=1) * channels_out)
+        nonzero = layer.effective_weight != 0  # (out, in / groups, kH, kW)
+        per_out, per_in = layer.out_channels // layer.groups, self.in_channels // layer.groups
+        taps = np.zeros((self.in_channels, kernel_rows, kernel_cols))
         for group in range(layer.groups):
-            outs = slice(group * per_group_out, (group + 1) * per_group_out)
-            ins = slice(group * per_group_in, (group + 1) * per_group_in)
-            full[outs, ins] = nonzero[outs]
-        self.taps = full  # (out, in, kH, kW): 1 where a non-zero weight connects them
-        self.layer = layer
-        self.v_cols = self._valid(self.in_cols, kernel_cols, layer.stride[1], layer.padding[1],
-                                  layer.dilation[1], 0, self.out_cols)
+            taps[group * per_in:(group + 1) * per_in] = nonzero[group * per_out:(group + 1) * per_out].sum(axis=0)
+        valid_rows = (self.row_taps >= 0).astype(np.float64)
+        valid_cols = (self.col_taps >= 0).astype(np.float64)
+        self.fanout = np.rint((valid_rows @ taps) @ valid_cols.T).astype(np.int64).ravel()  # (C, H, W)
+        self.density = float(nonzero.mean()) if nonzero.size else 0.0
+        self.atoms = per_in  # weights per target in a shared list: the input channels of a group
 
-    @staticmethod
-    def _valid(size: int, kernel: int, stride: int, padding: int, dilation: int,
-               first: int, stop: int) -> np.ndarray:
-        """``V[k, y] = 1`` when input position ``y`` meets an output in [first, stop) via tap k."""
-        positions = np.arange(size)[None, :] + padding - dilation * np.arange(kernel)[:, None]
-        out = positions // stride
-        return ((positions % stride == 0) & (out >= first) & (out < stop)).astype(np.float32)
+    def _pairs(self, starts: np.ndarray, stops: np.ndarray) -> dict[str, np.ndarray]:
+        """Every (block, input pixel) pair whose pixel reaches the block, with its targets.
 
-    def candidates(self) -> list[int]:
-        limit = self.chip.max_neurons_per_core
-        rows = [r for r in range(1, self.out_rows) if r * self.out_cols <= limit]
-        per_map = self.out_rows * self.out_cols
-        rows += [k * self.out_rows for k in range(1, self.out_channels + 1) if k * per_map <= limit]
-        return rows or [1]
+        Candidates are the input rows (and, for blocks inside one output row, the input
+        columns) that can reach the block's output rows. A pixel whose whole window
+        of targets lies in the block is settled in O(1) from its first and last
+        target; a pixel cut by a block edge is resolved row by row of its window (a
+        contiguous run of compartments per row without dilation, else tap by tap).
+        Blocks are taken in batches of about ``_BATCH`` candidates (memory stays small).
+        """
+        channels, out_cols = self.out_channels, self.out_cols
+        (row_stride, row_pad, row_span), (col_stride, col_pad, col_span) = self.reach_rows, self.reach_cols
+        first_row = (starts // channels) // out_cols
+        last_row = ((stops - 1) // channels) // out_cols
+        low = np.clip(first_row * row_stride - row_pad, 0, self.in_rows)
+        high = np.clip(last_row * row_stride - row_pad + row_span, -1, self.in_rows - 1)
+        one_row = first_row == last_row
+        first_col = np.where(one_row, (starts // channels) % out_cols, 0)
+        last_col = np.where(one_row, ((stops - 1) // channels) % out_cols, out_cols - 1)
+        left = np.clip(first_col * col_stride - col_pad, 0, self.in_cols)
+        right = np.clip(last_col * col_stride - col_pad + col_span, -1, self.in_cols - 1)
+        width = np.maximum(right - left + 1, 0)
+        per_block = np.maximum(high - low + 1, 0) * width
+        ends = np.cumsum(per_block)
+        edges = np.searchsorted(ends, np.arange(_BATCH, int(ends[-1]) + _BATCH, _BATCH), side="right") + 1
+        bounds = np.unique(np.concatenate(([0], np.minimum(edges, len(starts)))))
+        parts = [self._batch(np.arange(a, b), starts, stops, low, left, width, per_block)
+                 for a, b in zip(bounds[:-1], bounds[1:])]
+        return {key: np.concatenate([part[key] for part in parts]) for key in parts[0]}
 
-    def _blocks(self, chunk: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        """(starts, stops, kernel counts per block, V_y per block or shared)."""
-        per_map = self.out_rows * self.out_cols
-        layer = self.layer
-        if chunk >= self.out_rows:
-            channels = chunk // self.out_rows
-            first = np.arange(0, self.out_channels, channels)
-            taps = np.add.reduceat(self.taps, first, axis=0)
-            v_rows = self._valid(self.in_rows, layer.kernel_size[0], layer.stride[0], layer.padding[0],
-                                 layer.dilation[0], 0, self.out_rows)[None]
-            starts = first * per_map
-            stops = np.minimum(first + channels, self.out_channels) * per_map
-            return starts, stops, taps, v_rows
-        slab_first = np.arange(0, self.out_rows, chunk)
-        slab_stop = np.minimum(slab_first + chunk, self.out_rows)
-        v_slabs = np.stack([
-            self._valid(self.in_rows, layer.kernel_size[0], layer.stride[0], layer.padding[0],
-                        layer.dilation[0], a, b)
-            for a, b in zip(slab_first, slab_stop)
-        ])
-        n_slabs = len(slab_first)
-        taps = np.repeat(self.taps, n_slabs, axis=0)
-        v_rows = np.tile(v_slabs, (self.out_channels, 1, 1))
-        base = np.repeat(np.arange(self.out_channels) * per_map, n_slabs)
-        starts = base + np.tile(slab_first * self.out_cols, self.out_channels)
-        stops = base + np.tile(slab_stop * self.out_cols, self.out_channels)
-        return starts, stops, taps, v_rows
+    def _batch(self, blocks: np.ndarray, starts: np.ndarray, stops: np.ndarray, low: np.ndarray,
+               left: np.ndarray, width: np.ndarray, per_block: np.ndarray) -> dict[str, np.ndarray]:
+        """The reaching pairs of ``blocks`` (see :meth:`_pairs`)."""
+        channels = self.out_channels
+        counts = per_block[blocks]
+        block = np.repeat(blocks, counts)
+        local = np.arange(int(counts.sum())) - np.repeat(np.cumsum(counts) - counts, counts)
+        block_width = width[block]
+        y = low[block] + local // block_width
+        x = left[block] + local % block_width
+        first = self.first_target[y, x]
+        last = self.last_target[y, x]
+        s, e = starts[block], stops[block]
+        interior = (first >= s) & (last < e)
+        cut = ~interior & (first >= 0) & (first < e) & (last >= s)
+        units = self.units[y, x]
+        kept_from = np.zeros(len(block), dtype=np.int64)
+        kept_to = np.where(interior, units * channels, 0)
+        if cut.any():
+            if self.col_run is not None:  # per window row: one run of compartments
+                sc, ec = s[cut][:, None], e[cut][:, None]
+                lo = self.row_unit[y[cut]] + self.col_run[0][x[cut]][:, None]        # (P, kH)
+                length = self.col_run[1][x[cut]][:, None]
+                axes: tuple[int, ...] = (1,)
+            else:
+                sc, ec = s[cut][:, None, None], e[cut][:, None, None]
+                lo = self.row_unit[y[cut]][:, :, None] + self.col_unit[x[cut]][:, None, :]  # (P, kH, kW)
+                length, axes = channels, (1, 2)
+            kept_from[cut] = np.minimum(np.maximum(sc - lo, 0), length).sum(axis=axes)
+            kept_to[cut] = np.minimum(np.maximum(ec - lo, 0), length).sum(axis=axes)
+            first[cut] = np.where(lo + length > sc, np.maximum(lo, sc), _FAR).min(axis=axes)
+            last[cut] = np.where(lo < ec, np.minimum(lo + length, ec) - 1, -1).max(axis=axes)
+        keep = kept_to > kept_from
+        block, y, x = block[keep], y[keep], x[keep]
+        return dict(block=block, pixel=y * self.in_cols + x, units=units[keep], row_class=self.row_class[y],
+                    col_class=self.col_class[x], kept_from=kept_from[keep], kept_to=kept_to[keep],
+                    first=first[keep] - starts[block], last=last[keep] - starts[block])
 
     def evaluate(self, chunk: int) -> BlockCosts:
-        starts, stops, taps, v_rows = self._blocks(chunk)
-        along_cols = taps @ self.v_cols                                   # (B, Cin, kH, Win)
-        v_rows_t = np.swapaxes(v_rows, 1, 2)[:, None]                     # (B or 1, 1, Hin, kH)
-        counts = np.rint(v_rows_t @ along_cols).astype(np.int64)          # (B, Cin, Hin, Win)
-        counts = counts.reshape(len(starts), -1)
-        reach = counts > 0
-        in_axons = reach.sum(axis=1)
-        dense, sparse = _block_memory(counts, in_axons, stops - starts, self.fmt, self.chip)
-        return BlockCosts(starts, stops, in_axons, counts.sum(axis=1), dense, sparse, reach,
-                          counts.sum(axis=0))
+        starts, stops = self.ranges(chunk)
+        pairs = self._pairs(starts, stops)
+        block, kept = pairs["block"], pairs["kept_to"] - pairs["kept_from"]
+        n_blocks = len(starts)
+        base = self.chip.compartment_base_limit
+        if self.groups == 1:
+            return self._population(starts, stops, pairs, kept, base)
+        # discrete axons (grouped conv / pool): channels of the pixel with targets in the block
+        axons = np.clip(-(-kept // np.maximum(pairs["units"], 1)), 1, self.in_channels)
+        per_axon = -(-kept * self.atoms // axons)
+        per_synapse = self.fmt.sparse_bits(int((stops - starts).max()), self.chip)
+        bits = axons * synapse_memory_bits(per_axon, per_synapse if per_synapse is not None else 0, self.chip)
+        memory = np.bincount(block, weights=bits, minlength=n_blocks).astype(np.int64)
+        if per_synapse is None:
+            memory[:] = _INFEASIBLE
+        in_axons = np.bincount(block, weights=axons, minlength=n_blocks).astype(np.int64)
+        synapses = np.rint(np.bincount(block, weights=kept * self.atoms * self.density, minlength=n_blocks))
+        no_dense = np.full(n_blocks, _INFEASIBLE, dtype=np.int64)  # taps are stored sparse only
+        return BlockCosts(starts, stops, in_axons, synapses.astype(np.int64), no_dense, memory, block,
+                          pairs["pixel"], axons, axons / self.in_channels, self.fanout, self.in_channels)
+
+    def _population(self, starts: np.ndarray, stops: np.ndarray, pairs: dict[str, np.ndarray],
+                    kept: np.ndarray, base: int) -> BlockCosts:
+        block, n_blocks = pairs["block"], len(starts)
+        page = pairs["first"] // base
+        index = pairs["last"] - pairs["first"] % base              # largest index in the weight list
+        targets = self.row_taps.shape[1] * self.col_taps.shape[1] * self.out_channels + 1
+        pages = int(page.max(initial=0)) + 1
+        classes = 1 << self.col_taps.shape[1]
+        key = pairs["row_class"] * classes + pairs["col_class"]
+        key = ((key * targets + pairs["kept_from"]) * targets + pairs["kept_to"]) * pages + page
+        order = np.lexsort((key, block))
+        sorted_block, sorted_key = block[order], key[order]
+        new = np.ones(len(order), dtype=bool)
+        new[1:] = (np.diff(sorted_block) != 0) | (np.diff(sorted_key) != 0)
+        pattern_block, pattern_size = sorted_block[new], kept[order][new] * self.atoms
+        largest = np.zeros(n_blocks, dtype=np.int64)
+        np.maximum.at(largest, block, index)
+        index_bits = _snap_index_bits(np.ceil(np.log2(largest + 1)).astype(np.int64), self.chip)
+        per_weight = self.fmt.dense_bits + index_bits[pattern_block]
+        bits = synapse_memory_bits(pattern_size, per_weight, self.chip)
+        memory = np.bincount(pattern_block, weights=bits, minlength=n_blocks).astype(np.int64)
+        memory[index_bits < 0] = _INFEASIBLE
+        in_axons = np.bincount(block, minlength=n_blocks).astype(np.int64)
+        synapses = np.rint(np.bincount(block, weights=kept * self.atoms * self.density, minlength=n_blocks))
+        slots = np.full(len(block), self.chip.population_axon_slots, dtype=np.int64)
+        return BlockCosts(starts, stops, in_axons, synapses.astype(np.int64), memory, memory, block,
+                          pairs["pixel"], slots, np.ones(len(block)), self.fanout, self.in_channels,
+                          population=True)
 
 
 def _synapse_format(layer: Layer, chip: "Chip", weight_bits: int | None) -> tuple[SynapseFormat, int, int]:
@@ -324,8 +519,8 @@ def _synapse_format(layer: Layer, chip: "Chip", weight_bits: int | None) -> tupl
         required = required_weight_bits(np.array([layer.weight]))
         delay = 0
     elif isinstance(layer, (DenseLayer, ConvLayer)):
-        required = layer.weight_bits if layer.weight_bits is not None else required_weight_bits(
-            layer.effective_weight)
+        required = layer.weight_bits if layer.weight_bits is not None else _cached(
+            layer, "weight_bits", lambda: required_weight_bits(layer.effective_weight))
         delay = required_delay_bits(layer.delay)
     else:
         required, delay = 0, 0

@@ -3,13 +3,18 @@
 Rules (the same as nengo-loihi's block splitting, simplified):
 
 - every layer with compartments (the input layer when it has neurons, every dense,
-  conv and pool layer) is split into core blocks of contiguous neurons; a layer may
-  span several cores, and **cores are never shared between layers**;
-- a layer's blocks all have the same size (the last one may be smaller), the largest
-  size for which every block meets every per-core limit: neurons, input axons, output
-  axons and synapse memory bits (dense or sparse encoding, the cheaper per block);
-- output axons of a block = for each of its neurons, the number of cores of the next
-  layer it sends to (one axon per destination core); the last layer sends to the host
+  conv and pool layer) is split into core blocks of contiguous neurons in on-chip
+  order (image layers pixel by pixel, channels of a pixel together, so blocks pack
+  across channel boundaries); a layer may span several cores, and **cores are never
+  shared between layers** (so a core holds one layer's single compartment, threshold
+  and synapse configuration, far below the chip's per-core configuration limits);
+- a layer's blocks all have the same size (the last one may be smaller): the fewest
+  blocks for which every block meets every per-core limit (neurons, input axons,
+  output axons, synapse memory bits with the cheaper encoding per block), then the
+  same number of blocks made as equal as possible, as nengo-loihi splits a block;
+- output axons of a block = the axon slots its neurons need: a discrete axon per
+  (neuron, destination core), a population axon (``population_axon_slots`` slots) per
+  (pixel, destination core) into a shared-weight conv; the last layer sends to the host
   and uses none. So layers are mapped from the last to the first;
 - if even one neuron per core breaks a limit, the layer is mapped one neuron per core
   and the broken limits are recorded on the layer (the report turns them into
@@ -24,13 +29,13 @@ from typing import TYPE_CHECKING, Callable, Mapping
 
 import numpy as np
 
-from hw_models.cost import BlockCosts, make_coster
+from hw_models.cost import BlockCosts, chip_order, make_coster
 from neuroprune.ir import FlattenLayer, InputLayer, Network
 
 if TYPE_CHECKING:  # pragma: no cover
     from hw_models.chip import Chip
 
-__all__ = ["CoreBlock", "LayerAllocation", "Allocation", "map_network", "compartment_layers"]
+__all__ = ["AxonPairs", "CoreBlock", "fewest_blocks", "remap_cores", "LayerAllocation", "Allocation", "map_network", "compartment_layers"]
 
 
 @dataclass(frozen=True)
@@ -52,6 +57,18 @@ class CoreBlock:
 
 
 @dataclass(frozen=True)
+class AxonPairs:
+    """The input axons of a layer: ``blocks[i]`` (block index within the layer) receives
+    producer unit ``units[i]`` (a neuron, or a pixel of ``unit_size`` channels, in the
+    producer's on-chip order), carrying the fraction ``share[i]`` of that unit's spikes."""
+
+    blocks: np.ndarray
+    units: np.ndarray
+    share: np.ndarray
+    unit_size: int
+
+
+@dataclass(frozen=True)
 class LayerAllocation:
     """How one layer sits on cores, with its per-core extremes and broken limits.
 
@@ -69,7 +86,7 @@ class LayerAllocation:
     delay_bits: int
     over_limits: tuple[tuple[str, int, int], ...] = ()
     producer: int | None = None
-    reach: np.ndarray | None = field(default=None, repr=False, compare=False)
+    inputs: "AxonPairs | None" = field(default=None, repr=False, compare=False)
     fanout_synapses: np.ndarray | None = field(default=None, repr=False, compare=False)
 
     @property
@@ -112,6 +129,7 @@ class Allocation:
     chip: str
     layers: tuple[LayerAllocation, ...]
     cores_per_chip: int
+    fanouts: dict = field(default_factory=dict, repr=False, compare=False)
 
     @property
     def cores(self) -> int:
@@ -145,90 +163,155 @@ def _producer(network: Network, index: int) -> int:
     return producer
 
 
-def _fits(costs: BlockCosts, out_axons: np.ndarray, chip: "Chip") -> list[tuple[str, int, int]]:
-    """Per-core limits the blocks break: (name, worst actual, limit)."""
+def _usage(costs: BlockCosts, out_axons: np.ndarray, chip: "Chip") -> list[tuple[str, int, int]]:
+    """Per-core limits of a split: (name, worst block's actual, limit)."""
     checks = (
         ("max_neurons_per_core", costs.neurons, chip.max_neurons_per_core),
         ("max_in_axons_per_core", costs.in_axons, chip.max_in_axons_per_core),
         ("max_out_axons_per_core", out_axons, chip.max_out_axons_per_core),
         ("max_synapse_bits_per_core", costs.memory_bits, chip.max_synapse_bits_per_core),
     )
-    return [(name, int(values.max()), limit) for name, values, limit in checks
-            if len(values) and int(values.max()) > limit]
+    return [(name, int(values.max()) if len(values) else 0, limit) for name, values, limit in checks]
 
 
-def _largest_fitting(candidates: list[int], hint: int | None, fits: Callable[[int], bool]) -> int:
-    """Largest candidate that fits (fitting is assumed monotone: smaller blocks fit
-    better); the smallest candidate when none fits.
+#: Block counts tried one by one above the fewest when that count is small.
+_SCAN = 8
+#: Bisection stops within 1/_TOLERANCE of the fewest blocks (exact below 2 x _TOLERANCE blocks).
+_TOLERANCE = 128
 
-    Tries the largest first, then ``hint`` (a chunk known to fit, when given), else
-    gallops down from the top (large chunks are cheap to evaluate: few blocks), then
-    bisects between the last chunk that broke a limit and the first that fit.
+
+def fewest_blocks(neurons: int, top: int, overshoot: Callable[[int], float], hint: int | None = None) -> int:
+    """Chunk (neurons per block) of the fewest equal blocks that fit; 1 when none does.
+
+    A split into ``k`` blocks uses chunks of ``ceil(neurons / k)`` (equal blocks, as
+    nengo-loihi splits). ``overshoot(chunk)`` is the worst actual/limit ratio of the
+    split (<= 1 fits). Starts at the fewest blocks the neuron limit allows; small
+    counts are tried one by one (a block's cuts make fitting not quite monotone);
+    beyond, ``k`` jumps by the overshoot (per-block usage shrinks about in proportion
+    to the block) or to the ``hint`` chunk known to fit, then closes in on the fewest
+    count by the same ratio from either side (bisecting when a guess falls outside)
+    to within ``k / 128`` (exact below 256 blocks): O(log k) evaluations.
     """
-    high = len(candidates) - 1
-    if fits(candidates[high]):
-        return candidates[high]
-    if hint in candidates and fits(hint):  # type: ignore[operator]
-        low = candidates.index(hint)  # type: ignore[arg-type]
-    else:
-        step, low = 1, -1
-        while high - step > 0:
-            if fits(candidates[high - step]):
-                low = high - step
-                break
-            high -= step
-            step *= 2
-        if low < 0:
-            if not fits(candidates[0]):
-                return candidates[0]
-            low = 0
-    while high - low > 1:  # candidates[low] fits, candidates[high] does not
-        middle = (low + high) // 2
-        if fits(candidates[middle]):
-            low = middle
+    if neurons <= 0:
+        return 1
+    chunk = lambda k: -(-neurons // k)  # noqa: E731
+    low = -(-neurons // max(min(top, neurons), 1))  # fewest blocks: the neuron limit
+    if low <= _SCAN:
+        for k in range(low, min(2 * _SCAN, neurons) + 1):
+            if overshoot(chunk(k)) <= 1:
+                return chunk(k)
+        low = min(2 * _SCAN, neurons)
+    elif overshoot(chunk(low)) <= 1:
+        return chunk(low)
+    high = None
+    if hint is not None and 0 < hint < chunk(low) and overshoot(hint) <= 1:
+        high = -(-neurons // hint)
+    k = low
+    while high is None:  # chunk(low) breaks a limit
+        k = min(max(k + 1, math.ceil(k * overshoot(chunk(k)))), neurons)
+        if overshoot(chunk(k)) <= 1:
+            high = k
+        elif k >= neurons:
+            return 1
         else:
-            high = middle
-    return candidates[low]
+            low = k
+    last = high
+    while high - low > max(1, high // _TOLERANCE):  # chunk(low) breaks a limit, chunk(high) fits
+        guess = math.ceil(last * overshoot(chunk(last)))  # where the last split says the limit is
+        if not low < guess < high:
+            guess = (low + high) // 2
+        if overshoot(chunk(guess)) <= 1:
+            high = guess
+        else:
+            low = guess
+        last = guess if last != guess else (low + high) // 2
+    return chunk(high)
+
+
+def _unit_positions(network: Network, producer: int, costs: BlockCosts) -> np.ndarray:
+    """Units of ``costs``' input pairs in the producer's on-chip order."""
+    if costs.population or costs.unit_size > 1:
+        return costs.pair_units  # pixels: already in H, W order
+    order = chip_order(network.shapes[producer])
+    if order is None:
+        return costs.pair_units
+    position = np.empty_like(order)
+    position[order] = np.arange(len(order))
+    return position[costs.pair_units]
+
+
+def _producer_fanout(network: Network, producer: int, costs: BlockCosts) -> tuple[np.ndarray, int, bool]:
+    """(output-axon slots per unit or per compartment, unit size, per-unit?) a producer owes."""
+    size = int(np.prod(network.shapes[producer]))
+    units = _unit_positions(network, producer, costs)
+    counts = np.bincount(units, weights=costs.pair_axons, minlength=size // costs.unit_size)
+    if costs.population:
+        return counts, costs.unit_size, True
+    if costs.unit_size > 1:  # discrete axons counted per pixel: spread over its channels
+        counts = np.repeat(counts / costs.unit_size, costs.unit_size)
+    return counts, 1, False
+
+
+def _out_axons(starts: np.ndarray, stops: np.ndarray, fan: tuple[np.ndarray, int, bool] | None) -> np.ndarray:
+    """Output-axon slots per block from the consumer's per-unit counts (prefix sums)."""
+    if fan is None:
+        return np.zeros_like(starts)
+    counts, unit, per_unit = fan
+    prefix = np.concatenate(([0.0], np.cumsum(counts)))
+    if per_unit:  # a block touching any channel of a pixel sends that pixel's population axons
+        return np.rint(prefix[(stops - 1) // unit + 1] - prefix[starts // unit]).astype(np.int64)
+    return np.ceil(prefix[stops] - prefix[starts] - 1e-9).astype(np.int64)
+
+
+def _place(network: Network, chip: "Chip", index: int, weight_bits: int | None,
+           fan: tuple[np.ndarray, int, bool] | None) -> tuple:
+    """Split layer ``index`` into the fewest fitting blocks, given its consumer's fan-out."""
+    layer = network.layers[index]
+    coster, required, delay = make_coster(
+        layer, network.input_shape_of(index), network.shapes[index], chip, weight_bits)
+    cache: dict[int, tuple[BlockCosts, np.ndarray, list, float]] = {}
+
+    def evaluate(chunk: int) -> tuple[BlockCosts, np.ndarray, list, float]:
+        if chunk not in cache:
+            costs = coster.evaluate(chunk)
+            out = _out_axons(costs.starts, costs.stops, fan)
+            usage = _usage(costs, out, chip)
+            broken = [(name, actual, limit) for name, actual, limit in usage if actual > limit]
+            cache[chunk] = (costs, out, broken, max(actual / limit for _, actual, limit in usage))
+        return cache[chunk]
+
+    chosen = fewest_blocks(coster.neurons, chip.max_neurons_per_core, lambda c: evaluate(c)[3],
+                           coster.ideal_chunk())
+    costs, out, broken, _ = evaluate(chosen)
+    costs = coster.with_pairs(costs)
+    producer = _producer(network, index) if layer.synaptic else None
+    units = producer_fan = None
+    if costs.pair_blocks is not None and producer is not None:
+        producer_fan = _producer_fanout(network, producer, costs)
+        units = _unit_positions(network, producer, costs)
+    return (costs, out, tuple(broken), required, delay, coster.fmt.weight_bits, producer, units), producer_fan
 
 
 def map_network(network: Network, chip: "Chip", weight_bits: Mapping[int, int] | None = None) -> Allocation:
     """Place ``network`` on cores of ``chip`` (greedy, see the module docstring).
 
     ``weight_bits`` maps layer index to a weight width that overrides the layer's own
-    (for "what if layer i were quantized to b bits").
+    (for "what if layer i were quantized to b bits"). Time and memory grow linearly
+    with the layers, neurons and input axons.
     """
     overrides = dict(weight_bits or {})
     hosts = compartment_layers(network)
-    fanout_cores: dict[int, np.ndarray] = {}
+    fanouts: dict[int, tuple[np.ndarray, int, bool]] = {}
     placed: dict[int, tuple] = {}
     for index in reversed(hosts):
-        layer = network.layers[index]
-        coster, required, delay = make_coster(
-            layer, network.input_shape_of(index), network.shapes[index], chip, overrides.get(index)
-        )
-        fan = fanout_cores.get(index)
-        prefix = np.concatenate(([0], np.cumsum(fan))) if fan is not None else None
-        cache: dict[int, tuple[BlockCosts, np.ndarray, list]] = {}
-
-        def evaluate(chunk: int) -> tuple[BlockCosts, np.ndarray, list]:
-            if chunk not in cache:
-                costs = coster.evaluate(chunk)
-                out = (prefix[costs.stops] - prefix[costs.starts]) if prefix is not None else np.zeros_like(
-                    costs.starts)
-                cache[chunk] = (costs, out, _fits(costs, out, chip))
-            return cache[chunk]
-
-        chosen = _largest_fitting(coster.candidates(), coster.ideal_chunk(), lambda c: not evaluate(c)[2])
-        costs, out, broken = evaluate(chosen)
-        producer = _producer(network, index) if layer.synaptic else None
-        if costs.reach is not None and producer is not None:
-            fanout_cores[producer] = costs.reach.sum(axis=0)
-        placed[index] = (costs, out, tuple(broken), required, delay, coster.fmt.weight_bits, producer)
+        placed[index], producer_fan = _place(network, chip, index, overrides.get(index), fanouts.get(index))
+        if producer_fan is not None:
+            fanouts[placed[index][6]] = producer_fan
 
     layers = []
     core = 0
     for index in hosts:
-        costs, out, broken, required, delay, stored_bits, producer = placed[index]
+        costs, out, broken, required, delay, stored_bits, producer, units = placed[index]
         encodings = costs.encodings
         memory = costs.memory_bits
         blocks = []
@@ -236,14 +319,39 @@ def map_network(network: Network, chip: "Chip", weight_bits: Mapping[int, int] |
             blocks.append(CoreBlock(
                 core=core, neuron_start=int(costs.starts[b]), neuron_stop=int(costs.stops[b]),
                 in_axons=int(costs.in_axons[b]), out_axons=int(out[b]), synapses=int(costs.synapses[b]),
-                synapse_bits=int(memory[b]) if costs.synapses[b] else 0, encoding=encodings[b],
+                synapse_bits=int(memory[b]) if costs.in_axons[b] else 0, encoding=encodings[b],
             ))
             core += 1
         layer = network.layers[index]
+        inputs = None
+        if units is not None:
+            inputs = AxonPairs(costs.pair_blocks, units, costs.pair_share, costs.unit_size)
         layers.append(LayerAllocation(
             index=index, kind=layer.kind, name=layer.name, neurons=int(np.prod(network.shapes[index])),
             blocks=tuple(blocks), weight_bits=stored_bits if layer.synaptic else 0,
             required_weight_bits=required, delay_bits=delay, over_limits=broken, producer=producer,
-            reach=costs.reach, fanout_synapses=costs.fanout_synapses,
+            inputs=inputs, fanout_synapses=costs.fanout_synapses,
         ))
-    return Allocation(chip=chip.name, layers=tuple(layers), cores_per_chip=chip.cores_per_chip)
+    return Allocation(chip=chip.name, layers=tuple(layers), cores_per_chip=chip.cores_per_chip, fanouts=fanouts)
+
+
+def remap_cores(network: Network, chip: "Chip", base: Allocation, indices: list[int],
+                weight_bits: Mapping[int, int] | None = None) -> tuple[int, dict[int, tuple[int, tuple]]]:
+    """Total cores, and (cores, broken limits) per changed layer, when only ``indices`` change.
+
+    The other layers keep their placement in ``base`` (an allocation of a network
+    with the same layer count); the changed layers are re-split with their consumers'
+    fan-out (from ``base`` unless the consumer is re-split too). Used by the fit
+    report's fixes: a trial costs the changed layers, not the whole network.
+    """
+    overrides = dict(weight_bits or {})
+    fanouts = dict(base.fanouts)
+    cores = base.cores
+    changed: dict[int, tuple[int, tuple]] = {}
+    for index in sorted(indices, reverse=True):
+        placed, producer_fan = _place(network, chip, index, overrides.get(index), fanouts.get(index))
+        if producer_fan is not None:
+            fanouts[placed[6]] = producer_fan
+        changed[index] = (len(placed[0].starts), placed[2])
+        cores += changed[index][0] - base.layer(index).cores
+    return cores, changed

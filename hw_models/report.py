@@ -21,21 +21,22 @@ from __future__ import annotations
 
 import math
 import os
-from dataclasses import dataclass, field
-from typing import Any, Mapping, Union
+from dataclasses import dataclass, field, replace
+from typing import Any, Callable, Mapping, Union
 
 import numpy as np
 
 from hw_models.chip import Chip, load_chip
-from hw_models.cost import synapse_memory_bits
+from hw_models.cost import chip_order, synapse_memory_bits
 from hw_models.energy import EnergyBreakdown, EnergyCounts, energy
-from hw_models.mapper import Allocation, LayerAllocation, map_network
+from hw_models.mapper import Allocation, LayerAllocation, map_network, remap_cores
 from neuroprune.errors import FitError, ShapeError
+from neuroprune.ir import ConvLayer, DenseLayer, InputLayer, Network
 from neuroprune.jsonout import finite_json
-from neuroprune.ir import InputLayer, Network
 
 __all__ = [
     "Activity",
+    "DEFAULT_CHIP",
     "DEFAULT_RATE",
     "DEFAULT_TIME_STEPS",
     "FitReport",
@@ -43,12 +44,15 @@ __all__ = [
     "Totals",
     "Violation",
     "fit",
+    "keep_channels",
 ]
 
 #: Spike rate assumed when no activity is given, spikes per neuron per time step.
 DEFAULT_RATE = 0.1
-#: Time steps of one inference assumed when none is given.
-DEFAULT_TIME_STEPS = 32
+#: Time steps of one inference assumed when none is given (``fit`` and ``energy``).
+DEFAULT_TIME_STEPS = 16
+#: Chip preset checked when none is given (``fit``, ``energy`` and ``prune``).
+DEFAULT_CHIP = "loihi2"
 
 Activity = Mapping[int, Union[float, np.ndarray]]
 
@@ -234,57 +238,152 @@ def _rates(network: Network, activity: Activity | None, default_rate: float) -> 
     return rates, source
 
 
-def _mesh_hops(allocation: Allocation, rates: dict[int, np.ndarray], chip: Chip) -> tuple[float, float]:
-    """East-west and north-south mesh hops per step of spikes between cores.
+def _unit_rates(network: Network, producer: int, rates: dict[int, np.ndarray], unit_size: int) -> np.ndarray:
+    """Spike rates of a producer's axon units (neurons or pixels) in its on-chip order."""
+    order = chip_order(network.shapes[producer])
+    values = rates[producer] if order is None else rates[producer][order]
+    return values.reshape(-1, unit_size).sum(axis=1)
+
+
+def _traffic(network: Network, allocation: Allocation, rates: dict[int, np.ndarray],
+             chip: Chip) -> tuple[float, float, float]:
+    """Spike messages per step into cores (one per input axon a spike uses), and the
+    east-west and north-south mesh hops they travel.
 
     Cores are laid out row-major, ``mesh_columns`` wide, on each chip; hops between
-    chips are not counted.
+    chips are not counted. Each input axon's messages travel from the core holding the
+    first neuron of its unit to the core of its block.
     """
     by_index = {layer.index: layer for layer in allocation.layers}
-    east_west = north_south = 0.0
+    messages = east_west = north_south = 0.0
     for consumer in allocation.layers:
-        source = by_index.get(consumer.producer) if consumer.producer is not None else None
-        if consumer.reach is None or source is None:
+        pairs = consumer.inputs
+        if pairs is None:
+            continue
+        unit_rates = _unit_rates(network, consumer.producer, rates, pairs.unit_size)
+        weight = unit_rates[pairs.units] * pairs.share
+        messages += float(weight.sum())
+        source = by_index.get(consumer.producer)
+        if source is None:  # spikes from the host
             continue
         starts = np.array([block.neuron_start for block in source.blocks])
-        messages = np.add.reduceat(consumer.reach * rates[source.index][None, :], starts, axis=1)
-        src = np.array([block.core for block in source.blocks]) % chip.cores_per_chip
-        dst = np.array([block.core for block in consumer.blocks]) % chip.cores_per_chip
-        dx = np.abs(dst[:, None] % chip.mesh_columns - src[None, :] % chip.mesh_columns)
-        dy = np.abs(dst[:, None] // chip.mesh_columns - src[None, :] // chip.mesh_columns)
-        east_west += float((messages * dx).sum())
-        north_south += float((messages * dy).sum())
-    return east_west, north_south
+        src_block = np.searchsorted(starts, pairs.units * pairs.unit_size, side="right") - 1
+        src = (source.blocks[0].core + src_block) % chip.cores_per_chip
+        dst = (consumer.blocks[0].core + pairs.blocks) % chip.cores_per_chip
+        east_west += float(weight @ np.abs(dst % chip.mesh_columns - src % chip.mesh_columns))
+        north_south += float(weight @ np.abs(dst // chip.mesh_columns - src // chip.mesh_columns))
+    return messages, east_west, north_south
 
 
 # ----------------------------------------------------------------------------- fixes
-def _prunable_channels(network: Network, layer: LayerAllocation, cores: int) -> int | None:
-    """Output channels (neurons for dense) of ``layer`` that fit in ``cores`` cores."""
-    if cores < 1 or layer.kind not in ("dense", "conv"):
+# Every fix is computed by bisection over trials that re-cost only the layers the fix
+# changes (``remap_cores``), never by re-mapping the whole network per trial.
+
+def _depthwise(layer: Any) -> bool:
+    """A conv that keeps channels apart (one input channel per output channel, e.g. a
+    pool written to netx): it follows its producer's channel count."""
+    return isinstance(layer, ConvLayer) and layer.groups > 1 and layer.weight.shape[:2] == (layer.groups, 1)
+
+
+def _consumer(network: Network, index: int) -> int | None:
+    """The next layer with synapses after ``index`` that mixes channels (pools, flatten
+    and depthwise convs skipped), if any."""
+    for later in range(index + 1, len(network.layers)):
+        layer = network.layers[later]
+        if isinstance(layer, (DenseLayer, ConvLayer)) and not _depthwise(layer):
+            return later
+    return None
+
+
+def _cut(layer: Any, rows: slice, columns: slice = slice(None), **changes: Any) -> Any:
+    """``layer`` with its weight (and mask, bias, delay) cut to ``[rows, columns]``."""
+    def part(values: np.ndarray | None, cut: tuple) -> np.ndarray | None:
+        return None if values is None or values.ndim < len(cut) else values[cut]
+
+    return replace(layer, weight=layer.weight[rows, columns], mask=part(layer.mask, (rows, columns)),
+                   bias=part(layer.bias, (rows,)) if columns == slice(None) else layer.bias,
+                   delay=part(layer.delay, (rows, columns)), **changes)
+
+
+def keep_channels(network: Network, index: int, keep: int) -> Network:
+    """``network`` with layer ``index`` cut to its first ``keep`` output channels (neurons),
+    depthwise convs after it cut alike, and its consumer's inputs cut to match (pools
+    and flatten follow the shapes)."""
+    layers = list(network.layers)
+    layers[index] = _cut(layers[index], slice(0, keep))
+    consumer = _consumer(network, index)
+    stop = consumer if consumer is not None else len(layers)
+    for between in range(index + 1, stop):
+        if _depthwise(layers[between]):
+            layers[between] = _cut(layers[between], slice(0, keep), groups=keep)
+    if consumer is not None:
+        after = network.layers[consumer]
+        if isinstance(after, DenseLayer) and len(network.shapes[index]) == 3:
+            per_channel = int(np.prod(network.shapes[consumer - 1])) // network.shapes[index][0]
+            columns = slice(0, keep * per_channel)
+        else:
+            columns = slice(0, keep)
+        layers[consumer] = _cut(after, slice(None), columns)
+    return network.with_layers(layers)
+
+
+def _changed_layers(network: Network, index: int) -> list[int]:
+    """Layers with compartments whose costs change when layer ``index`` loses channels."""
+    consumer = _consumer(network, index)
+    stop = consumer if consumer is not None else index
+    return [i for i in range(index, stop + 1) if network.layers[i].synaptic]
+
+
+def _largest_keep(network: Network, chip: Chip, allocation: Allocation, index: int,
+                  accept: Callable[[int, dict], bool]) -> int | None:
+    """Largest channel count of layer ``index`` whose trial ``accept(cores, changed)`` takes
+    (bisection; ``None`` when even one channel is not accepted)."""
+    now = network.shapes[index][0]
+    changed = _changed_layers(network, index)
+
+    def ok(keep: int) -> bool:
+        trial = keep_channels(network, index, keep)
+        return accept(*remap_cores(trial, chip, allocation, changed))
+
+    if now <= 1 or not ok(1):
         return None
-    shape = network.shapes[layer.index]
-    per_core = layer.neurons_per_core
-    if len(shape) == 1:
-        return min(cores * per_core, shape[0])
-    per_map = int(np.prod(shape[1:]))
-    if per_core >= per_map:
-        return min(cores * (per_core // per_map), shape[0])
-    cores_per_channel = math.ceil(per_map / per_core)
-    return min(cores // cores_per_channel, shape[0]) or None
+    low, high = 1, now  # ok(low), and keeping all channels is the failing state
+    while high - low > 1:
+        middle = (low + high) // 2
+        low, high = (middle, high) if ok(middle) else (low, middle)
+    return low
 
 
-def _prune_fix(network: Network, allocation: Allocation, target_cores: int) -> str | None:
+def _unit(network: Network, index: int) -> str:
+    return "output neurons" if len(network.shapes[index]) == 1 else "output channels"
+
+
+def _fits_all(changed: dict) -> bool:
+    return not any(broken for _, broken in changed.values())
+
+
+def _prune_fix(network: Network, chip: Chip, allocation: Allocation, target_cores: int) -> str | None:
     layers = [layer for layer in allocation.layers if layer.kind in ("dense", "conv")]
     if not layers:
         return None
     biggest = max(layers, key=lambda layer: layer.cores)
-    allowed = target_cores - (allocation.cores - biggest.cores)
-    channels = _prunable_channels(network, biggest, allowed)
-    if not channels:
+    keep = _largest_keep(network, chip, allocation, biggest.index,
+                         lambda cores, changed: cores <= target_cores and _fits_all(changed))
+    if keep is None:
         return None
-    unit = "output neurons" if biggest.kind == "dense" else "output channels"
-    now = network.shapes[biggest.index][0]
-    return f"prune layer {biggest.index} to <= {channels} {unit} (now {now})"
+    return (f"prune layer {biggest.index} to <= {keep} {_unit(network, biggest.index)} "
+            f"(now {network.shapes[biggest.index][0]})")
+
+
+def _widest_passing(widths: list[int], ok: Callable[[int], bool]) -> int | None:
+    """Widest of ascending ``widths`` that passes ``ok`` (monotone: narrower passes more)."""
+    if not widths or not ok(widths[0]):
+        return None
+    low, high = 0, len(widths)
+    while high - low > 1:
+        middle = (low + high) // 2
+        low, high = (middle, high) if ok(widths[middle]) else (low, middle)
+    return widths[low]
 
 
 def _quantize_fix(network: Network, chip: Chip, allocation: Allocation, target_cores: int) -> str | None:
@@ -294,10 +393,20 @@ def _quantize_fix(network: Network, chip: Chip, allocation: Allocation, target_c
     biggest = max(synaptic, key=lambda layer: layer.cores)
     for layers, label in (([biggest], f"layer {biggest.index}"), (synaptic, "every layer")):
         current = max(layer.weight_bits for layer in layers)
-        for bits in sorted((b for b in chip.weight_bits if b < current), reverse=True):
-            trial = map_network(network, chip, {layer.index: bits for layer in layers})
-            if trial.cores <= target_cores and not any(layer.over_limits for layer in trial.layers):
-                return f"quantize {label} to <= {bits}-bit weights (now {current})"
+        indices = [layer.index for layer in layers]
+        floor = allocation.cores - sum(layer.cores - math.ceil(layer.neurons / chip.max_neurons_per_core)
+                                       for layer in layers)
+        if floor > target_cores:  # even at one bit these layers keep their neuron-bound cores
+            continue
+
+        def ok(bits: int) -> bool:
+            cores, changed = remap_cores(network, chip, allocation, indices, {i: bits for i in indices})
+            others_fit = not any(layer.over_limits for layer in allocation.layers if layer.index not in indices)
+            return cores <= target_cores and _fits_all(changed) and others_fit
+
+        bits = _widest_passing([b for b in chip.weight_bits if b < current], ok)
+        if bits is not None:
+            return f"quantize {label} to <= {bits}-bit weights (now {current})"
     return None
 
 
@@ -305,7 +414,7 @@ def _other_chip_fix(network: Network, chip: Chip, target_chips: int) -> str | No
     if chip.name != "loihi1":
         return None
     other = load_chip("loihi2").with_budget(max_chips=chip.max_chips)
-    trial = map_network(network, other)
+    trial = map_network(network, other)  # one trial: the other chip
     if math.ceil(trial.cores / other.cores_per_chip) <= target_chips and not any(
             layer.over_limits for layer in trial.layers):
         return f"use loihi2 (needs {trial.cores} cores on {trial.chips} chip{'s' if trial.chips > 1 else ''})"
@@ -329,21 +438,33 @@ def _core_fix(network: Network, chip: Chip, allocation: Allocation, layer: Layer
         if producer is not None and producer > 0:
             shape = network.shapes[producer]
             keep = max(int(shape[0] * budget // actual), 1)
-            unit = "output neurons" if len(shape) == 1 else "output channels"
-            return (f"prune layer {producer} to <= {keep} {unit} (now {shape[0]}) or prune layer "
-                    f"{layer.index} to <= {budget} non-zero inputs per neuron")
+            return (f"prune layer {producer} to <= {keep} {_unit(network, producer)} (now {shape[0]}) or prune "
+                    f"layer {layer.index} to <= {budget} non-zero inputs per neuron")
         return f"prune layer {layer.index} to <= {budget} non-zero inputs per neuron (now {actual})"
     if limit == "max_synapse_bits_per_core":
-        for bits in sorted((b for b in chip.weight_bits if b < layer.weight_bits), reverse=True):
-            trial = map_network(network, chip, {layer.index: bits}).layer(layer.index)
-            if not any(name == limit for name, _, _ in trial.over_limits):
-                return f"quantize layer {layer.index} to <= {bits}-bit weights (now {layer.weight_bits})"
+        def ok(bits: int) -> bool:
+            _, changed = remap_cores(network, chip, allocation, [layer.index], {layer.index: bits})
+            return not any(name == limit for name, _, _ in changed[layer.index][1])
+
+        bits = _widest_passing([b for b in chip.weight_bits if b < layer.weight_bits], ok)
+        if bits is not None:
+            return f"quantize layer {layer.index} to <= {bits}-bit weights (now {layer.weight_bits})"
         per_axon = int(synapse_memory_bits(1, layer.weight_bits + layer.delay_bits + chip.tag_bits, chip))
         return (f"prune layer {layer.index} to <= {budget // per_axon} non-zero inputs per neuron "
                 f"(now {layer.max_per_core('in_axons')})")
     if limit == "max_out_axons_per_core":
-        return (f"a neuron of layer {layer.index} reaches {actual} cores of the next layer; prune the next "
-                f"layer so each neuron reaches <= {budget} cores")
+        consumer = _consumer(network, layer.index)
+        text = (f"one neuron of layer {layer.index} alone needs {actual} output-axon slots: one per core "
+                f"of layer {consumer} its spikes reach")
+        if consumer is None:
+            return text
+        slots = chip.population_axon_slots if isinstance(network.layers[consumer], ConvLayer) else 1
+        most = budget // slots
+        keep = _largest_keep(network, chip, allocation, consumer,
+                             lambda cores, changed: changed[consumer][0] <= most and _fits_all(changed))
+        fix = (f"; fit layer {consumer} in <= {most} cores: prune it to <= {keep} "
+               f"{_unit(network, consumer)} (now {network.shapes[consumer][0]})") if keep else ""
+        return text + fix
     return f"make layer {layer.index}'s output rows <= {budget} neurons wide (now {actual})"
 
 
@@ -370,7 +491,7 @@ def _violations(network: Network, chip: Chip, allocation: Allocation, synops: di
     if chip.max_cores is not None and cores > chip.max_cores:
         fix = ""
         if suggest_fixes:
-            fix = _join([f"raise --max-cores to {cores}", _prune_fix(network, allocation, chip.max_cores),
+            fix = _join([f"raise --max-cores to {cores}", _prune_fix(network, chip, allocation, chip.max_cores),
                          _quantize_fix(network, chip, allocation, chip.max_cores)])
         add("max_cores", None, chip.max_cores, cores, fix)
     if chips > chip.max_chips:
@@ -380,7 +501,7 @@ def _violations(network: Network, chip: Chip, allocation: Allocation, synops: di
             board = (f" ({chips} chips fit one board of {chip.chips_per_board})"
                      if chips <= chip.chips_per_board else "")
             fix = _join([f"raise --max-chips to {chips}{board}", _other_chip_fix(network, chip, chip.max_chips),
-                         _prune_fix(network, allocation, target),
+                         _prune_fix(network, chip, allocation, target),
                          _quantize_fix(network, chip, allocation, target)])
         add("max_chips", None, chip.max_chips, chips, fix)
     total = sum(synops.values())
@@ -448,13 +569,11 @@ def fit(
 
     synops: dict[int, float] = {}
     macs = 0.0
-    messages = 0.0
     for layer in allocation.layers:
         if layer.fanout_synapses is None or layer.producer is None:
             continue
         pre_rates = rates[layer.producer]
         ops = float(pre_rates @ layer.fanout_synapses)
-        messages += float(pre_rates @ layer.reach.sum(axis=0))
         if graded_input and layer.producer == 0 and by_index.get(0) is None:
             macs += float(layer.fanout_synapses.sum())
             synops[layer.index] = 0.0
@@ -484,7 +603,7 @@ def fit(
         ))
 
     on_chip_spikes = sum(float(rates[layer.index].sum()) for layer in allocation.layers)
-    hops_ew, hops_ns = _mesh_hops(allocation, rates, chip)
+    messages, hops_ew, hops_ns = _traffic(network, allocation, rates, chip)
     neurons = sum(layer.neurons for layer in allocation.layers)
     synapses = sum(layer.synapses for layer in allocation.layers)
     breakdown = energy(EnergyCounts(

@@ -28,7 +28,7 @@ class DemoConfig:
     epochs: int = 20
     steps: int = 16
     chip: str = "loihi1"
-    core_margin: int = 2  # the budget is the dense net's cores minus this
+    core_margin: int = 1  # the budget is the dense net's cores minus this (5 - 1 = 4 on loihi1)
     synops_target: float = 0.5
     episodes: int = 30
     warmup: int = 10

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from converters import netx
-from hw_models import Constraints, fit
+from hw_models import DEFAULT_TIME_STEPS, Constraints, fit
 from neuroprune.atomic import atomic_paths
 from neuroprune.data import Dataset, load
 from neuroprune.errors import CheckpointError, PruneError
@@ -259,7 +259,7 @@ def load_net_run(path: str, data: str | None, samples: int, steps: int | None, s
         x, y = trained.dataset.x_test[:samples], trained.dataset.y_test[:samples]
         return NetRun(label, snn_model.to_ir(trained.model), chip_inputs(trained.model, x, config).numpy(), y)
     network = netx.read(path)
-    steps = steps or 16
+    steps = steps or DEFAULT_TIME_STEPS
     if data is None:
         return NetRun(label, network, lava_verify.random_input(network, steps, samples, seed))
     if data.endswith(".npy"):

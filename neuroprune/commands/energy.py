@@ -11,13 +11,16 @@ from neuroprune.jsonout import finite_json
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from hw_models.report import DEFAULT_CHIP, DEFAULT_TIME_STEPS
+
     parser.add_argument("nets", nargs="+", metavar="NET", help="one or two .net files or .pt checkpoints "
                         "(the first is the reference, e.g. dense then pruned)")
     parser.add_argument("--data", help="digits, synthetic, a .npz (x, y) or a .npy of chip-input integers "
                         "(default: a .pt's own data; seeded random input for a .net)")
     parser.add_argument("--samples", type=positive_int, default=32, help="test samples to count on (default 32)")
-    parser.add_argument("--steps", type=positive_int, help="time steps per sample (default: the model's, 16 for .net)")
-    parser.add_argument("--chip", default="loihi1", help="chip preset or TOML file (default loihi1)")
+    parser.add_argument("--steps", type=positive_int, help="time steps per sample (default: the model's; "
+                        f"{DEFAULT_TIME_STEPS} for .net, as for fit)")
+    parser.add_argument("--chip", default=DEFAULT_CHIP, help=f"chip preset or TOML file (default {DEFAULT_CHIP}, as for fit)")
     parser.add_argument("--source", default="model", choices=["model", "lava"],
                         help="count spikes with our bit-exact model (fast) or by running Lava")
     parser.add_argument("--html", help="write a self-contained HTML report with plots here")

@@ -15,8 +15,11 @@ EXIT_DOES_NOT_FIT = 1
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from hw_models.report import DEFAULT_CHIP, DEFAULT_TIME_STEPS
+
     parser.add_argument("file", help="netx HDF5 network file (.net)")
-    parser.add_argument("--chip", default="loihi2", help="chip preset: loihi1 or loihi2 (default: loihi2)")
+    parser.add_argument("--chip", default=DEFAULT_CHIP,
+                        help=f"chip preset: loihi1 or loihi2 (default: {DEFAULT_CHIP}, as for energy)")
     parser.add_argument("--chip-file", metavar="TOML", help="your own chip description (overrides --chip)")
     parser.add_argument("--max-cores", type=positive_int, metavar="N",
                         help="core budget (default: max-chips x cores per chip)")
@@ -24,8 +27,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-synops", type=positive_float, metavar="X", help="SynOps per time step budget")
     parser.add_argument("--rate", type=probability, metavar="R",
                         help="assumed spike rate, spikes per neuron per time step (default: 0.1)")
-    parser.add_argument("--time-steps", type=positive_int, metavar="T",
-                        help="time steps per inference, for energy (default: 32)")
+    parser.add_argument("--time-steps", type=positive_int, metavar="T", default=DEFAULT_TIME_STEPS,
+                        help=f"time steps per inference, for energy (default: {DEFAULT_TIME_STEPS}, as for energy)")
     parser.add_argument("--json", action="store_true", help="print one JSON object (documented keys) instead of tables")
 
 

@@ -14,6 +14,7 @@ from neuroprune.options import fraction, nonnegative_int, open_fraction, positiv
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from hw_models.report import DEFAULT_CHIP
     from neuroprune.prune.methods import METHODS, add_method_options
 
     parser.add_argument("model", help="trained model checkpoint (.pt, from neuroprune train)")
@@ -26,7 +27,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data",
                         help="data set: digits, synthetic or a .npz (default: the one the model was trained on)")
     parser.add_argument("--seed", type=nonnegative_int, default=0, help="seed of everything random (default 0)")
-    parser.add_argument("--chip", default="loihi2", help="chip preset or TOML file for the fit check (default loihi2)")
+    parser.add_argument("--chip", default=DEFAULT_CHIP,
+                        help=f"chip preset or TOML file for the fit check (default {DEFAULT_CHIP})")
     parser.add_argument("--max-cores", type=positive_int, help="core budget the pruned net must fit")
     parser.add_argument("--max-chips", type=positive_int, help="chip budget the pruned net must fit")
     parser.add_argument("--finetune-steps", type=nonnegative_int, default=200,

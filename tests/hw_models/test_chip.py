@@ -26,6 +26,36 @@ def test_loihi1_numbers_match_nengo_loihi(loihi1):
     assert loihi1.index_bits == tuple(block.SynapseConfig.INDEX_BITS_MAP)
 
 
+def test_loihi1_core_config_limits_are_nengo_loihis(loihi1):
+    import inspect
+    import re
+
+    from nengo_loihi.builder import validate
+    from nengo_loihi.hardware import validate as hardware_validate
+
+    core = inspect.getsource(hardware_validate.validate_core)
+    limits = dict(re.findall(r"len\(core\.(\w+)\) <= (\d+)", core))
+    assert int(limits["compartment_cfgs"]) == loihi1.max_compartment_cfgs_per_core == 32
+    assert int(limits["vth_cfgs"]) == loihi1.max_threshold_cfgs_per_core == 16
+    assert int(limits["synapse_cfgs"]) == loihi1.max_synapse_cfgs_per_core == 16
+    assert "max_base = 256" in inspect.getsource(validate.validate_synapse)
+    assert loihi1.compartment_base_limit == 256
+    assert loihi1.population_axon_slots == 2 and not loihi1.sparse_index_bits
+
+
+def test_older_chip_files_without_the_new_keys_still_load(tmp_path):
+    from hw_models.chip import CHIPS_DIR
+
+    text = (CHIPS_DIR / "loihi1.toml").read_text()
+    for key in ("max_compartment_cfgs", "max_threshold_cfgs", "max_synapse_cfgs", "compartment_base_limit",
+                "population_axon_slots", "sparse_index_bits"):
+        text = "\n".join(line for line in text.splitlines() if not line.startswith(key))
+    path = tmp_path / "old.toml"
+    path.write_text(text)
+    chip = load_chip(path)
+    assert chip.compartment_base_limit == 256 and chip.population_axon_slots == 2
+
+
 def test_loihi1_energy_is_davies_2018(loihi1):
     energy = loihi1.energy
     assert (energy.synop_j, energy.neuron_update_inactive_j, energy.neuron_update_active_j) == (

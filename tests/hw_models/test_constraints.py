@@ -25,7 +25,7 @@ def test_constraints_from_chip_and_budget(loihi1):
 def test_resource_use_reports_each_budget():
     net = dense_net([full_weights(300, 1000)])  # 3 cores, 300 x 1000 synapses
     use = resource_use(net, Constraints.from_chip("loihi1", max_cores=2, max_synops_per_step=1e6))
-    assert (use.cores, use.chips, use.max_neurons_per_core) == (3, 1, 118)
+    assert (use.cores, use.chips, use.max_neurons_per_core) == (3, 1, 100)
     assert use.synops_per_step == pytest.approx(0.1 * 300 * 1000)
     assert use.within["max_cores"] is False and use.within["max_synops_per_step"] is True
     assert not use.ok

@@ -72,22 +72,26 @@ def test_pruned_dense_layer_prefers_sparse(loihi1):
 
 
 def test_small_conv_layer_by_hand(loihi1):
-    # input 1x4x4, 2 filters 3x3 of ones, no padding: output 2x2x2
+    # input 1x4x4, 2 filters 3x3 of ones, no padding: output 2x2x2, one block. Every
+    # input pixel has one population axon; pixels with the same valid taps share a
+    # weight list: 4 x 4 tap classes -> 16 lists of 2 x (1, 2, 2, 1) x (1, 2, 2, 1)
+    # entries; index 7 -> 6 index bits, 1 weight bit: 2 or 4 entries -> 64 bits, 8 -> 128
     layer = ConvLayer(weight=np.ones((2, 1, 3, 3), dtype=np.int32), neuron=NEURON)
     coster, _, _ = make_coster(layer, (1, 4, 4), (2, 2, 2), loihi1)
-    costs = coster.evaluate(coster.candidates()[-1])
+    costs = coster.evaluate(8)
     assert list(costs.neurons) == [8]
     assert list(costs.in_axons) == [16]
     assert list(costs.synapses) == [72]
     edge = np.array([1, 2, 2, 1])
     assert np.array_equal(costs.fanout_synapses.reshape(4, 4), 2 * np.outer(edge, edge))
-    # dense: 16 axons x (8 x 1 + 10 -> 64); sparse (7 bits): fan-outs 2, 4, 8 -> 64, 64, 128
-    assert list(costs.dense_bits) == [16 * 64]
-    assert list(costs.sparse_bits) == [4 * 64 + 8 * 64 + 4 * 128]
+    assert list(costs.memory_bits) == [4 * 64 + 8 * 64 + 4 * 128]
+    assert costs.encodings == ["population"]
+    assert set(costs.pair_axons) == {loihi1.population_axon_slots}
 
 
 def _brute_force(layer: ConvLayer, in_shape, out_shape, blocks):
-    """Synapse counts per (block, input neuron) by enumerating every connection."""
+    """Synapse counts per (block, input neuron) by enumerating every connection; output
+    neurons in H, W, C order, input neurons in torch order."""
     cin, height, width = in_shape
     cout, oh, ow = out_shape
     nonzero = layer.effective_weight != 0
@@ -95,13 +99,13 @@ def _brute_force(layer: ConvLayer, in_shape, out_shape, blocks):
     counts = np.zeros((len(blocks), cin * height * width), dtype=np.int64)
     (kh, kw), (sh, sw), (ph, pw), (dh, dw) = layer.kernel_size, layer.stride, layer.padding, layer.dilation
     for co, oy, ox in itertools.product(range(cout), range(oh), range(ow)):
-        post = (co * oh + oy) * ow + ox
+        post = (oy * ow + ox) * cout + co
         block = next(b for b, (start, stop) in enumerate(blocks) if start <= post < stop)
         group = co // per_out
         for cl, ky, kx in itertools.product(range(per_in), range(kh), range(kw)):
             y, x = oy * sh - ph + ky * dh, ox * sw - pw + kx * dw
-            if nonzero[co, cl, ky, kx] and 0 <= y < height and 0 <= x < width:
-                counts[block, ((group * per_in + cl) * height + y) * width + x] += 1
+            if 0 <= y < height and 0 <= x < width:
+                counts[block, ((group * per_in + cl) * height + y) * width + x] += 1 + 1000 * nonzero[co, cl, ky, kx]
     return counts
 
 
@@ -111,35 +115,36 @@ def _brute_force(layer: ConvLayer, in_shape, out_shape, blocks):
     dict(cin=4, cout=4, k=3, stride=1, padding=2, dilation=2, groups=2, size=8),
     dict(cin=3, cout=3, k=2, stride=2, padding=0, dilation=1, groups=3, size=6),
     dict(cin=2, cout=2, k=5, stride=3, padding=2, dilation=1, groups=1, size=11),
+    dict(cin=2, cout=3, k=3, stride=1, padding=0, dilation=2, groups=1, size=9),
 ])
-@pytest.mark.parametrize("max_neurons", [1024, 20, 3])
-def test_conv_counts_match_brute_force(tmp_path, spec, max_neurons):
-    from hw_models.chip import load_chip
-
-    from .conftest import chip_variant
-
-    chip = load_chip(chip_variant(tmp_path, max_neurons=max_neurons))
-    rng = np.random.default_rng(sum(spec.values()) + max_neurons)
+@pytest.mark.parametrize("chunk", [1000, 20, 7, 3])
+def test_conv_axons_match_brute_force(loihi1, spec, chunk):
+    rng = np.random.default_rng(sum(spec.values()) + chunk)
     weight = rng.integers(-3, 4, size=(spec["cout"], spec["cin"] // spec["groups"], spec["k"], spec["k"]))
     weight[rng.random(weight.shape) < 0.3] = 0  # pruned taps
     layer = ConvLayer(weight=weight.astype(np.int32), stride=spec["stride"], padding=spec["padding"],
                       dilation=spec["dilation"], groups=spec["groups"], neuron=NEURON)
     in_shape = (spec["cin"], spec["size"], spec["size"])
     out_shape = layer.output_shape(in_shape)
-    coster, _, _ = make_coster(layer, in_shape, out_shape, chip)
-    for chunk in coster.candidates()[-3:]:
-        costs = coster.evaluate(chunk)
-        expected = _brute_force(layer, in_shape, out_shape, list(zip(costs.starts, costs.stops)))
-        assert np.array_equal(costs.reach, expected > 0)
-        assert np.array_equal(costs.synapses, expected.sum(axis=1))
-        assert np.array_equal(costs.fanout_synapses, expected.sum(axis=0))
-        assert costs.stops[-1] == np.prod(out_shape) and np.all(costs.neurons <= max(max_neurons, out_shape[2]))
+    coster, _, _ = make_coster(layer, in_shape, out_shape, loihi1)
+    costs = coster.evaluate(min(chunk, coster.neurons))
+    expected = _brute_force(layer, in_shape, out_shape, list(zip(costs.starts, costs.stops)))
+    assert np.array_equal(costs.fanout_synapses, (expected // 1000).sum(axis=0))
+    reached = expected.reshape(len(costs.starts), spec["cin"], -1) > 0        # (block, channel, pixel)
+    pixels = reached.any(axis=1).sum(axis=1)
+    if spec["groups"] == 1:  # one population axon per reaching pixel
+        assert np.array_equal(costs.in_axons, pixels)
+    else:  # discrete axons: between one per pixel and one per input neuron
+        assert np.all(costs.in_axons >= pixels) and np.all(costs.in_axons <= reached.sum(axis=(1, 2)))
+    assert costs.stops[-1] == np.prod(out_shape)
 
 
 def test_pool_is_costed_as_depthwise_conv(loihi1):
     pool = PoolLayer(kernel=2, weight=64, neuron=NEURON)
     coster, required, _ = make_coster(pool, (3, 4, 4), (3, 2, 2), loihi1)
-    costs = coster.evaluate(coster.candidates()[-1])
+    costs = coster.evaluate(12)
     assert required == 1  # one shared weight mantissa
+    # discrete axons: each of the 48 input neurons feeds one output neuron
     assert list(costs.in_axons) == [48] and list(costs.synapses) == [48]
     assert np.all(costs.fanout_synapses == 1)
+    assert costs.encodings == ["sparse"]

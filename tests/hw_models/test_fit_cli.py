@@ -48,7 +48,7 @@ def test_json_object(big_file, capsys):
     assert main(["fit", str(big_file), "--chip", "loihi1", "--json"]) == 1
     data = json.loads(capsys.readouterr().out)
     assert data["fits"] is False and data["chip"] == "loihi1"
-    assert (data["totals"]["cores"], data["totals"]["chips"]) == (256, 2)
+    assert (data["totals"]["cores"], data["totals"]["chips"]) == (241, 2)
     assert data["violations"][0]["limit"] == "max_chips"
     assert data["violations"][0]["actual"] == 2
     assert "raise --max-chips to 2" in data["violations"][0]["fix"]
@@ -153,3 +153,20 @@ def test_dense_helper_file_fits(tmp_path, capsys):
     assert main(["fit", str(path), "--chip", "loihi1", "--max-cores", "2"]) == 1
     out = capsys.readouterr().out
     assert "prune layer 1 to <= 236 output neurons (now 300)" in out
+
+
+def test_fit_and_energy_share_one_default_chip_and_time_steps(capsys):
+    from hw_models.report import DEFAULT_CHIP, DEFAULT_TIME_STEPS
+    from neuroprune.cli import build_parser
+
+    parser = build_parser()
+    fit_args = parser.parse_args(["fit", "x.net"])
+    energy_args = parser.parse_args(["energy", "x.net"])
+    assert fit_args.chip == energy_args.chip == DEFAULT_CHIP
+    assert fit_args.time_steps == DEFAULT_TIME_STEPS
+    for command in ("fit", "energy"):
+        with pytest.raises(SystemExit):
+            parser.parse_args([command, "--help"])
+        text = " ".join(capsys.readouterr().out.split())
+        assert f"default: {DEFAULT_CHIP}" in text or f"default {DEFAULT_CHIP}" in text
+        assert f"{DEFAULT_TIME_STEPS}" in text

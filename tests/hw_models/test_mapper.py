@@ -14,23 +14,25 @@ from .conftest import NEURON, chip_variant, dense_net, full_weights, small_conv_
 
 
 def test_dense_layer_limited_by_neurons(loihi1):
-    # 100 -> 2000 with 8-bit weights: 1024 neurons per core; memory 100 x bits(1024) = 921600 fits
+    # 100 -> 2000 with 8-bit weights: 2 cores (1024 neurons per core), split equally
+    # (as nengo-loihi splits); memory 100 x bits(1000) fits
     allocation = map_network(dense_net([full_weights(2000, 100)]), loihi1)
     layer = allocation.layer(1)
-    assert [block.neurons for block in layer.blocks] == [1024, 976]
+    assert [block.neurons for block in layer.blocks] == [1000, 1000]
     assert [block.in_axons for block in layer.blocks] == [100, 100]
-    # bits(1024) = 16 groups x 576; bits(976) = 15 x 576 + (16 x 8 + 10 -> 192)
-    assert [block.synapse_bits for block in layer.blocks] == [100 * 16 * 576, 100 * (15 * 576 + 192)]
+    # bits(1000) = 15 groups x 576 + (40 x 8 + 10 -> 384)
+    assert [block.synapse_bits for block in layer.blocks] == [100 * (15 * 576 + 384)] * 2
     assert allocation.cores == 2 and allocation.chips == 1
 
 
 def test_dense_layer_limited_by_synapse_memory(loihi1):
-    # 1000 -> 300, 8-bit: 1000 axons share 1048576 bits, 1048 per axon: 64 + 54 synapses
-    # (576 + (54 x 8 + 10 -> 448) = 1024 bits); 119 would need 576 + 512 > 1048
+    # 1000 -> 300, 8-bit: 1000 axons share 1048576 bits, 1048 per axon: at most 118
+    # synapses (576 + (54 x 8 + 10 -> 448) = 1024 bits), so 3 cores, split equally: 100
+    # neurons each, 576 + (36 x 8 + 10 -> 320) = 896 bits per axon
     allocation = map_network(dense_net([full_weights(300, 1000)]), loihi1)
     layer = allocation.layer(1)
-    assert [block.neurons for block in layer.blocks] == [118, 118, 64]
-    assert layer.synapse_bits == 2 * 1000 * 1024 + 1000 * 576
+    assert [block.neurons for block in layer.blocks] == [100, 100, 100]
+    assert layer.synapse_bits == 3 * 1000 * 896
     assert layer.encoding == "dense"
 
 
@@ -56,16 +58,18 @@ def test_output_axon_limit_shrinks_blocks(tmp_path):
     assert all(b.out_axons == 6 for b in allocation.layer(1).blocks)
 
 
-def test_conv_blocks_are_whole_channels_or_row_slabs(loihi1):
-    # 1x64x64 -> 64 filters 3x3 valid: 62x62 = 3844 neurons per channel > 1024, so
-    # slabs of 16 rows (992 neurons): 4 cores per channel, 256 cores = 2 Loihi 1 chips
+def test_conv_blocks_pack_pixels_across_channels(loihi1):
+    # 1x64x64 -> 64 filters 3x3 valid: 62 x 62 x 64 = 246016 neurons in H, W, C order;
+    # 241 cores (neuron bound) of 1021 neurons: a block is 15.95 pixels of row 0, not
+    # one channel; its inputs are rows 0..2 x columns 0..17 (one axon per pixel)
     net = Network([InputLayer(shape=(1, 64, 64)),
                    ConvLayer(weight=np.ones((64, 1, 3, 3), dtype=np.int32), neuron=NEURON)])
     allocation = map_network(net, loihi1)
     layer = allocation.layer(1)
-    assert layer.cores == 256 and allocation.chips == 2
-    assert [b.neurons for b in layer.blocks[:4]] == [992, 992, 992, 14 * 62]
-    assert layer.blocks[0].in_axons == 18 * 64  # rows 0..17 of the input feed rows 0..15
+    assert layer.cores == 241 and allocation.chips == 2
+    assert [b.neurons for b in layer.blocks[:2]] == [1021, 1021] and layer.blocks[-1].neurons == 976
+    assert layer.blocks[0].in_axons == 3 * 18
+    assert layer.encoding == "population"
 
 
 def test_input_layer_with_neurons_takes_cores(loihi1):
@@ -109,22 +113,30 @@ def test_weight_bits_override_shrinks_memory(loihi1):
 
 
 @pytest.mark.parametrize("max_neurons, max_bits", [(1024, 1048576), (40, 6000), (9, 2500)])
-def test_search_finds_the_largest_fitting_block_size(tmp_path, max_neurons, max_bits):
+def test_search_finds_the_fewest_fitting_blocks(tmp_path, max_neurons, max_bits):
     from hw_models.cost import make_coster
-    from hw_models.mapper import _largest_fitting
+    from hw_models.mapper import fewest_blocks
 
     chip = load_chip(chip_variant(tmp_path, max_neurons=max_neurons, max_synapse_bits=max_bits))
     net = small_conv_net()
     allocation = map_network(net, chip)
     for index in (1, 2, 4):
         coster, _, _ = make_coster(net.layers[index], net.input_shape_of(index), net.shapes[index], chip)
-        fitting = [c for c in coster.candidates() if coster.evaluate(c).memory_bits.max() <= max_bits
-                   and coster.evaluate(c).in_axons.max() <= chip.max_in_axons_per_core]
-        chosen = allocation.layer(index).blocks[0].neurons
+        n = coster.neurons
+
+        def fits(k):
+            costs = coster.evaluate(-(-n // k))
+            return (costs.memory_bits.max() <= max_bits and costs.in_axons.max() <= chip.max_in_axons_per_core
+                    and costs.neurons.max() <= max_neurons)
+
+        fitting = [k for k in range(1, n + 1) if fits(k)]
         if fitting:
-            expected = coster.ranges(fitting[-1])[1][0] if index == 4 else coster.evaluate(fitting[-1]).neurons[0]
-            assert chosen == expected
+            assert allocation.layer(index).cores == fitting[0]
     calls = []
-    assert _largest_fitting(list(range(1, 101)), None, lambda c: calls.append(c) or c <= 37) == 37
-    assert len(calls) < 16
-    assert _largest_fitting([1, 2, 3], None, lambda c: False) == 1
+    assert fewest_blocks(100, 100, lambda c: calls.append(c) or c / 37) == 34  # 3 blocks of 34
+    assert calls == [100, 50, 34]  # small counts one by one
+    calls.clear()
+    # 10000 neurons, at most 3 per block: the overshoot jumps to 3334 blocks at once
+    assert fewest_blocks(10000, 100, lambda c: calls.append(c) or c / 3) == 3
+    assert len(set(calls)) < 10
+    assert fewest_blocks(3, 3, lambda c: 2.0) == 1

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from hw_models.mapper import map_network
-from hw_models.report import fit
+from hw_models.report import DEFAULT_TIME_STEPS, fit
 from neuroprune.errors import FitError, ShapeError
 from neuroprune.ir import ConvLayer, DenseLayer, InputLayer, Network
 
@@ -24,7 +24,7 @@ VIOLATION_KEYS = {"limit", "layer", "budget", "actual", "fix"}
 
 
 def _big_conv_net() -> Network:
-    """Needs 256 Loihi 1 cores (2 chips): 64 channels of 62x62 neurons."""
+    """Needs 241 Loihi 1 cores (2 chips): 64 channels of 62x62 neurons, 1021 per core."""
     return Network([InputLayer(shape=(1, 64, 64)),
                     ConvLayer(weight=np.ones((64, 1, 3, 3), dtype=np.int32), neuron=NEURON)], name="big")
 
@@ -101,13 +101,14 @@ def test_core_budget_fixes_really_fit(loihi1):
 
 def test_multi_chip_network_is_reported_with_the_count(loihi1):
     report = fit(_big_conv_net(), loihi1)
-    assert (report.totals.cores, report.totals.chips) == (256, 2)
+    assert (report.totals.cores, report.totals.chips) == (241, 2)
     violation = next(v for v in report.violations if v.limit == "max_chips")
     assert (violation.budget, violation.actual) == (1, 2)
     assert "raise --max-chips to 2 (2 chips fit one board of 32)" in violation.fix
-    # Loihi 2: one 3844-neuron channel per core (two would need > 128 kB of sparse synapses)
-    assert "use loihi2 (needs 64 cores on 1 chip)" in violation.fix
-    assert "prune layer 1 to <= 32 output channels (now 64)" in violation.fix
+    # Loihi 2: 8192 neurons per core (neuron bound): ceil(246016 / 8192) = 31 cores
+    assert "use loihi2 (needs 31 cores on 1 chip)" in violation.fix
+    # 34 x 3844 neurons fit 128 cores of 1024 (35 would need 132)
+    assert "prune layer 1 to <= 34 output channels (now 64)" in violation.fix
     assert "chips (2) exceeded max (1)" in violation.message
     relaxed = fit(_big_conv_net(), loihi1, max_chips=2)
     assert relaxed.ok and relaxed.totals.chips == 2
@@ -183,7 +184,8 @@ def test_mesh_hops_between_cores(tmp_path):
     report = fit(net, chip, {1: 1.0})
     # layer 1 on core 0 (0,0); layer 2 on cores 1 (1,0) and 2 (0,1): each of the 2 spikes
     # goes 1 hop east-west to core 1 and 1 hop north-south to core 2
-    assert report.energy.mesh_hops_j == pytest.approx(2 * 3.0e-12 * 32 + 2 * 4.0e-12 * 32)
+    steps = DEFAULT_TIME_STEPS
+    assert report.energy.mesh_hops_j == pytest.approx(2 * 3.0e-12 * steps + 2 * 4.0e-12 * steps)
 
 
 def test_graded_input_counts_macs_apart(loihi1):
