@@ -37,6 +37,7 @@ import numpy as np
 
 from neuroprune.errors import UnsupportedLayerError
 from neuroprune.ir import ConvLayer, DenseLayer, InputLayer, Layer, PoolLayer
+from neuroprune.validate import MAX_WORK_ELEMENTS
 
 if TYPE_CHECKING:  # pragma: no cover
     from hw_models.chip import Chip
@@ -306,6 +307,15 @@ class ConvCoster(Coster):
         return starts, stops, taps, v_rows
 
     def evaluate(self, chunk: int) -> BlockCosts:
+        blocks = len(range(0, self.out_channels, max(chunk // self.out_rows, 1))) if chunk >= self.out_rows \
+            else self.out_channels * len(range(0, self.out_rows, chunk))
+        in_neurons = self.taps.shape[1] * self.in_rows * self.in_cols
+        if blocks * in_neurons > MAX_WORK_ELEMENTS:
+            raise UnsupportedLayerError(
+                f"conv layer {self.layer.name!r}: costing {blocks} core blocks against {in_neurons} input "
+                f"neurons needs {blocks * in_neurons} table cells, more than the limit of {MAX_WORK_ELEMENTS}; "
+                "the layer is far too large for the chip: shrink its input map or split the network"
+            )
         starts, stops, taps, v_rows = self._blocks(chunk)
         along_cols = taps @ self.v_cols                                   # (B, Cin, kH, Win)
         v_rows_t = np.swapaxes(v_rows, 1, 2)[:, None]                     # (B or 1, 1, Hin, kH)

@@ -49,6 +49,19 @@ Shape = tuple[int, ...]
 
 NEURON_TYPES = ("CUBA", "LOIHI")
 
+# Fixed-point widths of the Loihi family's compartment (Lava's ``PyLifModelBitAcc``): the
+# current ``u`` and voltage ``v`` are 24-bit signed states; activations, bias mantissas
+# and the threshold mantissa enter them shifted left by 6 bits; decays are in 1/4096.
+UV_BITS = 24
+MAX_UV = 1 << (UV_BITS - 1)
+DECAY_UNITY = 1 << 12
+ACT_SHIFT = 6
+VTH_SHIFT = 6
+BIAS_EXP = 6
+MAX_V_TH_MANT = (MAX_UV >> VTH_SHIFT) - 1  # v_th_mant << 6 must fit the 24-bit voltage
+MAX_BIAS_MANT = (MAX_UV >> BIAS_EXP) - 1  # |bias| << 6 must fit the 24-bit voltage
+MAX_WEIGHT_MANT = (MAX_UV >> ACT_SHIFT) - 1  # one spike through |w| << 6 must fit the 24-bit current
+
 
 @dataclass(frozen=True)
 class Neuron:
@@ -78,10 +91,15 @@ class Neuron:
             )
         for name in ("i_decay", "v_decay"):
             value = getattr(self, name)
-            if not 0 <= value <= 4096:
-                raise ShapeError(f"neuron {name}={value} is outside [0, 4096] (units of 1/4096)")
-        if self.v_th_mant < 0:
-            raise ShapeError(f"neuron v_th_mant={self.v_th_mant} must be >= 0")
+            if not 0 <= value <= DECAY_UNITY:
+                raise ShapeError(f"neuron {name}={value} is outside [0, {DECAY_UNITY}] (units of 1/{DECAY_UNITY})")
+        if not 0 <= self.v_th_mant <= MAX_V_TH_MANT:
+            raise ShapeError(
+                f"neuron v_th_mant={self.v_th_mant} is outside [0, {MAX_V_TH_MANT}] (v_th_mant << {VTH_SHIFT} must "
+                f"fit the chip's {UV_BITS}-bit voltage); lower the threshold and scale the weights with it"
+            )
+        if self.ref_delay < 0:
+            raise ShapeError(f"neuron ref_delay={self.ref_delay} must be >= 0 time steps")
 
 
 def conv_output_size(size: int, kernel: int, stride: int, padding: int, dilation: int) -> int:

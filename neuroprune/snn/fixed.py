@@ -30,16 +30,24 @@ import torch
 import torch.nn.functional as F
 
 from neuroprune.errors import ShapeError
-from neuroprune.ir import ConvLayer, DenseLayer, InputLayer, Network, Neuron, PoolLayer
+from neuroprune.ir import (  # noqa: F401 - the widths are part of this module's vocabulary
+    ACT_SHIFT,
+    BIAS_EXP,
+    DECAY_UNITY,
+    MAX_UV,
+    MAX_V_TH_MANT,
+    UV_BITS,
+    VTH_SHIFT,
+    ConvLayer,
+    DenseLayer,
+    InputLayer,
+    Network,
+    Neuron,
+    PoolLayer,
+)
 
 __all__ = ["FixedPointResult", "run_fixed", "dense_synapse_weights"]
 
-UV_BITS = 24
-MAX_UV = 1 << (UV_BITS - 1)
-DECAY_UNITY = 1 << 12
-ACT_SHIFT = 6
-VTH_SHIFT = 6
-BIAS_EXP = 6
 MAX_DELAY = 62
 
 
@@ -266,6 +274,6 @@ def run_fixed(network: Network, x: torch.Tensor | np.ndarray, record_voltage: bo
         drive = torch.zeros((steps, batch, *shape), dtype=torch.int64, device=device)
         for delay, part in synapse(rows):
             drive += _delayed(part.reshape(steps, batch, *shape), 1 + delay)
-        neuron = layer.neuron or Neuron(i_decay=0, v_decay=4096, v_th_mant=(1 << 17) - 1)
+        neuron = layer.neuron or Neuron(i_decay=0, v_decay=4096, v_th_mant=MAX_V_TH_MANT)
         current = run_neurons(index, _Lif(neuron, shape, batch, layer.bias, device), drive)
     return FixedPointResult(spikes=spikes, voltages=voltages)

@@ -1,0 +1,188 @@
+"""Checks at the file boundaries: type, finiteness, range and size, before anything is
+allocated or computed.
+
+Every reader (netx, NIR, ONNX, npz and image folders, chip TOML) passes what it reads
+through these functions. Each failure raises a :mod:`neuroprune.errors` exception whose
+one-line message names the place (file, layer, key), the value found, the limit and
+the fix, so the CLI prints it and exits 2.
+
+Size limits are sanity limits far above any network a Loihi board holds (a Loihi 2 chip
+has about a million neurons and 120 million synapses): they stop a file that declares a
+billion neurons, or a weight tensor of terabytes, before numpy tries to allocate it.
+
+This module imports numpy only (h5py on demand).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from typing import Any, Iterator
+
+import numpy as np
+
+from neuroprune.errors import FormatError, NeuropruneError
+
+__all__ = [
+    "MAX_LAYER_NEURONS",
+    "MAX_TENSOR_ELEMENTS",
+    "MAX_COMPRESSION_RATIO",
+    "MAX_WORK_ELEMENTS",
+    "check_declared_size",
+    "check_real_array",
+    "check_finite_array",
+    "check_int_range",
+    "check_number",
+    "check_h5_datasets",
+    "read_h5",
+    "naming",
+]
+
+MAX_LAYER_NEURONS = 1 << 24  # 16.8M neurons in one layer: 16 Loihi 2 chips' worth
+MAX_TENSOR_ELEMENTS = 1 << 28  # 268M values in one tensor (1 GiB as int32)
+# largest intermediate table a check builds (the fit's conv costing holds blocks x input
+# neurons in several int64/float32 copies: about 1 GiB at this size)
+MAX_WORK_ELEMENTS = 1 << 25
+# deflate (HDF5's gzip filter) compresses at most about 1032:1; a dataset that claims to
+# unpack to more than that times its stored bytes is a bomb or a dataset whose chunks were
+# never written (HDF5 would hand back fill values for all of it)
+MAX_COMPRESSION_RATIO = 1032
+
+
+def _count(shape: Any) -> int:
+    """Number of elements of ``shape``, exact (Python integers never overflow)."""
+    return math.prod(int(s) for s in shape)
+
+
+def check_declared_size(count: int, what: str, where: str, limit: int, fix: str) -> None:
+    """Refuse ``count`` (elements, neurons, classes) above ``limit`` before allocating."""
+    if count > limit:
+        raise FormatError(f"{where}: {what} declares {count} values, more than the limit of {limit}; {fix}")
+
+
+def check_real_array(values: Any, what: str, where: str) -> np.ndarray:
+    """``values`` as a numpy array of real numbers (booleans, integers, floats).
+
+    Strings, objects, complex numbers and compound records are refused.
+    """
+    array = np.asarray(values) if not isinstance(values, np.ndarray) else values
+    if array.dtype.kind not in "biuf":
+        kind = "complex" if array.dtype.kind == "c" else "text" if array.dtype.kind in "SUO" else str(array.dtype)
+        raise FormatError(
+            f"{where}: {what} holds {kind} values (dtype {array.dtype}); expected real numbers — "
+            "store it as an integer or float array"
+        )
+    return array
+
+
+def check_finite_array(values: Any, what: str, where: str) -> np.ndarray:
+    """``values`` as a real numpy array with no NaN or infinity."""
+    array = check_real_array(values, what, where)
+    if array.dtype.kind == "f" and array.size and not np.all(np.isfinite(array)):
+        bad = array[~np.isfinite(array)].reshape(-1)[0]
+        count = int(np.count_nonzero(~np.isfinite(array)))
+        raise FormatError(
+            f"{where}: {what} holds {count} non-finite value(s) (e.g. {bad}); every value must be a finite "
+            "number — retrain or re-export the network"
+        )
+    return array
+
+
+def check_int_range(values: Any, what: str, where: str, low: int, high: int, fix: str) -> np.ndarray:
+    """Finite real ``values`` inside ``[low, high]`` (checked before any integer cast)."""
+    array = check_finite_array(values, what, where)
+    if array.size:
+        smallest, largest = array.min(), array.max()
+        if smallest < low or largest > high:
+            value = smallest if smallest < low else largest
+            shown = int(value) if float(value).is_integer() else float(value)
+            raise FormatError(f"{where}: {what} = {shown} is outside [{low}, {high}]; {fix}")
+    return array
+
+
+def check_number(value: Any, what: str, where: str, *, positive: bool = False) -> float:
+    """One finite real number (>= 0; > 0 with ``positive``)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise FormatError(f"{where}: {what} = {value!r} must be a finite number")
+    if value < 0 or (positive and value == 0):
+        raise FormatError(f"{where}: {what} = {value!r} must be {'> 0' if positive else '>= 0'}")
+    return float(value)
+
+
+# ----------------------------------------------------------------------------- HDF5
+def _stored_bytes(dataset: Any) -> int:
+    try:
+        return int(dataset.id.get_storage_size())
+    except Exception:  # some layouts (external, virtual) cannot say
+        return 0
+
+
+def _check_dataset(dataset: Any, where: str) -> None:
+    name = dataset.name
+    try:
+        shape = dataset.shape
+        dtype = dataset.dtype
+    except Exception as err:  # unknown datatype or broken header
+        raise FormatError(f"{where}: dataset {name} cannot be read ({type(err).__name__}); the file is damaged") from None
+    if shape is None:  # empty dataspace (h5py.Empty)
+        return
+    count = _count(shape)
+    check_declared_size(count, f"dataset {name} of shape {tuple(shape)}", where, MAX_TENSOR_ELEMENTS,
+                        "the file is damaged or far too large for a neuromorphic chip")
+    declared = count * max(int(dtype.itemsize), 1)
+    if declared == 0 or dtype.kind == "O":  # variable-length strings keep their bytes on the heap
+        return
+    stored = _stored_bytes(dataset)
+    try:
+        filtered = dataset.id.get_create_plist().get_nfilters() > 0
+    except Exception:
+        filtered = False
+    limit = stored * (MAX_COMPRESSION_RATIO if filtered else 1)
+    if declared > limit:
+        raise FormatError(
+            f"{where}: dataset {name} declares shape {tuple(shape)} ({declared} bytes) but the file holds "
+            f"{stored} bytes of it (limit {limit}); the file is damaged or truncated — write it again"
+        )
+
+
+def check_h5_datasets(handle: Any, where: str) -> None:
+    """Check every dataset of an open HDF5 file: declared size against the sanity limit
+    and against the bytes the file really stores for it."""
+    import h5py
+
+    problems: list[NeuropruneError] = []
+
+    def visit(_name: str, item: Any) -> None:
+        if not problems and isinstance(item, h5py.Dataset):
+            try:
+                _check_dataset(item, where)
+            except NeuropruneError as err:
+                problems.append(err)
+
+    handle.visititems(visit)
+    if problems:
+        raise problems[0]
+
+
+def read_h5(dataset: Any, what: str, where: str) -> Any:
+    """The value of an h5py dataset, after its size was checked."""
+    _check_dataset(dataset, where)
+    return dataset[()]
+
+
+@contextlib.contextmanager
+def naming(path: Any) -> Iterator[None]:
+    """Prefix errors raised inside with the file's name (when they do not name it), and
+    turn the errors of a damaged HDF5 file into one :class:`FormatError`."""
+    text = str(path)
+    try:
+        yield
+    except NeuropruneError as err:
+        if text in str(err):
+            raise
+        raise type(err)(f"{text}: {err}") from None
+    except (OSError, RuntimeError, KeyError, ValueError, TypeError, IndexError, AttributeError,
+            OverflowError, MemoryError) as err:
+        detail = str(err).splitlines()[0][:160] if str(err) else ""
+        raise FormatError(f"{text}: damaged file ({type(err).__name__}: {detail}); "
+                          "write it again or check where it came from") from None
