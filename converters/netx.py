@@ -28,7 +28,7 @@ from typing import Any, Callable
 import numpy as np
 
 from neuroprune.atomic import atomic_path
-from neuroprune.errors import FormatError, ShapeError, UnsupportedLayerError
+from neuroprune.errors import FormatError, NeuropruneError, ShapeError, UnsupportedLayerError
 from neuroprune.ir import (
     DECAY_UNITY,
     MAX_BIAS_MANT,
@@ -457,7 +457,12 @@ def read(path: str | os.PathLike[str], input_shape: tuple[int, ...] | None = Non
                 if not layers and kind != "input":
                     layers.append(_implicit_input(config, index, input_shape))
                     stored_shapes.append(None)
-                layers.append(reader(config, index))
+                try:
+                    layers.append(reader(config, index))
+                except NeuropruneError as err:
+                    if f"layer {index}" in str(err):
+                        raise
+                    raise type(err)(f"layer {index}: {err}") from None
                 stored_shapes.append(_array(config, "shape", f"layer {index}"))
         try:
             network = Network(layers, name=path.stem)
