@@ -50,6 +50,7 @@ from neuroprune.validate import (
     check_finite_array,
     check_h5_datasets,
     check_int_range,
+    check_shape,
     naming,
     read_h5,
 )
@@ -222,12 +223,8 @@ def _integer_array(values: np.ndarray, what: str, where: str, limit: int = int(_
     return np.asarray(values).astype(np.int64).astype(np.int32)
 
 
-def _shape(values: np.ndarray, where: str, limit: int = MAX_LAYER_NEURONS) -> tuple[int, ...]:
-    """A declared layer shape: positive integers whose product stays within ``limit``."""
-    flat = check_int_range(values.reshape(-1), "shape", where, 1, limit, "sizes must be positive; " + _SIZE_FIX)
-    shape = tuple(int(s) for s in flat)
-    check_declared_size(math.prod(shape), f"shape {shape}", where, limit, _SIZE_FIX)
-    return shape
+def _shape(values: np.ndarray, where: str) -> tuple[int, ...]:
+    return check_shape(values, "shape", where, _SIZE_FIX)
 
 
 def _read_neuron(group: Any, index: int) -> Neuron | None:

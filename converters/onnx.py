@@ -96,6 +96,7 @@ from neuroprune.ir import (
     PoolLayer,
     conv_output_size,
 )
+from neuroprune.validate import onnx_tensor
 
 __all__ = [
     "AnnLayer",
@@ -626,15 +627,13 @@ def read_ann(path: str | os.PathLike[str]) -> Ann:
     unsupported node (op type, node name and reason) in one message.
     """
     onnx = _onnx()
-    from onnx import numpy_helper
-
     path = Path(path)
     model = _load_model(path)
     graph = model.graph
-    constants = {init.name: numpy_helper.to_array(init) for init in graph.initializer}
+    constants = {init.name: onnx_tensor(init, str(path)) for init in graph.initializer}
     for node in graph.node:
         if node.op_type == "Constant" and "value" in _attrs(node):
-            constants[node.output[0]] = numpy_helper.to_array(_attrs(node)["value"])
+            constants[node.output[0]] = onnx_tensor(_attrs(node)["value"], str(path))
     inputs = [v for v in graph.input if v.name not in constants]
     if len(inputs) != 1 or len(graph.output) != 1:
         raise UnsupportedLayerError(

@@ -33,6 +33,9 @@ __all__ = [
     "check_finite_array",
     "check_int_range",
     "check_number",
+    "check_shape",
+    "check_node_fields",
+    "onnx_tensor",
     "check_h5_datasets",
     "read_h5",
     "naming",
@@ -107,6 +110,56 @@ def check_number(value: Any, what: str, where: str, *, positive: bool = False) -
     if value < 0 or (positive and value == 0):
         raise FormatError(f"{where}: {what} = {value!r} must be {'> 0' if positive else '>= 0'}")
     return float(value)
+
+
+def check_shape(values: Any, what: str, where: str, fix: str, limit: int = MAX_LAYER_NEURONS) -> tuple[int, ...]:
+    """A declared shape: positive integers whose product stays within ``limit``."""
+    flat = check_int_range(np.asarray(values).reshape(-1), what, where, 1, limit, "sizes must be positive; " + fix)
+    shape = tuple(int(s) for s in flat)
+    check_declared_size(math.prod(shape), f"{what} {shape}", where, limit, fix)
+    return shape
+
+
+def check_node_fields(node: Any, where: str, *, infinite_ok: tuple[str, ...] = (),
+                      text_ok: tuple[str, ...] = (), skip: tuple[str, ...] = ()) -> None:
+    """Every parameter of a graph node (a dataclass such as a NIR node): real numbers,
+    no NaN, no infinity except ``+inf`` in the fields named by ``infinite_ok`` (an
+    infinite time constant means no decay); strings only in ``text_ok``."""
+    for name, value in vars(node).items():
+        if name in skip or value is None or (name in text_ok and isinstance(value, str)):
+            continue
+        array = check_real_array(value, name, where)
+        if array.dtype.kind != "f" or not array.size:
+            continue
+        finite = np.isfinite(array) | ((array == np.inf) if name in infinite_ok else False)
+        if not np.all(finite):
+            check_finite_array(array[~finite], name, where)
+
+
+def onnx_tensor(tensor: Any, where: str) -> np.ndarray:
+    """An ONNX ``TensorProto`` as a finite real numpy array, its declared dims checked
+    against the sanity limit and the data it really holds before numpy builds it."""
+    from onnx import TensorProto, numpy_helper
+
+    what = f"tensor {tensor.name!r}"
+    dims = [int(d) for d in tensor.dims]
+    if any(d < 0 for d in dims):
+        raise FormatError(f"{where}: {what} declares negative dims {dims}; the model is damaged")
+    check_declared_size(math.prod(dims), f"{what} of shape {tuple(dims)}", where, MAX_TENSOR_ELEMENTS,
+                        "the model is damaged or far too large for a neuromorphic chip")
+    if tensor.data_type in (TensorProto.UNDEFINED, TensorProto.STRING, TensorProto.COMPLEX64,
+                            TensorProto.COMPLEX128):
+        name = TensorProto.DataType.Name(tensor.data_type) if tensor.data_type in TensorProto.DataType.values() \
+            else str(tensor.data_type)
+        raise FormatError(f"{where}: {what} has element type {name}; expected real numbers (float or integer)")
+    try:
+        array = numpy_helper.to_array(tensor)
+    except (ValueError, TypeError, KeyError, OverflowError) as err:
+        raise FormatError(
+            f"{where}: {what} of shape {tuple(dims)} does not match the data it holds "
+            f"({str(err).splitlines()[0][:100]}); the model is damaged"
+        ) from None
+    return check_finite_array(array, what, where)
 
 
 # ----------------------------------------------------------------------------- HDF5
