@@ -52,7 +52,6 @@ from neuroprune.validate import (
     check_int_range,
     check_shape,
     naming,
-    read_h5,
 )
 
 __all__ = ["read", "write", "SUPPORTED_TYPES"]
@@ -185,7 +184,7 @@ def _dataset(group: Any, key: str, where: str) -> Any:
     item = group[key]
     if not isinstance(item, h5py.Dataset):
         raise FormatError(f"{where}: {key!r} is a group, expected a dataset")
-    return read_h5(item, key, where)
+    return item[()]  # its size was checked with every other dataset (check_h5_datasets)
 
 
 def _scalar(group: Any, key: str, where: str, default: Any = None) -> Any:

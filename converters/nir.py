@@ -99,7 +99,7 @@ from neuroprune.ir import (
     Neuron,
     PoolLayer,
 )
-from neuroprune.validate import check_h5_datasets, check_node_fields, check_shape, naming
+from neuroprune.validate import check_h5_datasets, check_h5_numeric, check_node_fields, check_shape, naming
 
 __all__ = ["to_nir", "from_nir", "write", "read", "SUPPORTED_NODES", "DECAY_UNITY", "MAX_V_TH_MANT"]
 
@@ -811,6 +811,8 @@ def _check_node_types(path: Path) -> None:
         unsupported = []
         for key, group in nodes.items():
             kind = _plain(group["type"][()]) if hasattr(group, "keys") and "type" in group else "?"
+            if hasattr(group, "keys"):
+                check_h5_numeric(group, f"NIR node {key!r}", text_ok=("type", "padding"))
             if kind not in SUPPORTED_NODES:
                 unsupported.append(f"{key} ({kind})")
     if unsupported:

@@ -86,6 +86,7 @@ import numpy as np
 from neuroprune.atomic import atomic_path
 from neuroprune.errors import FormatError, ShapeError, UnsupportedLayerError
 from neuroprune.ir import (
+    MAX_BIAS_MANT,
     ConvLayer,
     DenseLayer,
     FlattenLayer,
@@ -96,7 +97,7 @@ from neuroprune.ir import (
     PoolLayer,
     conv_output_size,
 )
-from neuroprune.validate import onnx_tensor
+from neuroprune.validate import check_finite_array, check_int_range, check_shape, naming, onnx_tensor
 
 __all__ = [
     "AnnLayer",
@@ -238,6 +239,9 @@ class _Builder:
         return None
 
     def add(self, layer: AnnLayer, out_shape: tuple[int, ...] | None) -> None:
+        if out_shape is not None:
+            check_shape(out_shape, "output shape", f"layer {layer.name!r}",
+                        "the layer is far too large for a neuromorphic chip")
         self.layers.append(layer)
         self.shape = out_shape
 
@@ -626,8 +630,13 @@ def read_ann(path: str | os.PathLike[str]) -> Ann:
     FormatError for a missing or unreadable file; UnsupportedLayerError listing every
     unsupported node (op type, node name and reason) in one message.
     """
-    onnx = _onnx()
     path = Path(path)
+    with naming(path):
+        return _read_ann(path)
+
+
+def _read_ann(path: Path) -> Ann:
+    onnx = _onnx()
     model = _load_model(path)
     graph = model.graph
     constants = {init.name: onnx_tensor(init, str(path)) for init in graph.initializer}
@@ -642,7 +651,8 @@ def read_ann(path: str | os.PathLike[str]) -> Ann:
     dims = _shape_of(inputs[0])
     if len(dims) < 2 or any(d is None or d <= 0 for d in dims[1:]):
         raise FormatError(f"{path}: input {inputs[0].name!r} has shape {dims}; need (batch, *fixed sizes)")
-    input_shape = tuple(int(d) for d in dims[1:])  # type: ignore[arg-type]
+    input_shape = check_shape(dims[1:], f"input {inputs[0].name!r} shape", str(path),
+                              "the model is damaged, or its input is far too large for a neuromorphic chip")
     inferred: dict[str, tuple[int, ...]] = {}
     try:
         typed = onnx.shape_inference.infer_shapes(model, data_prop=True)
@@ -877,6 +887,8 @@ def to_snn(ann: Ann, calibration: np.ndarray, config: ConversionConfig | None = 
             layers.append(FlattenLayer(name=layer.name))
             scales.append(float("nan"))
             continue
+        where = f"{ann.name}: layer {layer.name!r}"
+        check_finite_array(activation, "the activation on the calibration samples", where)
         positive = np.maximum(activation, 0.0)
         scale = float(np.percentile(positive, config.percentile))
         if scale <= 0:
@@ -893,7 +905,10 @@ def to_snn(ann: Ann, calibration: np.ndarray, config: ConversionConfig | None = 
                                     weight=int(mantissa.flat[0]), neuron=_if_neuron(v_th)))
         else:
             v_th, mantissa = _threshold_and_mantissas(np.asarray(layer.weight) * gain, bound)
-            bias = None if layer.bias is None else np.round(np.asarray(layer.bias) / scale * v_th).astype(np.int32)
+            bias = None if layer.bias is None else check_int_range(
+                np.round(np.asarray(layer.bias) / scale * v_th), "bias mantissa", where, -MAX_BIAS_MANT - 1,
+                MAX_BIAS_MANT, "the bias is too large against the layer's activations; retrain with weight decay",
+            ).astype(np.int32)
             if layer.kind == "dense":
                 layers.append(DenseLayer(name=layer.name, weight=mantissa, bias=bias, neuron=_if_neuron(v_th)))
             else:

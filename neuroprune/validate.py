@@ -34,6 +34,7 @@ __all__ = [
     "check_int_range",
     "check_number",
     "check_shape",
+    "check_h5_numeric",
     "check_node_fields",
     "onnx_tensor",
     "check_h5_datasets",
@@ -114,10 +115,22 @@ def check_number(value: Any, what: str, where: str, *, positive: bool = False) -
 
 def check_shape(values: Any, what: str, where: str, fix: str, limit: int = MAX_LAYER_NEURONS) -> tuple[int, ...]:
     """A declared shape: positive integers whose product stays within ``limit``."""
-    flat = check_int_range(np.asarray(values).reshape(-1), what, where, 1, limit, "sizes must be positive; " + fix)
+    flat = check_finite_array(np.asarray(values).reshape(-1), what, where)
+    if flat.size and flat.min() < 1:
+        raise FormatError(f"{where}: {what} {tuple(flat.tolist())} has a size below 1; sizes must be positive; {fix}")
     shape = tuple(int(s) for s in flat)
     check_declared_size(math.prod(shape), f"{what} {shape}", where, limit, fix)
     return shape
+
+
+def check_h5_numeric(group: Any, where: str, text_ok: tuple[str, ...] = ()) -> None:
+    """The datasets directly in an HDF5 group hold real numbers (by dtype, nothing is
+    read); names in ``text_ok`` may hold text."""
+    import h5py
+
+    for name, item in group.items():
+        if isinstance(item, h5py.Dataset) and name not in text_ok:
+            check_real_array(np.empty(0, dtype=item.dtype), name, where)
 
 
 def check_node_fields(node: Any, where: str, *, infinite_ok: tuple[str, ...] = (),

@@ -13,6 +13,7 @@ import pytest
 
 from converters import netx
 from neuroprune.cli import main
+from neuroprune.errors import FormatError
 from neuroprune.ir import MAX_V_TH_MANT, ConvLayer, DenseLayer, InputLayer, Network, Neuron
 
 NEURON = Neuron(i_decay=1024, v_decay=128, v_th_mant=80)
@@ -169,3 +170,159 @@ def test_valid_files_still_read(tmp_path, conv_net):
     tiny = Path(sysconfig.get_paths()["purelib"]) / "tests/lava/lib/dl/netx/tiny.net"
     if tiny.exists():  # lava-dl ships it with its tests
         assert [layer.kind for layer in netx.read(tiny)] == ["input", "conv", "conv"]
+
+
+# ----------------------------------------------------------------------------- NIR
+def _nir_file(tmp_path: Path) -> Path:
+    from converters import nir
+
+    net = Network([
+        InputLayer(shape=(12,)),
+        DenseLayer(weight=np.full((8, 12), 4, np.int32), neuron=NEURON),
+        DenseLayer(weight=np.full((4, 8), 2, np.int32), neuron=NEURON),
+    ])
+    return nir.write(net, tmp_path / "g.nir")
+
+
+def _nir_refused(path: Path, *fragments: str) -> str:
+    from converters import nir
+
+    with pytest.raises(FormatError) as info:
+        nir.read(path)
+    text = str(info.value)
+    assert "\n" not in text
+    for fragment in (str(path), *fragments):
+        assert fragment in text, (fragment, text)
+    return text
+
+
+@pytest.mark.parametrize("key, value, fragment", [
+    ("dense1/weight", np.full((8, 12), np.nan), "weight"),
+    ("dense1/weight", np.full((8, 12), np.inf), "weight"),
+    ("dense1.lif/v_threshold", np.full(8, np.nan), "v_threshold"),
+    ("dense2.lif/v_leak", np.full(4, -np.inf), "v_leak"),
+])
+def test_nir_non_finite_parameters_are_refused(tmp_path, key, value, fragment):
+    path = _nir_file(tmp_path)
+    _replace(path, f"node/nodes/{key}", data=value)
+    _nir_refused(path, fragment, "non-finite")
+
+
+def test_nir_string_typed_parameter_is_refused(tmp_path):
+    path = _nir_file(tmp_path)
+    _replace(path, "node/nodes/dense1.lif/v_threshold", data=np.array([b"80"] * 8))
+    _nir_refused(path, "v_threshold", "text")
+
+
+def test_nir_declared_huge_dataset_is_refused_before_nir_reads_it(tmp_path):
+    path = _nir_file(tmp_path)
+    _replace(path, "node/nodes/dense1/weight", shape=(100000, 100000), chunks=(10, 10), dtype="f4")
+    _nir_refused(path, "dense1/weight", "(100000, 100000)")
+
+
+def test_nir_input_declaring_a_billion_neurons(tmp_path):
+    path = _nir_file(tmp_path)
+    _replace(path, "node/nodes/input0/shape", data=np.array([10**9]))
+    _nir_refused(path, "1000000000", "limit")
+
+
+def test_nir_graph_shape_error_names_the_file(tmp_path):
+    path = _nir_file(tmp_path)
+    _replace(path, "node/nodes/dense2/weight", data=np.full((4, 9), 2.0, np.float32))
+    from converters import nir
+
+    with pytest.raises(Exception) as info:
+        nir.read(path)
+    assert str(path) in str(info.value) and "\n" not in str(info.value)
+
+
+# ----------------------------------------------------------------------------- ONNX
+def _onnx_file(tmp_path: Path) -> Path:
+    import torch
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(6, 5), torch.nn.ReLU(), torch.nn.Linear(5, 3))
+    path = tmp_path / "m.onnx"
+    torch.onnx.export(model, torch.zeros(1, 6), str(path), input_names=["x"], output_names=["y"], opset_version=17)
+    return path
+
+
+def _edit_onnx(path: Path, edit) -> None:
+    import onnx
+
+    model = onnx.load(str(path))
+    edit(model)
+    onnx.save(model, str(path))
+
+
+def _onnx_refused(path: Path, *fragments: str) -> None:
+    from converters import onnx as onnx_converter
+
+    with pytest.raises(FormatError) as info:
+        onnx_converter.read_ann(path)
+    text = str(info.value)
+    for fragment in (str(path), *fragments):
+        assert fragment in text, (fragment, text)
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf])
+def test_onnx_non_finite_weights_are_refused(tmp_path, bad):
+    import onnx
+
+    path = _onnx_file(tmp_path)
+
+    def edit(model):
+        init = model.graph.initializer[0]
+        array = onnx.numpy_helper.to_array(init).copy()
+        array.reshape(-1)[0] = bad
+        init.CopyFrom(onnx.numpy_helper.from_array(array, init.name))
+
+    _edit_onnx(path, edit)
+    _onnx_refused(path, "non-finite")
+
+
+def test_onnx_complex_weights_are_refused(tmp_path):
+    import onnx
+
+    path = _onnx_file(tmp_path)
+
+    def edit(model):
+        init = model.graph.initializer[0]
+        array = onnx.numpy_helper.to_array(init).astype(np.complex64)
+        init.CopyFrom(onnx.numpy_helper.from_array(array, init.name))
+
+    _edit_onnx(path, edit)
+    _onnx_refused(path, "COMPLEX64")
+
+
+def test_onnx_weight_declaring_more_values_than_it_holds(tmp_path):
+    path = _onnx_file(tmp_path)
+    _edit_onnx(path, lambda model: model.graph.initializer[0].dims.__setitem__(0, 2**31))
+    _onnx_refused(path, str(2**31), "limit")
+    path = _onnx_file(tmp_path)
+    _edit_onnx(path, lambda model: model.graph.initializer[0].dims.__setitem__(0, 7))
+    _onnx_refused(path, "does not match the data it holds")
+
+
+def test_onnx_input_declaring_a_billion_values(tmp_path):
+    path = _onnx_file(tmp_path)
+    _edit_onnx(path, lambda model: setattr(model.graph.input[0].type.tensor_type.shape.dim[1], "dim_value", 10**9))
+    _onnx_refused(path, "1000000000", "limit")
+
+
+def test_onnx_conversion_refuses_activations_that_overflow(tmp_path):
+    import onnx
+
+    from converters import onnx as onnx_converter
+
+    path = _onnx_file(tmp_path)
+
+    def edit(model):
+        for init in model.graph.initializer:
+            array = onnx.numpy_helper.to_array(init)
+            init.CopyFrom(onnx.numpy_helper.from_array(np.full_like(array, 3e38), init.name))
+
+    _edit_onnx(path, edit)
+    ann = onnx_converter.read_ann(path)
+    with pytest.raises(FormatError, match="non-finite"):
+        onnx_converter.to_snn(ann, np.ones((4, 6), np.float32))
