@@ -379,7 +379,7 @@ def _run_npz(path: Path, heavy: bool) -> list[tuple[int, str]]:
 
 
 RUNNERS = {"netx": _run_netx, "nir": _run_nir, "onnx": _run_onnx, "npz": _run_npz}
-SHARES = {"netx": 0.4, "nir": 0.25, "onnx": 0.2, "npz": 0.15}
+SHARES = {"netx": 0.4, "nir": 0.2, "onnx": 0.25, "npz": 0.15}
 
 
 def fuzz(folder: Path, seed: int, count: int, trace: bool = False) -> dict[str, Any]:
