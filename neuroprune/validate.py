@@ -32,13 +32,11 @@ __all__ = [
     "check_real_array",
     "check_finite_array",
     "check_int_range",
-    "check_number",
     "check_shape",
     "check_h5_numeric",
     "check_node_fields",
     "onnx_tensor",
     "check_h5_datasets",
-    "read_h5",
     "naming",
 ]
 
@@ -102,15 +100,6 @@ def check_int_range(values: Any, what: str, where: str, low: int, high: int, fix
             shown = int(value) if float(value).is_integer() else float(value)
             raise FormatError(f"{where}: {what} = {shown} is outside [{low}, {high}]; {fix}")
     return array
-
-
-def check_number(value: Any, what: str, where: str, *, positive: bool = False) -> float:
-    """One finite real number (>= 0; > 0 with ``positive``)."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise FormatError(f"{where}: {what} = {value!r} must be a finite number")
-    if value < 0 or (positive and value == 0):
-        raise FormatError(f"{where}: {what} = {value!r} must be {'> 0' if positive else '>= 0'}")
-    return float(value)
 
 
 def check_shape(values: Any, what: str, where: str, fix: str, limit: int = MAX_LAYER_NEURONS) -> tuple[int, ...]:
@@ -216,24 +205,17 @@ def check_h5_datasets(handle: Any, where: str) -> None:
     and against the bytes the file really stores for it."""
     import h5py
 
-    problems: list[NeuropruneError] = []
-
-    def visit(_name: str, item: Any) -> None:
-        if not problems and isinstance(item, h5py.Dataset):
+    def visit(_name: str, item: Any) -> NeuropruneError | None:
+        if isinstance(item, h5py.Dataset):
             try:
                 _check_dataset(item, where)
             except NeuropruneError as err:
-                problems.append(err)
+                return err  # a value other than None ends the visit
+        return None
 
-    handle.visititems(visit)
-    if problems:
-        raise problems[0]
-
-
-def read_h5(dataset: Any, what: str, where: str) -> Any:
-    """The value of an h5py dataset, after its size was checked."""
-    _check_dataset(dataset, where)
-    return dataset[()]
+    problem = handle.visititems(visit)
+    if problem is not None:
+        raise problem
 
 
 @contextlib.contextmanager
@@ -246,7 +228,11 @@ def naming(path: Any) -> Iterator[None]:
     except NeuropruneError as err:
         if text in str(err):
             raise
-        raise type(err)(f"{text}: {err}") from None
+        try:
+            named = type(err)(f"{text}: {err}")
+        except TypeError:  # an error class with other constructor arguments: keep it as it is
+            raise err from None
+        raise named from None
     except (OSError, RuntimeError, KeyError, ValueError, TypeError, IndexError, AttributeError,
             OverflowError, MemoryError) as err:
         detail = str(err).splitlines()[0][:160] if str(err) else ""

@@ -334,42 +334,41 @@ def _fit_network(network: Any) -> int:
     return 0 if report.ok else 1
 
 
+def _chain(steps: list[Callable[[Any], Any]]) -> list[tuple[int, str]]:
+    """Run ``steps`` in turn, each on the previous one's result, until one fails."""
+    results: list[tuple[int, str]] = []
+    value: Any = None
+    for step in steps:
+        holder: dict[str, Any] = {}
+
+        def run(step: Callable[[Any], Any] = step, previous: Any = value, holder: dict[str, Any] = holder) -> int:
+            holder["value"] = result = step(previous)
+            return result if isinstance(result, int) else 0  # the fit's 0 / 1, else success
+
+        results.append(_call(run))
+        if "value" not in holder:
+            break
+        value = holder["value"]
+    return results
+
+
 def _run_nir(path: Path, heavy: bool) -> list[tuple[int, str]]:
     from converters import nir
 
-    holder: dict[str, Any] = {}
+    return _chain([lambda _: nir.read(path), _fit_network])
 
-    def read() -> int:
-        holder["network"] = nir.read(path)
-        return 0
 
-    results = [_call(read)]
-    if "network" in holder:
-        results.append(_call(lambda: _fit_network(holder["network"])))
-    return results
+def _to_snn(ann: Any) -> Any:
+    from converters import onnx as onnx_converter
+
+    calibration = np.random.default_rng(0).random((4, *ann.input_shape)).astype(np.float32)
+    return onnx_converter.to_snn(ann, calibration).network
 
 
 def _run_onnx(path: Path, heavy: bool) -> list[tuple[int, str]]:
     from converters import onnx as onnx_converter
 
-    holder: dict[str, Any] = {}
-
-    def read() -> int:
-        holder["ann"] = onnx_converter.read_ann(path)
-        return 0
-
-    results = [_call(read)]
-    if "ann" in holder and heavy:
-        def convert() -> int:
-            ann = holder["ann"]
-            calibration = np.random.default_rng(0).random((4, *ann.input_shape)).astype(np.float32)
-            holder["network"] = onnx_converter.to_snn(ann, calibration).network
-            return 0
-
-        results.append(_call(convert))
-        if "network" in holder:
-            results.append(_call(lambda: _fit_network(holder["network"])))
-    return results
+    return _chain([lambda _: onnx_converter.read_ann(path)] + ([_to_snn, _fit_network] if heavy else []))
 
 
 def _run_npz(path: Path, heavy: bool) -> list[tuple[int, str]]:
