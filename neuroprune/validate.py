@@ -200,10 +200,47 @@ def _check_dataset(dataset: Any, where: str) -> None:
         )
 
 
+def _check_global_heaps(filename: str, size_bytes: int, where: str) -> None:
+    """Walk every global heap collection (where HDF5 keeps variable-length strings) the
+    way the HDF5 library does, and refuse one whose object sizes would not advance the
+    walk or run past the collection: libhdf5 loops forever on such a heap.
+
+    Layout (HDF5 file format spec, "Global Heap"): ``GCOL``, version 1, 3 reserved bytes,
+    the collection size; then objects of index (2 bytes), reference count (2), reserved
+    (4), size, and the data padded to 8 bytes; index 0 is the free space.
+    """
+    import mmap
+
+    header = 8 + size_bytes
+    with open(filename, "rb") as file, mmap.mmap(file.fileno(), 0, access=mmap.ACCESS_READ) as data:
+        at = data.find(b"GCOL\x01")
+        while at >= 0:
+            size = int.from_bytes(data[at + 8:at + header], "little")
+            end = at + size
+            position = at + header
+            if size < header or end > len(data):
+                raise FormatError(f"{where}: global heap at byte {at} declares {size} bytes, past the end of "
+                                  "the file; the file is damaged — write it again")
+            while position + header <= end:
+                index = int.from_bytes(data[position:position + 2], "little")
+                length = int.from_bytes(data[position + 8:position + header], "little")
+                need = header + (length + 7) // 8 * 8 if index else length
+                if need < header or position + need > end:
+                    raise FormatError(
+                        f"{where}: global heap object {index} at byte {position} has size {length}, which does "
+                        "not fit its collection; the file is damaged — write it again"
+                    )
+                position += need
+            at = data.find(b"GCOL\x01", at + 4)
+
+
 def check_h5_datasets(handle: Any, where: str) -> None:
     """Check every dataset of an open HDF5 file: declared size against the sanity limit
-    and against the bytes the file really stores for it."""
+    and against the bytes the file really stores for it; and, when any dataset holds
+    variable-length data, the global heaps that data lives in."""
     import h5py
+
+    variable: list[bool] = []
 
     def visit(_name: str, item: Any) -> NeuropruneError | None:
         if isinstance(item, h5py.Dataset):
@@ -211,11 +248,15 @@ def check_h5_datasets(handle: Any, where: str) -> None:
                 _check_dataset(item, where)
             except NeuropruneError as err:
                 return err  # a value other than None ends the visit
+            if not variable and item.dtype.kind == "O":
+                variable.append(True)
         return None
 
     problem = handle.visititems(visit)
     if problem is not None:
         raise problem
+    if variable:
+        _check_global_heaps(handle.filename, int(handle.id.get_create_plist().get_sizes()[1]), where)
 
 
 @contextlib.contextmanager

@@ -326,3 +326,22 @@ def test_onnx_conversion_refuses_activations_that_overflow(tmp_path):
     ann = onnx_converter.read_ann(path)
     with pytest.raises(FormatError, match="non-finite"):
         onnx_converter.to_snn(ann, np.ones((4, 6), np.float32))
+
+
+def test_global_heap_that_would_hang_libhdf5_is_refused(tmp_path):
+    """A variable-length string (the neuron type) whose global heap object claims 132
+    bytes instead of 4: libhdf5 then walks the heap forever. Run in a child process so a
+    regression fails on the timeout instead of hanging the suite."""
+    import subprocess
+    import sys
+
+    path = _small(tmp_path)
+    data = bytearray(path.read_bytes())
+    heap = data.find(b"GCOL\x01")
+    assert heap > 0 and data[heap + 24] == 4  # object 1 ("CUBA") of the first collection: 4 bytes
+    data[heap + 24] = 0x84
+    path.write_bytes(bytes(data))
+    result = subprocess.run([sys.executable, "-m", "neuroprune.cli", "info", str(path)],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.startswith(f"error: {path}: global heap") and "Traceback" not in result.stderr
