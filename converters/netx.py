@@ -217,8 +217,9 @@ def _array(group: Any, key: str, where: str) -> np.ndarray | None:
 def _integer_array(values: np.ndarray, what: str, where: str, limit: int = int(_INT32.max)) -> np.ndarray:
     """Integers as Lava sees them (netx casts with ``astype(int)``), after checking that
     every value is finite and within ``[-limit - 1, limit]``."""
-    values = check_int_range(values, what, where, -limit - 1, limit,
-                             f"values must fit the chip's {UV_BITS}-bit state; quantize the network")
+    fix = ("values must fit a 32-bit integer" if limit == _INT32.max
+           else f"values must fit the chip's {UV_BITS}-bit state; quantize the network")
+    values = check_int_range(values, what, where, -limit - 1, limit, fix)
     return np.asarray(values).astype(np.int64).astype(np.int32)
 
 
