@@ -200,47 +200,82 @@ def _check_dataset(dataset: Any, where: str) -> None:
         )
 
 
-def _check_global_heaps(filename: str, size_bytes: int, where: str) -> None:
-    """Walk every global heap collection (where HDF5 keeps variable-length strings) the
-    way the HDF5 library does, and refuse one whose object sizes would not advance the
-    walk or run past the collection: libhdf5 loops forever on such a heap.
+def _global_heap_objects(data: Any, size_bytes: int, where: str) -> dict[tuple[int, int], int]:
+    """Walk every global heap collection (where HDF5 keeps variable-length data) the way
+    the HDF5 library does; return ``(collection address, object index) -> size``.
 
-    Layout (HDF5 file format spec, "Global Heap"): ``GCOL``, version 1, 3 reserved bytes,
-    the collection size; then objects of index (2 bytes), reference count (2), reserved
-    (4), size, and the data padded to 8 bytes; index 0 is the free space.
+    Refuses a collection whose object sizes would not advance the walk or run past the
+    collection: libhdf5 loops forever on such a heap. Layout (HDF5 file format spec,
+    "Global Heap"): ``GCOL``, version 1, 3 reserved bytes, the collection size; then
+    objects of index (2 bytes), reference count (2), reserved (4), size, and the data
+    padded to 8 bytes; index 0 is the free space.
     """
+    header = 8 + size_bytes
+    objects: dict[tuple[int, int], int] = {}
+    at = data.find(b"GCOL\x01")
+    while at >= 0:
+        size = int.from_bytes(data[at + 8:at + header], "little")
+        end = at + size
+        position = at + header
+        if size < header or end > len(data):
+            raise FormatError(f"{where}: global heap at byte {at} declares {size} bytes, past the end of "
+                              "the file; the file is damaged — write it again")
+        while position + header <= end:
+            index = int.from_bytes(data[position:position + 2], "little")
+            length = int.from_bytes(data[position + 8:position + header], "little")
+            need = header + (length + 7) // 8 * 8 if index else length
+            if need < header or position + need > end:
+                raise FormatError(
+                    f"{where}: global heap object {index} at byte {position} has size {length}, which does "
+                    "not fit its collection; the file is damaged — write it again"
+                )
+            objects[(at, index)] = length
+            position += need
+        at = data.find(b"GCOL\x01", at + 4)
+    return objects
+
+
+def _check_variable_length(handle: Any, datasets: list[Any], where: str) -> None:
+    """Every variable-length element (length, heap address, object index) must name a
+    heap object that holds it, before libhdf5 allocates ``length`` items for it."""
     import mmap
 
-    header = 8 + size_bytes
-    with open(filename, "rb") as file, mmap.mmap(file.fileno(), 0, access=mmap.ACCESS_READ) as data:
-        at = data.find(b"GCOL\x01")
-        while at >= 0:
-            size = int.from_bytes(data[at + 8:at + header], "little")
-            end = at + size
-            position = at + header
-            if size < header or end > len(data):
-                raise FormatError(f"{where}: global heap at byte {at} declares {size} bytes, past the end of "
-                                  "the file; the file is damaged — write it again")
-            while position + header <= end:
-                index = int.from_bytes(data[position:position + 2], "little")
-                length = int.from_bytes(data[position + 8:position + header], "little")
-                need = header + (length + 7) // 8 * 8 if index else length
-                if need < header or position + need > end:
+    import h5py
+
+    address_bytes, size_bytes = (int(n) for n in handle.id.get_create_plist().get_sizes())
+    entry = 4 + address_bytes + 4
+    with open(handle.filename, "rb") as file, mmap.mmap(file.fileno(), 0, access=mmap.ACCESS_READ) as data:
+        objects = _global_heap_objects(data, size_bytes, where)
+        for dataset in datasets:
+            offset = dataset.id.get_offset()
+            if offset is None:
+                raise FormatError(f"{where}: dataset {dataset.name} keeps variable-length data in a chunked or "
+                                  "compact layout, which is not supported; write it contiguous (h5py's default)")
+            base = h5py.check_vlen_dtype(dataset.dtype)
+            item = base.itemsize if isinstance(base, np.dtype) and base.kind not in "SUO" else 1  # str: bytes
+            count = math.prod(dataset.shape)
+            raw = data[offset:offset + count * entry]
+            if len(raw) < count * entry:
+                raise FormatError(f"{where}: dataset {dataset.name} runs past the end of the file; write it again")
+            for start in range(0, len(raw), entry):
+                length = int.from_bytes(raw[start:start + 4], "little")
+                heap = int.from_bytes(raw[start + 4:start + 4 + address_bytes], "little")
+                index = int.from_bytes(raw[start + 4 + address_bytes:start + entry], "little")
+                held = objects.get((heap, index))
+                if length and (held is None or length * item > held):
                     raise FormatError(
-                        f"{where}: global heap object {index} at byte {position} has size {length}, which does "
-                        "not fit its collection; the file is damaged — write it again"
+                        f"{where}: dataset {dataset.name} has a variable-length value of {length} items, but its "
+                        f"global heap object holds {held or 0} bytes; the file is damaged — write it again"
                     )
-                position += need
-            at = data.find(b"GCOL\x01", at + 4)
 
 
 def check_h5_datasets(handle: Any, where: str) -> None:
     """Check every dataset of an open HDF5 file: declared size against the sanity limit
-    and against the bytes the file really stores for it; and, when any dataset holds
-    variable-length data, the global heaps that data lives in."""
+    and against the bytes the file really stores for it; and the variable-length values
+    (strings) against the global heaps they live in."""
     import h5py
 
-    variable: list[bool] = []
+    variable: list[Any] = []
 
     def visit(_name: str, item: Any) -> NeuropruneError | None:
         if isinstance(item, h5py.Dataset):
@@ -248,15 +283,15 @@ def check_h5_datasets(handle: Any, where: str) -> None:
                 _check_dataset(item, where)
             except NeuropruneError as err:
                 return err  # a value other than None ends the visit
-            if not variable and item.dtype.kind == "O":
-                variable.append(True)
+            if item.dtype.kind == "O" and h5py.check_ref_dtype(item.dtype) is None and item.shape is not None:
+                variable.append(item)
         return None
 
     problem = handle.visititems(visit)
     if problem is not None:
         raise problem
     if variable:
-        _check_global_heaps(handle.filename, int(handle.id.get_create_plist().get_sizes()[1]), where)
+        _check_variable_length(handle, variable, where)
 
 
 @contextlib.contextmanager

@@ -345,3 +345,16 @@ def test_global_heap_that_would_hang_libhdf5_is_refused(tmp_path):
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 2, result.stderr
     assert result.stderr.startswith(f"error: {path}: global heap") and "Traceback" not in result.stderr
+
+
+def test_variable_length_string_declaring_two_gigabytes_is_refused_before_libhdf5_allocates(tmp_path, capsys):
+    path = _small(tmp_path)
+    with h5py.File(path, "r") as handle:
+        offset = handle["layer/1/neuron/type"].id.get_offset()
+    data = bytearray(path.read_bytes())
+    assert int.from_bytes(data[offset:offset + 4], "little") == 4  # "CUBA"
+    data[offset:offset + 4] = (2**31 + 7).to_bytes(4, "little")
+    path.write_bytes(bytes(data))
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    _refused(path, capsys, "/layer/1/neuron/type", str(2**31 + 7))
+    assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before < 200 * 1024  # KiB
