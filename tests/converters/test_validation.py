@@ -14,7 +14,7 @@ import pytest
 from converters import netx
 from neuroprune.cli import main
 from neuroprune.errors import FormatError
-from neuroprune.ir import MAX_V_TH_MANT, ConvLayer, DenseLayer, InputLayer, Network, Neuron
+from neuroprune.ir import MAX_V_TH_MANT, ConvLayer, DenseLayer, FlattenLayer, InputLayer, Network, Neuron
 
 NEURON = Neuron(i_decay=1024, v_decay=128, v_th_mant=80)
 
@@ -358,3 +358,17 @@ def test_variable_length_string_declaring_two_gigabytes_is_refused_before_libhdf
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     _refused(path, capsys, "/layer/1/neuron/type", str(2**31 + 7))
     assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before < 200 * 1024  # KiB
+
+
+def test_fit_refuses_a_conv_whose_costing_table_would_take_gigabytes(tmp_path, capsys):
+    """Within the per-layer limit, but costing 2x298x298 outputs against 300x300 inputs
+    core block by core block needs a table of ~54M cells (about 1 GiB)."""
+    net = Network([InputLayer(shape=(1, 300, 300)),
+                   ConvLayer(weight=np.ones((2, 1, 3, 3), np.int32), neuron=NEURON), FlattenLayer(),
+                   DenseLayer(weight=np.ones((3, 2 * 298 * 298), np.int32), neuron=NEURON)])
+    path = netx.write(net, tmp_path / "wide.net")
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    assert main(["fit", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert "conv layer 'conv1'" in err and "table cells, more than the limit of" in err and err.count("\n") == 1
+    assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before < 400 * 1024  # KiB
