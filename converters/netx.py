@@ -20,6 +20,7 @@ convolution, so a written-and-read pool comes back as a conv layer.
 
 from __future__ import annotations
 
+import math
 import os
 from pathlib import Path
 from typing import Any, Callable
@@ -27,7 +28,7 @@ from typing import Any, Callable
 import numpy as np
 
 from neuroprune.atomic import atomic_path
-from neuroprune.errors import FormatError, ShapeError, UnsupportedLayerError
+from neuroprune.errors import FormatError, NeuropruneError, ShapeError, UnsupportedLayerError
 from neuroprune.ir import (
     ConvLayer,
     DenseLayer,
@@ -37,6 +38,16 @@ from neuroprune.ir import (
     Network,
     Neuron,
     PoolLayer,
+)
+from neuroprune.loihi_arith import DECAY_UNITY, MAX_BIAS_MANT, MAX_V_TH_MANT, MAX_WEIGHT_MANT, STATE_BITS
+from neuroprune.validate import (
+    MAX_LAYER_NEURONS,
+    check_declared_size,
+    check_finite_array,
+    check_h5_datasets,
+    check_int_range,
+    check_shape,
+    naming,
 )
 
 __all__ = ["read", "write", "SUPPORTED_TYPES"]
@@ -143,6 +154,18 @@ def write(network: Network, path: str | os.PathLike[str]) -> Path:
 
 
 # ----------------------------------------------------------------------------- reading
+_INT32 = np.iinfo(np.int32)
+# netx key -> (smallest, largest) value the chip's compartment holds (neuroprune.ir widths)
+_NEURON_RANGES = {
+    "iDecay": (0, DECAY_UNITY),
+    "vDecay": (0, DECAY_UNITY),
+    "vThMant": (0, MAX_V_TH_MANT),
+    "refDelay": (0, int(_INT32.max)),
+    "gradedSpike": (0, 1),
+}
+_SIZE_FIX = "the file is damaged, or the network is far too large for a neuromorphic chip"
+
+
 def _decode(value: Any) -> str:
     if isinstance(value, np.ndarray):
         value = value.reshape(-1)[0] if value.size else b""
@@ -151,107 +174,170 @@ def _decode(value: Any) -> str:
     return str(value)
 
 
-def _scalar(group: Any, key: str, default: Any = None) -> Any:
+def _dataset(group: Any, key: str, where: str) -> Any:
+    import h5py
+
+    item = group[key]
+    if not isinstance(item, h5py.Dataset):
+        raise FormatError(f"{where}: {key!r} is a group, expected a dataset")
+    return item[()]  # its size was checked with every other dataset (check_h5_datasets)
+
+
+def _scalar(group: Any, key: str, where: str, default: Any = None) -> Any:
     if key not in group:
         return default
-    value = group[key][()]
+    value = _dataset(group, key, where)
     if isinstance(value, np.ndarray):
         value = value.reshape(-1)[0] if value.size == 1 else value
     return value.item() if isinstance(value, np.generic) else value
 
 
-def _array(group: Any, key: str) -> np.ndarray | None:
+def _number(group: Any, key: str, where: str, low: float, high: float) -> float | None:
+    """One finite real number in ``[low, high]`` (None when the key is absent)."""
+    value = _scalar(group, key, where)
+    if value is None:
+        return None
+    array = np.asarray(value)
+    if array.size != 1:
+        raise FormatError(f"{where}: {key!r} has shape {array.shape}; expected one value")
+    return float(check_int_range(array.reshape(-1), key, where, low, high,
+                                 f"store a value in [{low}, {high}]")[0])
+
+
+def _array(group: Any, key: str, where: str) -> np.ndarray | None:
     if key not in group:
         return None
-    return np.asarray(group[key][()])
+    return check_finite_array(np.asarray(_dataset(group, key, where)), key, where)
 
 
-def _integer_array(values: np.ndarray) -> np.ndarray:
-    """Integers as Lava sees them (netx casts with ``astype(int)``)."""
+def _integer_array(values: np.ndarray, what: str, where: str, limit: int = int(_INT32.max)) -> np.ndarray:
+    """Integers as Lava sees them (netx casts with ``astype(int)``), after checking that
+    every value is finite and within ``[-limit - 1, limit]``."""
+    fix = ("values must fit a 32-bit integer" if limit == _INT32.max
+           else f"values must fit the chip's {STATE_BITS}-bit state; quantize the network")
+    values = check_int_range(values, what, where, -limit - 1, limit, fix)
     return np.asarray(values).astype(np.int64).astype(np.int32)
+
+
+def _shape(values: np.ndarray, where: str) -> tuple[int, ...]:
+    return check_shape(values, "shape", where, _SIZE_FIX)
 
 
 def _read_neuron(group: Any, index: int) -> Neuron | None:
     if "neuron" not in group:
         return None
     config = group["neuron"]
-    kind = _decode(config["type"][()])
+    where = f"layer {index} neuron"
+    if "type" not in config:
+        raise FormatError(f"{where} has no 'type'")
+    kind = _decode(_dataset(config, "type", where))
     if kind not in ("CUBA", "LOIHI"):
         raise UnsupportedLayerError(
             f"layer {index}: neuron type {kind!r} is not supported (supported: CUBA, LOIHI)"
         )
     values = {}
     for field_name, key in _NEURON_KEYS.items():
-        value = _scalar(config, key)
-        if value is None:
+        raw = _scalar(config, key, where)
+        if raw is None:
             if field_name in ("ref_delay", "graded_spike"):
                 continue
             raise FormatError(f"layer {index}: neuron has no {key!r} entry")
-        if isinstance(value, np.ndarray):
+        if isinstance(raw, np.ndarray) and raw.dtype.kind in "biuf":
             raise UnsupportedLayerError(
                 f"layer {index}: per-neuron {key} values are not supported (one value per layer)"
             )
+        low, high = _NEURON_RANGES[key]
+        value = float(check_int_range(np.asarray(raw).reshape(-1), key, where, low, high,
+                                      f"the chip holds {key} in [{low}, {high}]")[0])
         values[field_name] = bool(value) if field_name == "graded_spike" else int(value)
     return Neuron(kind=kind, **values)
 
 
-def _pair_from(group: Any, key: str, default: int) -> tuple[int, int]:
-    value = _array(group, key)
+def _pair_from(group: Any, key: str, default: int, where: str) -> tuple[int, int]:
+    value = _array(group, key, where)
     if value is None:
         return default, default
-    flat = value.reshape(-1).astype(int)
+    flat = check_int_range(value.reshape(-1), key, where, 0, MAX_LAYER_NEURONS, _SIZE_FIX)
+    if flat.size not in (1, 2):
+        raise FormatError(f"{where}: {key!r} holds {flat.size} values; expected one or two")
+    flat = flat.astype(np.int64)
     return (int(flat[0]), int(flat[0])) if flat.size == 1 else (int(flat[0]), int(flat[1]))
 
 
+def _optional_float(group: Any, key: str, where: str) -> float | None:
+    value = _array(group, key, where)
+    if value is None:
+        return None
+    if value.size != 1:
+        raise FormatError(f"{where}: {key!r} has shape {value.shape}; an input layer has one value")
+    return float(check_int_range(value.reshape(-1), key, where, -MAX_WEIGHT_MANT - 1, MAX_WEIGHT_MANT,
+                                 f"values must fit the chip's {STATE_BITS}-bit state")[0])
+
+
 def _read_input(group: Any, index: int) -> InputLayer:
-    shape = _array(group, "shape")
+    where = f"layer {index} (input)"
+    shape = _array(group, "shape", where)
     if shape is None:
         raise FormatError(f"layer {index}: input layer has no 'shape'")
-    weight, bias = _scalar(group, "weight"), _scalar(group, "bias")
     return InputLayer(
-        shape=tuple(int(s) for s in shape.reshape(-1)),
+        shape=_shape(shape, where),
         neuron=_read_neuron(group, index),
-        weight=None if weight is None else float(weight),
-        bias=None if bias is None else float(bias),
+        weight=_optional_float(group, "weight", where),
+        bias=_optional_float(group, "bias", where),
     )
+
+
+def _weight(group: Any, index: int, kind: str) -> np.ndarray:
+    where = f"layer {index} ({kind})"
+    if "weight" not in group:
+        raise FormatError(f"layer {index} has no weight: a {kind} layer needs a 'weight' dataset")
+    weight = _array(group, "weight", where)
+    assert weight is not None
+    return _integer_array(weight, "weight", where, MAX_WEIGHT_MANT)
+
+
+def _extras(group: Any, index: int, kind: str) -> dict[str, Any]:
+    where = f"layer {index} ({kind})"
+    delay, bias = _array(group, "delay", where), _array(group, "bias", where)
+    return {
+        "neuron": _read_neuron(group, index),
+        "bias": None if bias is None else _integer_array(bias, "bias", where, MAX_BIAS_MANT),
+        "delay": None if delay is None else _integer_array(delay, "delay", where),
+    }
 
 
 def _read_dense(group: Any, index: int) -> DenseLayer:
-    if "weight" not in group or not hasattr(group["weight"], "shape"):
-        raise UnsupportedLayerError(f"layer {index}: dense layer without a real 'weight' dataset (complex weights are not supported)")
-    weight = _integer_array(group["weight"][()])
+    weight = _weight(group, index, "dense")
     if weight.ndim == 1:
-        out = int(np.prod(_array(group, "shape")))
+        where = f"layer {index} (dense)"
+        shape = _array(group, "shape", where)
+        if shape is None:
+            raise FormatError(f"{where}: a 1-D weight needs the layer's 'shape' to know its outputs")
+        out = math.prod(_shape(shape, where))
+        if weight.size % out:
+            raise FormatError(
+                f"{where}: 1-D weight of {weight.size} values does not split into {out} outputs (from 'shape'); "
+                "store the weight as (out, in)"
+            )
         weight = weight.reshape(out, -1)
-    delay = _array(group, "delay")
-    bias = _array(group, "bias")
-    return DenseLayer(
-        weight=weight,
-        neuron=_read_neuron(group, index),
-        bias=None if bias is None else _integer_array(bias),
-        delay=None if delay is None else _integer_array(delay),
-    )
+    return DenseLayer(weight=weight, **_extras(group, index, "dense"))
 
 
 def _read_conv(group: Any, index: int) -> ConvLayer:
-    weight = _array(group, "weight")
-    if weight is None:
-        raise FormatError(f"layer {index}: conv layer has no 'weight'")
-    weight = _integer_array(weight)
+    where = f"layer {index} (conv)"
+    weight = _weight(group, index, "conv")
     if weight.ndim == 5:  # (out, in, kH, kW, 1) from a 3-D convolution over time
+        if weight.shape[4] != 1:
+            raise UnsupportedLayerError(f"{where}: weight of shape {weight.shape} convolves over time; not supported")
         weight = weight.reshape(weight.shape[:4])
-    delay = _array(group, "delay")
-    bias = _array(group, "bias")
-    groups = _scalar(group, "groups", 1)
+    groups = _number(group, "groups", where, 1, MAX_LAYER_NEURONS)
     return ConvLayer(
         weight=weight,
-        neuron=_read_neuron(group, index),
-        bias=None if bias is None else _integer_array(bias),
-        delay=None if delay is None else _integer_array(delay),
-        stride=_pair_from(group, "stride", 1),
-        padding=_pair_from(group, "padding", 0),
-        dilation=_pair_from(group, "dilation", 1),
-        groups=int(np.asarray(groups).reshape(-1)[0]),
+        stride=_pair_from(group, "stride", 1, where),
+        padding=_pair_from(group, "padding", 0, where),
+        dilation=_pair_from(group, "dilation", 1, where),
+        groups=1 if groups is None else int(groups),
+        **_extras(group, index, "conv"),
     )
 
 
@@ -272,17 +358,45 @@ def _implicit_input(first: Any, index: int, input_shape: tuple[int, ...] | None)
     """Input layer for files whose first layer is synaptic (no /layer/0 input)."""
     if input_shape is not None:
         return InputLayer(shape=tuple(input_shape))
-    kind = _decode(first["type"][()])
+    kind = _decode(_dataset(first, "type", f"layer {index}"))
     if kind == "dense":
-        weight = np.asarray(first["weight"][()])
-        features = _scalar(first, "inFeatures")
+        where = f"layer {index} (dense)"
+        features = _number(first, "inFeatures", where, 1, MAX_LAYER_NEURONS)
         if features is None:
-            features = weight.shape[1] if weight.ndim == 2 else weight.size // int(np.prod(first["shape"][()]))
+            weight = _weight(first, index, "dense")
+            shape = _array(first, "shape", where)
+            out = math.prod(_shape(shape, where)) if shape is not None else 0
+            features = weight.shape[1] if weight.ndim == 2 else weight.size // max(out, 1)
         return InputLayer(shape=(int(features),))
     raise FormatError(
         f"layer {index}: the file has no input layer and the input shape of a {kind} layer "
         "cannot be inferred; pass input_shape=(C, H, W)"
     )
+
+
+def _layer_keys(group: Any) -> list[str]:
+    """The layer keys ``0 .. n-1`` in order (lava-dl loads exactly these)."""
+    names = list(group.keys())
+    try:
+        indices = sorted(int(name) for name in names)
+    except ValueError:
+        raise FormatError(f"/layer holds non-numeric entries {names[:8]}") from None
+    if not indices:
+        raise FormatError("/layer is empty")
+    expected = [str(i) for i in range(len(names))]
+    if sorted(names, key=int) != expected:
+        raise FormatError(
+            f"/layer has entries {sorted(names, key=int)[:8]}; layers must be numbered 0..{len(names) - 1} "
+            "without gaps (lava-dl netx loads layer/0, layer/1, ... in order) — renumber them"
+        )
+    return expected
+
+
+def _check_sizes(network: Network) -> None:
+    """Every layer's neuron count within the sanity limit (shapes grow through convs)."""
+    for index, shape in enumerate(network.shapes):
+        check_declared_size(math.prod(shape), f"layer {index} ({network[index].kind}) of shape {shape}",
+                            f"layer {index}", MAX_LAYER_NEURONS, _SIZE_FIX)
 
 
 def read(path: str | os.PathLike[str], input_shape: tuple[int, ...] | None = None) -> Network:
@@ -292,6 +406,12 @@ def read(path: str | os.PathLike[str], input_shape: tuple[int, ...] | None = Non
     layers; CUBA and LOIHI neurons; synaptic delays). Weights come back as int32, as
     Lava casts them. Any other layer type raises :class:`UnsupportedLayerError` naming
     the layer index and type.
+
+    Every dataset is checked before it is read: its declared size against the bytes the
+    file holds and against :data:`neuroprune.validate.MAX_TENSOR_ELEMENTS`; weights,
+    biases, delays and neuron parameters must be finite real numbers in the ranges the
+    chip's fixed-point state holds (:mod:`neuroprune.ir`). A failure raises a
+    :class:`FormatError` naming the file and layer.
     """
     import h5py
 
@@ -302,30 +422,25 @@ def read(path: str | os.PathLike[str], input_shape: tuple[int, ...] | None = Non
         raise FormatError(f"{path}: is a folder, expected a netx .net (HDF5) file")
     try:
         handle = h5py.File(path, "r")
-    except OSError as err:
+    except (OSError, RuntimeError, ValueError) as err:
         raise FormatError(
             f"{path}: not a readable HDF5 file ({str(err).split('(')[0].strip().rstrip(':,')}); "
             "is it corrupt, truncated or of another format?"
         ) from None
-    try:
+    with naming(path):
         with handle:
-            if "layer" not in handle:
+            if "layer" not in handle or not isinstance(handle["layer"], h5py.Group):
                 raise FormatError(f"{path}: no /layer group; not a netx network file")
+            check_h5_datasets(handle, str(path))
             group = handle["layer"]
-            try:
-                keys = sorted(group.keys(), key=int)
-            except ValueError:
-                raise FormatError(f"{path}: /layer holds non-numeric entries {list(group.keys())}") from None
-            if not keys:
-                raise FormatError(f"{path}: /layer is empty")
             layers: list[Layer] = []
             stored_shapes: list[np.ndarray | None] = []
-            for key in keys:
+            for key in _layer_keys(group):
                 index = int(key)
                 config = group[key]
-                if "type" not in config:
+                if not isinstance(config, h5py.Group) or "type" not in config:
                     raise FormatError(f"{path}: layer {index} has no 'type'")
-                kind = _decode(config["type"][()])
+                kind = _decode(_dataset(config, "type", f"layer {index}"))
                 reader = _READERS.get(kind)
                 if reader is None:
                     raise UnsupportedLayerError(
@@ -335,22 +450,25 @@ def read(path: str | os.PathLike[str], input_shape: tuple[int, ...] | None = Non
                 if not layers and kind != "input":
                     layers.append(_implicit_input(config, index, input_shape))
                     stored_shapes.append(None)
-                layers.append(reader(config, index))
-                stored_shapes.append(_array(config, "shape"))
-    except (KeyError, OSError, TypeError) as err:
-        raise FormatError(f"{path}: damaged netx file ({err})") from None
-    try:
-        network = Network(layers, name=path.stem)
-    except ShapeError as err:
-        raise FormatError(f"{path}: inconsistent shapes: {err}") from None
-    for index, (stored, shape) in enumerate(zip(stored_shapes, network.shapes)):
-        if stored is None or network[index].kind == "flatten":
-            continue
-        if int(np.prod(stored)) != int(np.prod(shape)) or (
-            stored.size == len(shape) and tuple(int(s) for s in stored) != shape
-        ):
-            raise FormatError(
-                f"{path}: layer {index} stores shape {tuple(int(s) for s in stored)} "
-                f"but its weights give {shape}"
-            )
+                try:
+                    layers.append(reader(config, index))
+                except NeuropruneError as err:
+                    if f"layer {index}" in str(err):
+                        raise
+                    raise type(err)(f"layer {index}: {err}") from None
+                stored_shapes.append(_array(config, "shape", f"layer {index}"))
+        try:
+            network = Network(layers, name=path.stem)
+        except ShapeError as err:
+            raise FormatError(f"{path}: inconsistent shapes: {err}") from None
+        _check_sizes(network)
+        for index, (stored, shape) in enumerate(zip(stored_shapes, network.shapes)):
+            if stored is None or network[index].kind == "flatten":
+                continue
+            stored_shape = tuple(int(s) for s in check_int_range(
+                stored.reshape(-1), "shape", f"layer {index}", 0, MAX_LAYER_NEURONS, _SIZE_FIX))
+            if math.prod(stored_shape) != math.prod(shape) or (
+                len(stored_shape) == len(shape) and stored_shape != shape
+            ):
+                raise FormatError(f"{path}: layer {index} stores shape {stored_shape} but its weights give {shape}")
     return network

@@ -112,6 +112,7 @@ from neuroprune.ir import (
     PoolLayer,
 )
 from neuroprune.loihi_arith import DECAY_UNITY, MAX_V_TH_MANT, threshold_for, to_mantissa
+from neuroprune.validate import check_h5_datasets, check_h5_numeric, check_node_fields, check_shape, naming
 
 __all__ = ["to_nir", "from_nir", "write", "read", "SUPPORTED_NODES", "DECAY_UNITY", "MAX_V_TH_MANT", "EXPORT_DT",
            "IMPORT_DT"]
@@ -126,6 +127,9 @@ SYNAPSE_NODES = ("Affine", "Linear", "Conv2d", "SumPool2d", "AvgPool2d")
 NEURON_NODES = ("CubaLIF", "LIF", "IF")
 SUPPORTED_NODES = ("Input", "Output", "Flatten", "Delay", "Scale") + SYNAPSE_NODES + NEURON_NODES
 _META = "neuroprune"  # prefix of our metadata keys
+_INFINITE_OK = ("tau", "tau_mem", "tau_syn", "r", "w_in")  # no decay; r, w_in scale with the taus
+_NOT_PARAMS = ("metadata", "input_type", "output_type")
+_SIZE_FIX = "the graph is damaged, or far too large for a neuromorphic chip"
 
 
 def _nir() -> Any:
@@ -638,6 +642,8 @@ def from_nir(graph: Any, dt: float | None = None) -> Network:
             f"NIR graph has {len(unsupported)} unsupported node(s): {', '.join(unsupported)}; "
             f"supported: {', '.join(SUPPORTED_NODES)}"
         )
+    for key, node in graph.nodes.items():
+        check_node_fields(node, f"NIR node {key!r}", infinite_ok=_INFINITE_OK, text_ok=("padding",), skip=_NOT_PARAMS)
     from converters.nir_merge import merge_into_next
 
     _check_time_step(graph, dt)
@@ -654,7 +660,7 @@ def from_nir(graph: Any, dt: float | None = None) -> Network:
             stage = stages[index]
         if stage.kind == "input":
             node = graph.nodes[stage.name]
-            shape = _without_batch(tuple(int(s) for s in np.asarray(node.input_type["input"]).reshape(-1)),
+            shape = _without_batch(check_shape(np.asarray(node.input_type["input"]), "input shape", where, _SIZE_FIX),
                                    stages, where)
             neuron = None
             if stage.neuron is not None:
@@ -795,6 +801,7 @@ def _raw_synapse(stage: _Stage, in_shape: tuple[int, ...]) -> tuple[np.ndarray, 
         tap = 1.0 / (kernel[0] * kernel[1]) if kind == "AvgPool2d" else 1.0
         weight = np.full((in_shape[0], 1, *kernel), tap)
         geometry = {"stride": probe_pool.stride, "padding": probe_pool.padding, "groups": in_shape[0]}
+    check_shape(out_shape, "output shape", where, _SIZE_FIX)
     return weight, bias_vec, geometry, out_shape
 
 
@@ -891,18 +898,21 @@ def _check_node_types(path: Path) -> None:
 
     try:
         handle = h5py.File(path, "r")
-    except OSError as err:
+    except (OSError, RuntimeError, ValueError) as err:
         raise FormatError(
             f"{path}: not a readable HDF5 file ({str(err).split('(')[0].strip().rstrip(':,')}); "
             "is it a NIR graph file?"
         ) from None
     with handle:
+        check_h5_datasets(handle, str(path))
         nodes = handle.get("node/nodes")
         if nodes is None or not hasattr(nodes, "items"):
             raise FormatError(f"{path}: no /node/nodes group; not a NIR graph file")
         unsupported = []
         for key, group in nodes.items():
             kind = _plain(group["type"][()]) if hasattr(group, "keys") and "type" in group else "?"
+            if hasattr(group, "keys"):
+                check_h5_numeric(group, f"NIR node {key!r}", text_ok=("type", "padding"))
             if kind not in SUPPORTED_NODES:
                 unsupported.append(f"{key} ({kind})")
     if unsupported:
@@ -920,10 +930,11 @@ def read(path: str | os.PathLike[str], dt: float | None = None) -> Network:
         raise FormatError(f"{path}: no such file")
     if path.is_dir():
         raise FormatError(f"{path}: is a folder, expected a NIR HDF5 file")
-    _check_node_types(path)
-    try:
-        graph = nir.read(path, type_check=False)
-    except (OSError, KeyError, ValueError, TypeError, AssertionError) as err:
-        text = str(err).splitlines()[0] if str(err) else type(err).__name__
-        raise FormatError(f"{path}: damaged NIR graph file ({text[:160]})") from None
-    return from_nir(graph, dt=dt)
+    with naming(path):
+        _check_node_types(path)
+        try:
+            graph = nir.read(path, type_check=False)
+        except (OSError, RuntimeError, KeyError, ValueError, TypeError, AttributeError, AssertionError) as err:
+            text = str(err).splitlines()[0] if str(err) else type(err).__name__
+            raise FormatError(f"{path}: damaged NIR graph file ({text[:160]})") from None
+        return from_nir(graph, dt=dt)

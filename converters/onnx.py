@@ -100,7 +100,8 @@ from neuroprune.ir import (
     PoolLayer,
     conv_output_size,
 )
-from neuroprune.loihi_arith import DECAY_UNITY, MAX_ACTIVATION, threshold_for, to_mantissa
+from neuroprune.loihi_arith import DECAY_UNITY, MAX_ACTIVATION, MAX_BIAS_MANT, threshold_for, to_mantissa
+from neuroprune.validate import check_finite_array, check_int_range, check_shape, naming, onnx_tensor
 
 __all__ = [
     "AnnLayer",
@@ -237,6 +238,9 @@ class _Builder:
         return None
 
     def add(self, layer: AnnLayer, out_shape: tuple[int, ...] | None) -> None:
+        if out_shape is not None:
+            check_shape(out_shape, "output shape", f"layer {layer.name!r}",
+                        "the layer is far too large for a neuromorphic chip")
         self.layers.append(layer)
         self.shape = out_shape
 
@@ -555,12 +559,10 @@ _SHAPE_OPS = ("Shape", "Size")  # read only the shape of an activation
 BATCH_PLACEHOLDER = 7919  # stands for the batch size while shape arithmetic is folded
 
 
-def _constant_value(attrs: dict[str, Any]) -> np.ndarray | None:
+def _constant_value(attrs: dict[str, Any], where: str = "ONNX model") -> np.ndarray | None:
     """The value of a ``Constant`` node (``value`` tensor or ``value_float(s)``/``value_int(s)``)."""
-    from onnx import numpy_helper
-
     if "value" in attrs:
-        return numpy_helper.to_array(attrs["value"])
+        return onnx_tensor(attrs["value"], where)
     for name, dtype in (("value_float", np.float32), ("value_floats", np.float32),
                         ("value_int", np.int64), ("value_ints", np.int64)):
         if name in attrs:
@@ -642,16 +644,19 @@ def read_ann(path: str | os.PathLike[str]) -> Ann:
     FormatError for a missing or unreadable file; UnsupportedLayerError listing every
     unsupported node (op type, node name and reason) in one message.
     """
-    onnx = _onnx()
-    from onnx import numpy_helper
-
     path = Path(path)
+    with naming(path):
+        return _read_ann(path)
+
+
+def _read_ann(path: Path) -> Ann:
+    onnx = _onnx()
     model = _load_model(path)
     graph = model.graph
-    constants = {init.name: numpy_helper.to_array(init) for init in graph.initializer}
+    constants = {init.name: onnx_tensor(init, str(path)) for init in graph.initializer}
     for node in graph.node:
         if node.op_type == "Constant":
-            value = _constant_value(_attrs(node))
+            value = _constant_value(_attrs(node), str(path))
             if value is not None:
                 constants[node.output[0]] = value
     inputs = [v for v in graph.input if v.name not in constants]
@@ -662,7 +667,8 @@ def read_ann(path: str | os.PathLike[str]) -> Ann:
     dims = _shape_of(inputs[0])
     if len(dims) < 2 or any(d is None or d <= 0 for d in dims[1:]):
         raise FormatError(f"{path}: input {inputs[0].name!r} has shape {dims}; need (batch, *fixed sizes)")
-    input_shape = tuple(int(d) for d in dims[1:])  # type: ignore[arg-type]
+    input_shape = check_shape(dims[1:], f"input {inputs[0].name!r} shape", str(path),
+                              "the model is damaged, or its input is far too large for a neuromorphic chip")
     inferred: dict[str, tuple[int, ...]] = {}
     try:
         typed = onnx.shape_inference.infer_shapes(model, data_prop=True)
@@ -897,6 +903,8 @@ def to_snn(ann: Ann, calibration: np.ndarray, config: ConversionConfig | None = 
             layers.append(FlattenLayer(name=layer.name))
             scales.append(float("nan"))
             continue
+        where = f"{ann.name}: layer {layer.name!r}"
+        check_finite_array(activation, "the activation on the calibration samples", where)
         positive = np.maximum(activation, 0.0)
         scale = float(np.percentile(positive, config.percentile))
         if scale <= 0:
@@ -913,7 +921,10 @@ def to_snn(ann: Ann, calibration: np.ndarray, config: ConversionConfig | None = 
                                     weight=int(mantissa.flat[0]), neuron=_if_neuron(v_th)))
         else:
             v_th, mantissa = _threshold_and_mantissas(np.asarray(layer.weight) * gain, bound)
-            bias = None if layer.bias is None else np.round(np.asarray(layer.bias) / scale * v_th).astype(np.int32)
+            bias = None if layer.bias is None else check_int_range(
+                np.round(np.asarray(layer.bias) / scale * v_th), "bias mantissa", where, -MAX_BIAS_MANT - 1,
+                MAX_BIAS_MANT, "the bias is too large against the layer's activations; retrain with weight decay",
+            ).astype(np.int32)
             if layer.kind == "dense":
                 layers.append(DenseLayer(name=layer.name, weight=mantissa, bias=bias, neuron=_if_neuron(v_th)))
             else:

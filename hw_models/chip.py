@@ -9,6 +9,7 @@ code reads it by name (``chip.max_neurons_per_core``). A chip file has the table
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -92,20 +93,35 @@ class Chip:
 
 
 # --------------------------------------------------------------------------- schema
+# Sanity limits of a chip file (not hardware numbers): counts and widths fit a 32-bit
+# integer, and energy-table entries (J per event, W, s per step) stay small enough that
+# every total the reports multiply out of them is a finite float.
+MAX_COUNT = (1 << 31) - 1
+MAX_ENERGY_VALUE = 1e3
+
+
 def _positive_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and value > 0
+    return isinstance(value, int) and not isinstance(value, bool) and 0 < value <= MAX_COUNT
 
 
 def _nonnegative_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= MAX_COUNT
+
+
+def _finite_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def _nonnegative_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and value >= 0
+    return _finite_number(value) and 0 <= value <= MAX_ENERGY_VALUE
 
 
 def _positive_number(value: Any) -> bool:
     return _nonnegative_number(value) and value > 0
+
+
+def _positive_budget(value: Any) -> bool:
+    return _finite_number(value) and value > 0
 
 
 def _bit_list(value: Any) -> bool:
@@ -123,10 +139,11 @@ def _text(value: Any) -> bool:
 
 
 _RULES: dict[Callable[[Any], bool], str] = {
-    _positive_int: "a positive integer",
-    _nonnegative_int: "an integer >= 0",
-    _nonnegative_number: "a number >= 0",
-    _positive_number: "a number > 0",
+    _positive_int: f"a positive integer up to {MAX_COUNT}",
+    _nonnegative_int: f"an integer in 0..{MAX_COUNT}",
+    _nonnegative_number: f"a finite number in [0, {MAX_ENERGY_VALUE:g}]",
+    _positive_number: f"a finite number in (0, {MAX_ENERGY_VALUE:g}]",
+    _positive_budget: "a finite number > 0",
     _bit_list: "a sorted list of distinct bit widths in 0..32",
     _text: "a non-empty string",
     _flag: "true or false",
@@ -179,7 +196,7 @@ _SCHEMA: dict[str, dict[str, tuple[Callable[[Any], bool], str, bool]]] = {
     "budget": {
         "max_chips": (_positive_int, "max_chips", True),
         "max_cores": (_positive_int, "max_cores", False),
-        "max_synops_per_step": (_positive_number, "max_synops_per_step", False),
+        "max_synops_per_step": (_positive_budget, "max_synops_per_step", False),
     },
 }
 

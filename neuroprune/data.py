@@ -18,15 +18,17 @@ This module imports numpy only; torch loads inside :func:`batches`.
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from neuroprune.errors import DataError
+from neuroprune.errors import DataError, NeuropruneError
+from neuroprune.validate import MAX_LAYER_NEURONS, MAX_TENSOR_ELEMENTS, check_declared_size
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
@@ -121,9 +123,15 @@ def _finish(
     seed: int,
     val_fraction: float,
     test_fraction: float,
+    where: str | None = None,
 ) -> Dataset:
-    """Split (x, y) into train/val(/test) and wrap as a :class:`Dataset`."""
+    """Split (x, y) into train/val(/test) and wrap as a :class:`Dataset`.
+
+    Refuses splits that leave the validation or test part empty (too few samples per
+    class) and validation or test labels without a training sample.
+    """
     _check_fractions(val_fraction, 0.0 if x_test is not None else test_fraction)
+    where = where or name
     if x_test is None:
         val_idx, test_idx, train_idx = _stratified_split(
             y, (val_fraction, test_fraction), seed
@@ -132,6 +140,7 @@ def _finish(
     else:
         val_idx, train_idx = _stratified_split(y, (val_fraction,), seed)
     assert y_test is not None
+    _check_split(where, y, y[train_idx], (("validation", val_fraction, y[val_idx]), ("test", test_fraction, y_test)))
     return Dataset(
         x_train=np.ascontiguousarray(x[train_idx], dtype=np.float32),
         y_train=np.ascontiguousarray(y[train_idx], dtype=np.int64),
@@ -142,6 +151,26 @@ def _finish(
         num_classes=int(num_classes),
         name=name,
     )
+
+
+def _check_split(where: str, y: np.ndarray, y_train: np.ndarray,
+                 parts: tuple[tuple[str, float, np.ndarray], ...]) -> None:
+    """Every split part that should hold samples does, and only of trained classes."""
+    trained = np.unique(y_train)
+    for part, fraction, labels in parts:
+        if fraction > 0 and len(labels) == 0:
+            largest = int(np.unique(y, return_counts=True)[1].max())
+            need = int(np.ceil(0.5 / fraction))
+            raise DataError(
+                f"{where}: the {part} split is empty: the largest class has {largest} sample(s) and "
+                f"{fraction:g} of it rounds to 0; need at least {need} samples per class — add samples"
+            )
+        unseen = np.setdiff1d(np.unique(labels), trained)
+        if unseen.size:
+            raise DataError(
+                f"{where}: {part} label(s) {unseen[:5].tolist()} have no training sample; a network cannot "
+                "learn a class it never sees — add training samples of those classes or drop them"
+            )
 
 
 # --------------------------------------------------------------------------- sources
@@ -233,6 +262,23 @@ def _check_arrays(path: Path, x: np.ndarray, y: np.ndarray, xk: str, yk: str) ->
         raise DataError(f"{path}: '{xk}' contains NaN or infinite values")
 
 
+def _check_labels(path: Path, y: np.ndarray, y_test: np.ndarray | None) -> None:
+    """Class count (largest label + 1) bounded by the samples, before anything is sized by it."""
+    largest = int(y.max()) if y_test is None else max(int(y.max()), int(y_test.max()))
+    if largest >= len(y):
+        raise DataError(
+            f"{path}: largest label {largest} means {largest + 1} classes, more than the {len(y)} samples "
+            "of 'y'; labels must be class indices 0..K-1 — map them with np.unique(y, return_inverse=True)"
+        )
+    if y_test is not None:
+        unseen = np.setdiff1d(np.unique(y_test), np.unique(y))
+        if unseen.size:
+            raise DataError(
+                f"{path}: 'y_test' has label(s) {unseen[:5].tolist()} that never occur in 'y'; a network cannot "
+                "learn a class it never sees — add training samples of those classes or drop them from the test set"
+            )
+
+
 def _scale_unit(x: np.ndarray, lo: float, hi: float) -> np.ndarray:
     """Map ``[lo, hi]`` to ``[0, 1]`` (identity when already inside [0, 1])."""
     x = x.astype(np.float32)
@@ -289,6 +335,7 @@ def load_npz(
                 f"{path}: 'x_test' samples have shape {x_test.shape[1:]} but 'x' samples "
                 f"have {x.shape[1:]}; they must match"
             )
+    _check_labels(path, y, y_test)
     lo, hi = float(x.min()), float(x.max())
     x = _scale_unit(x, lo, hi)
     y = y.astype(np.int64)
@@ -300,7 +347,7 @@ def load_npz(
     if num_classes < 2:
         raise DataError(f"{path}: 'y' holds a single class; need at least 2 classes")
     return _finish(
-        x, y, x_test, y_test, num_classes, path.stem, seed, val_fraction, test_fraction
+        x, y, x_test, y_test, num_classes, path.stem, seed, val_fraction, test_fraction, str(path)
     )
 
 
@@ -313,25 +360,43 @@ def _image_classes(root: Path) -> list[str]:
 
 def _read_images(root: Path, classes: list[str], size: tuple[int, int] | None,
                  grayscale: bool) -> tuple[np.ndarray, np.ndarray, tuple[int, int]]:
+    import warnings
+
     from PIL import Image, UnidentifiedImageError
 
     images: list[np.ndarray] = []
     labels: list[int] = []
-    for label, name in enumerate(classes):
+    folders = []
+    for name in classes:
         folder = root / name
         if not folder.is_dir():
             raise DataError(f"{root}: class folder {name!r} is missing; every split needs the same class folders")
-        files = sorted(f for f in folder.iterdir() if f.suffix.lower() in IMAGE_SUFFIXES)
+        folders.append(sorted(f for f in folder.iterdir() if f.suffix.lower() in IMAGE_SUFFIXES))
+    count = sum(len(files) for files in folders)
+    for label, files in enumerate(folders):
         for file in files:
             try:
-                with Image.open(file) as image:
+                with _pixel_limit(Image), warnings.catch_warnings():
+                    # PIL warns above MAX_IMAGE_PIXELS and raises above twice that: refuse both
+                    warnings.simplefilter("error", Image.DecompressionBombWarning)
+                    image = Image.open(file)
+                with image:
+                    if size is None:
+                        _check_image_size(file, (image.height, image.width), count, grayscale)
                     image = image.convert("L" if grayscale else "RGB")
                     if size is None:
                         size = (image.height, image.width)
                     elif (image.height, image.width) != size:
                         image = image.resize((size[1], size[0]), Image.BILINEAR)
                     pixels = np.asarray(image, dtype=np.float32) / 255.0
-            except (UnidentifiedImageError, OSError) as exc:
+            except NeuropruneError:
+                raise
+            except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+                raise DataError(
+                    f"{file}: image declares more than {MAX_LAYER_NEURONS} pixels ({exc}); "
+                    "a neuromorphic network's input is far smaller — downscale the images"
+                ) from None
+            except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
                 raise DataError(f"{file}: not a readable image ({exc}); remove or replace the file") from None
             images.append(pixels[None] if grayscale else pixels.transpose(2, 0, 1))
             labels.append(label)
@@ -342,6 +407,26 @@ def _read_images(root: Path, classes: list[str], size: tuple[int, int] | None,
         )
     assert size is not None
     return np.stack(images), np.asarray(labels, dtype=np.int64), size
+
+
+@contextlib.contextmanager
+def _pixel_limit(image_module: Any) -> Iterator[None]:
+    """PIL's decompression-bomb limit set to the largest input layer, for this read only."""
+    saved = image_module.MAX_IMAGE_PIXELS
+    image_module.MAX_IMAGE_PIXELS = MAX_LAYER_NEURONS
+    try:
+        yield
+    finally:
+        image_module.MAX_IMAGE_PIXELS = saved
+
+
+def _check_image_size(file: Path, size: tuple[int, int], count: int, grayscale: bool) -> None:
+    """The data set every image is resized to stays within the sanity limits."""
+    values = size[0] * size[1] * (1 if grayscale else 3)
+    check_declared_size(values, f"image of {size[0]}x{size[1]} pixels", str(file), MAX_LAYER_NEURONS,
+                        "downscale the images or pass size=(H, W)")
+    check_declared_size(values * count, f"{count} images of {size[0]}x{size[1]} pixels", str(file.parent.parent),
+                        MAX_TENSOR_ELEMENTS, "downscale the images or pass size=(H, W)")
 
 
 def load_folder(
@@ -379,7 +464,7 @@ def load_folder(
         if extra:
             raise DataError(f"{root / 'test'}: class folder(s) {', '.join(extra)} are not in {train_root}")
         x_test, y_test, _ = _read_images(root / "test", classes, size, grayscale)
-    return _finish(x, y, x_test, y_test, len(classes), root.name, seed, val_fraction, test_fraction)
+    return _finish(x, y, x_test, y_test, len(classes), root.name, seed, val_fraction, test_fraction, str(root))
 
 
 def load(name_or_path: str | os.PathLike[str], seed: int = 0) -> Dataset:

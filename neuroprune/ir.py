@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Iterator, Sequence
 import numpy as np
 
 from neuroprune.errors import ShapeError, UnsupportedLayerError
-from neuroprune.loihi_arith import DECAY_UNITY
+from neuroprune.loihi_arith import DECAY_UNITY, MAX_V_TH_MANT, STATE_BITS, VTH_SHIFT
 
 if TYPE_CHECKING:  # pragma: no cover
     import networkx as nx
@@ -49,7 +49,6 @@ __all__ = [
 Shape = tuple[int, ...]
 
 NEURON_TYPES = ("CUBA", "LOIHI")
-
 
 @dataclass(frozen=True)
 class Neuron:
@@ -81,8 +80,13 @@ class Neuron:
             value = getattr(self, name)
             if not 0 <= value <= DECAY_UNITY:
                 raise ShapeError(f"neuron {name}={value} is outside [0, {DECAY_UNITY}] (units of 1/{DECAY_UNITY})")
-        if self.v_th_mant < 0:
-            raise ShapeError(f"neuron v_th_mant={self.v_th_mant} must be >= 0")
+        if not 0 <= self.v_th_mant <= MAX_V_TH_MANT:
+            raise ShapeError(
+                f"neuron v_th_mant={self.v_th_mant} is outside [0, {MAX_V_TH_MANT}] (v_th_mant << {VTH_SHIFT} must "
+                f"fit the chip's {STATE_BITS}-bit voltage); lower the threshold and scale the weights with it"
+            )
+        if self.ref_delay < 0:
+            raise ShapeError(f"neuron ref_delay={self.ref_delay} must be >= 0 time steps")
 
 
 def conv_output_size(size: int, kernel: int, stride: int, padding: int, dilation: int) -> int:

@@ -36,6 +36,8 @@ __all__ = [
     "BIAS_EXP",
     "MAX_V_TH_MANT",
     "MAX_ACTIVATION",
+    "MAX_BIAS_MANT",
+    "MAX_WEIGHT_MANT",
     "WEIGHT_SCALE",
     "MANTISSA_STEP",
     "MANTISSA_MIN",
@@ -69,6 +71,12 @@ MAX_V_TH_MANT = MAX_STATE >> VTH_SHIFT
 
 MAX_ACTIVATION = MAX_STATE >> ACT_SHIFT
 """Largest summed activation whose shifted value fits the 24-bit current: ``2**17 - 1``."""
+
+MAX_BIAS_MANT = MAX_STATE >> BIAS_EXP
+"""Largest bias mantissa whose shifted value fits the 24-bit voltage: ``2**17 - 1``."""
+
+MAX_WEIGHT_MANT = MAX_STATE >> ACT_SHIFT
+"""Largest stored weight one spike can send without overflowing the 24-bit current: ``2**17 - 1``."""
 
 WEIGHT_SCALE = 1 << 6
 """slayer's ``w_scale``: the chip's weight mantissa is ``64 x`` the float weight."""

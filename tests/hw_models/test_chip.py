@@ -128,6 +128,20 @@ def test_bad_values_are_named(tmp_path, key, value, label):
         load_chip(chip_variant(tmp_path, **{key: value}))
 
 
+@pytest.mark.parametrize("key, value, label", [
+    ("time_step_s", "inf", "energy.time_step_s"),
+    ("time_step_s", "nan", "energy.time_step_s"),
+    ("time_step_s", "-1e-3", "energy.time_step_s"),
+    ("static_power_w", "inf", "energy.static_power_w"),
+    ("synop_j", "1e308", "energy.synop_j"),  # finite, but every energy total would overflow
+    ("tag_bits", 2**63 - 1, "synapse.tag_bits"),
+    ("synapses_per_group", 10**23, "synapse.synapses_per_group"),
+])
+def test_non_finite_and_out_of_range_numbers_are_refused(tmp_path, key, value, label):
+    with pytest.raises(ChipFileError, match=rf"key '{label}' = .* must be .*(finite|up to|in 0\.\.)"):
+        load_chip(chip_variant(tmp_path, **{key: value}))
+
+
 def test_unknown_key_is_named(tmp_path):
     path = chip_variant(tmp_path)
     path.write_text(path.read_text().replace("[core]\n", "[core]\nmax_neuronz = 5\n"))

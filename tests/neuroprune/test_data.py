@@ -222,3 +222,70 @@ def test_image_folder_errors_name_the_path(tmp_path) -> None:
     (tmp_path / "one" / "a" / "broken.png").write_bytes(b"not a png")
     with pytest.raises(DataError, match="broken.png: not a readable image"):
         data.load_folder(tmp_path / "one")
+
+
+# --------------------------------------------------------------------------- hostile input
+def _npz(tmp_path, **arrays):
+    path = tmp_path / "d.npz"
+    np.savez(path, **arrays)
+    return path
+
+
+@pytest.mark.parametrize("label", [10**6, np.iinfo(np.int64).max])
+def test_npz_one_huge_label_is_refused_before_sizing_classes(tmp_path, label) -> None:
+    y = np.repeat(np.arange(3), 20).astype(np.int64)
+    y[5] = label
+    path = _npz(tmp_path, x=np.zeros((60, 4), np.float32), y=y)
+    with pytest.raises(DataError, match=f"{path}: largest label {label} means {label + 1} classes") as info:
+        data.load_npz(path)
+    assert "np.unique" in str(info.value)
+
+
+def test_npz_uint64_max_label_is_refused_not_wrapped(tmp_path) -> None:
+    y = np.repeat(np.arange(3), 20).astype(np.uint64)
+    y[0] = np.iinfo(np.uint64).max
+    path = _npz(tmp_path, x=np.zeros((60, 4), np.float32), y=y)
+    with pytest.raises(DataError, match=f"largest label {np.iinfo(np.uint64).max}"):
+        data.load_npz(path)
+
+
+def test_npz_one_sample_per_class_cannot_be_split(tmp_path) -> None:
+    path = _npz(tmp_path, x=np.random.default_rng(0).random((10, 4)), y=np.arange(10))
+    with pytest.raises(DataError, match=r"validation split is empty: the largest class has 1 sample\(s\)") as info:
+        data.load_npz(path)
+    assert str(path) in str(info.value) and "samples per class" in str(info.value)
+
+
+def test_npz_test_labels_never_seen_in_training(tmp_path) -> None:
+    x = np.random.default_rng(0).random((40, 4))
+    y = np.repeat([0, 1], 20)
+    path = _npz(tmp_path, x=x, y=y, x_test=x[:4], y_test=np.array([0, 1, 2, 2]))
+    with pytest.raises(DataError, match=r"'y_test' has label\(s\) \[2\] that never occur in 'y'"):
+        data.load_npz(path)
+
+
+def _png_header_only(path, width: int, height: int) -> None:
+    """A PNG whose header declares width x height pixels and whose data is a few bytes."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\0" * 64))
+                     + chunk(b"IEND", b""))
+
+
+@pytest.mark.parametrize("side", [5000, 100000])  # above PIL's warning limit here, and above its error limit
+def test_decompression_bomb_png_is_refused(tmp_path, side) -> None:
+    from PIL import Image
+
+    before = Image.MAX_IMAGE_PIXELS
+    for name in ("a", "b"):
+        (tmp_path / "set" / name).mkdir(parents=True)
+    _png_header_only(tmp_path / "set" / "a" / "bomb.png", side, side)
+    _png_header_only(tmp_path / "set" / "b" / "small.png", 8, 8)
+    with pytest.raises(DataError, match=f"bomb.png: image declares more than {2**24} pixels"):
+        data.load_folder(tmp_path / "set")
+    assert Image.MAX_IMAGE_PIXELS == before  # the limit is set for the read only
