@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from neuroprune.errors import ShapeError
-from neuroprune.ir import InputLayer, Network
+from neuroprune.ir import Network
 
 __all__ = ["LayerMatch", "VerifyResult", "run_lava", "verify", "random_input", "to_chw", "LAYOUTS"]
 
@@ -124,8 +124,7 @@ def random_input(network: Network, steps: int, samples: int = 1, seed: int = 0, 
     or, for a network with an input neuron layer, integer input mantissas in [0, 128)."""
     rng = np.random.default_rng(seed)
     shape = (samples, *network.input_shape, steps)
-    first = network[0]
-    if isinstance(first, InputLayer) and first.neuron is not None:
+    if network[0].holds_compartments:  # an input neuron layer
         return (rng.integers(0, 64, size=shape) * 2).astype(np.int64)
     return (rng.random(shape) < rate).astype(np.int64)
 
@@ -141,15 +140,8 @@ def _lava_modules() -> dict[str, Any]:
 
 
 def _ir_layers_in_lava_order(network: Network) -> list[int]:
-    """IR indices of the layers netx turns into Lava blocks (input neuron, dense, conv)."""
-    indices = []
-    for index, layer in enumerate(network.layers):
-        if isinstance(layer, InputLayer):
-            if layer.neuron is not None:
-                indices.append(index)
-        elif layer.synaptic:
-            indices.append(index)
-    return indices
+    """IR indices of the layers netx turns into Lava blocks (input neuron, dense, conv, pool)."""
+    return network.compartment_indices()
 
 
 def run_lava(path: str | os.PathLike[str], network: Network, x: np.ndarray) -> dict[int, np.ndarray]:
