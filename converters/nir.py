@@ -112,6 +112,7 @@ from neuroprune.ir import (
     PoolLayer,
 )
 from neuroprune.loihi_arith import DECAY_UNITY, MAX_V_TH_MANT, threshold_for, to_mantissa
+from neuroprune.registry import lookup
 
 __all__ = ["to_nir", "from_nir", "write", "read", "SUPPORTED_NODES", "DECAY_UNITY", "MAX_V_TH_MANT", "EXPORT_DT",
            "IMPORT_DT"]
@@ -121,6 +122,7 @@ __all__ = ["to_nir", "from_nir", "write", "read", "SUPPORTED_NODES", "DECAY_UNIT
 EXPORT_DT = 1e-4
 IMPORT_DT = 1.0  # read time constants in steps when a graph gives no "dt" metadata
 _TOL = 1e-6
+Shape = tuple[int, ...]
 
 SYNAPSE_NODES = ("Affine", "Linear", "Conv2d", "SumPool2d", "AvgPool2d")
 NEURON_NODES = ("CubaLIF", "LIF", "IF")
@@ -190,6 +192,102 @@ def _synapse_meta(layer: DenseLayer | ConvLayer) -> dict[str, Any]:
     return meta
 
 
+# -- export, one function per layer kind: (nir, add, layer, key, shape, in_shape, dt, where) -------------
+def _bias_on_synapse(layer: Any) -> bool:
+    """The bias goes on the synapse node when no neuron current decay would hold it."""
+    bias = getattr(layer, "bias", None)
+    return bias is not None and (layer.neuron is None or layer.neuron.i_decay == DECAY_UNITY)
+
+
+def _export_neurons(add: Any, layer: Any, key: str, shape: Shape, dt: float, where: str,
+                    gain: float = 1.0) -> None:
+    """The ``CubaLIF`` after a synapse node (or the bias check when the layer has no neuron)."""
+    bias, on_synapse = getattr(layer, "bias", None), _bias_on_synapse(layer)
+    if layer.neuron is not None:
+        add(f"{key}.lif", _neuron_node(layer.neuron, shape, dt, bias, not on_synapse, where, gain))
+    elif bias is not None and not on_synapse:  # pragma: no cover - bias_on_synapse covers neuron None
+        raise UnsupportedLayerError(f"{where}: bias without neuron")
+
+
+def _export_input(nir: Any, add: Any, layer: InputLayer, key: str, shape: Shape, in_shape: Shape, dt: float,
+                  where: str) -> None:
+    meta: dict[str, Any] = {}
+    if layer.weight is not None:
+        meta[f"{_META}_input_weight"] = float(layer.weight)
+    if layer.bias is not None:
+        meta[f"{_META}_input_bias"] = float(layer.bias)
+    add(key, nir.Input(input_type=np.array(shape), metadata=meta))
+    if layer.neuron is not None:
+        add(f"{key}.lif", _neuron_node(layer.neuron, shape, dt, None, False, where))
+
+
+def _export_flatten(nir: Any, add: Any, layer: FlattenLayer, key: str, shape: Shape, in_shape: Shape,
+                    dt: float, where: str) -> None:
+    add(key, nir.Flatten(input_type={"input": np.array(in_shape)}, start_dim=0, end_dim=-1))
+
+
+def _export_dense(nir: Any, add: Any, layer: DenseLayer, key: str, shape: Shape, in_shape: Shape, dt: float,
+                  where: str) -> None:
+    post_delay, pre_delay = _split_delay(layer, where)
+    meta = _synapse_meta(layer)
+    if layer.delay is not None and not np.any(layer.delay):  # no Delay node: not every reader has one
+        meta[f"{_META}_delay"] = np.asarray(layer.delay)
+        post_delay = pre_delay = None
+    if pre_delay is not None:
+        add(f"{key}.delay_in", nir.Delay(delay=pre_delay.astype(np.float64)))
+    weight = layer.effective_weight.astype(np.float32)
+    if _bias_on_synapse(layer):
+        add(key, nir.Affine(weight=weight, bias=np.asarray(layer.bias, dtype=np.float32).reshape(-1),
+                            metadata=meta))
+    else:
+        add(key, nir.Linear(weight=weight, metadata=meta))
+    if post_delay is not None:
+        add(f"{key}.delay", nir.Delay(delay=post_delay.astype(np.float64)))
+    _export_neurons(add, layer, key, shape, dt, where)
+
+
+def _export_conv(nir: Any, add: Any, layer: ConvLayer, key: str, shape: Shape, in_shape: Shape, dt: float,
+                 where: str) -> None:
+    if layer.delay is not None and np.any(layer.delay):
+        raise UnsupportedLayerError(f"{where}: synaptic delays on conv layers cannot be exported to NIR")
+    conv_bias = np.zeros(layer.out_channels, dtype=np.float32)
+    if _bias_on_synapse(layer):
+        flat = np.asarray(layer.bias, dtype=np.float32).reshape(-1)
+        if flat.size not in (1, layer.out_channels):
+            raise UnsupportedLayerError(
+                f"{where}: conv bias of shape {np.shape(layer.bias)} is not per channel ({layer.out_channels},)"
+            )
+        conv_bias = np.broadcast_to(flat, conv_bias.shape).copy()
+    meta = _synapse_meta(layer)
+    if layer.delay is not None:
+        meta[f"{_META}_delay"] = np.asarray(layer.delay)
+    add(key, nir.Conv2d(
+        input_shape=tuple(int(s) for s in in_shape[1:]), weight=layer.effective_weight.astype(np.float32),
+        stride=layer.stride, padding=layer.padding, dilation=layer.dilation, groups=layer.groups,
+        bias=conv_bias, metadata=meta,
+    ))
+    _export_neurons(add, layer, key, shape, dt, where)
+
+
+def _export_pool(nir: Any, add: Any, layer: PoolLayer, key: str, shape: Shape, in_shape: Shape, dt: float,
+                 where: str) -> None:
+    add(key, nir.SumPool2d(kernel_size=np.array(layer.kernel), stride=np.array(layer.stride),
+                           padding=np.array(layer.padding)))
+    if layer.neuron is None:  # with a neuron the weight goes into its w_in: norse reads no Scale
+        add(f"{key}.scale", nir.Scale(scale=np.full(shape, float(layer.weight))))
+    _export_neurons(add, layer, key, shape, dt, where, gain=float(layer.weight))
+
+
+#: NIR nodes of each layer kind (see the table in the module docstring)
+_EXPORTERS: dict[str, Any] = {
+    "input": _export_input,
+    "flatten": _export_flatten,
+    "dense": _export_dense,
+    "conv": _export_conv,
+    "pool": _export_pool,
+}
+
+
 def to_nir(network: Network, dt: float | None = None) -> Any:
     """Export ``network`` to a ``nir.NIRGraph`` (mapping in the module docstring).
 
@@ -223,72 +321,10 @@ def to_nir(network: Network, dt: float | None = None) -> Any:
         chain.append(key)
 
     for index, layer in enumerate(network.layers):
-        shape = network.shapes[index]
-        in_shape = network.input_shape_of(index)
         where = f"layer {index} ({layer.kind} {layer.name!r})"
-        key = _node_key(layer.name)
-        if isinstance(layer, InputLayer):
-            meta: dict[str, Any] = {}
-            if layer.weight is not None:
-                meta[f"{_META}_input_weight"] = float(layer.weight)
-            if layer.bias is not None:
-                meta[f"{_META}_input_bias"] = float(layer.bias)
-            add(key, nir.Input(input_type=np.array(shape), metadata=meta))
-            if layer.neuron is not None:
-                add(f"{key}.lif", _neuron_node(layer.neuron, shape, dt, None, False, where))
-            continue
-        if isinstance(layer, FlattenLayer):
-            add(key, nir.Flatten(input_type={"input": np.array(in_shape)}, start_dim=0, end_dim=-1))
-            continue
-        bias = getattr(layer, "bias", None)
-        bias_on_synapse = bias is not None and (layer.neuron is None or layer.neuron.i_decay == DECAY_UNITY)
-        if isinstance(layer, DenseLayer):
-            post_delay, pre_delay = _split_delay(layer, where)
-            meta = _synapse_meta(layer)
-            if layer.delay is not None and not np.any(layer.delay):  # no Delay node: not every reader has one
-                meta[f"{_META}_delay"] = np.asarray(layer.delay)
-                post_delay = pre_delay = None
-            if pre_delay is not None:
-                add(f"{key}.delay_in", nir.Delay(delay=pre_delay.astype(np.float64)))
-            weight = layer.effective_weight.astype(np.float32)
-            if bias_on_synapse:
-                add(key, nir.Affine(weight=weight, bias=np.asarray(bias, dtype=np.float32).reshape(-1),
-                                           metadata=meta))
-            else:
-                add(key, nir.Linear(weight=weight, metadata=meta))
-            if post_delay is not None:
-                add(f"{key}.delay", nir.Delay(delay=post_delay.astype(np.float64)))
-        elif isinstance(layer, ConvLayer):
-            if layer.delay is not None and np.any(layer.delay):
-                raise UnsupportedLayerError(f"{where}: synaptic delays on conv layers cannot be exported to NIR")
-            conv_bias = np.zeros(layer.out_channels, dtype=np.float32)
-            if bias_on_synapse:
-                flat = np.asarray(bias, dtype=np.float32).reshape(-1)
-                if flat.size not in (1, layer.out_channels):
-                    raise UnsupportedLayerError(
-                        f"{where}: conv bias of shape {np.shape(bias)} is not per channel ({layer.out_channels},)"
-                    )
-                conv_bias = np.broadcast_to(flat, conv_bias.shape).copy()
-            meta = _synapse_meta(layer)
-            if layer.delay is not None:
-                meta[f"{_META}_delay"] = np.asarray(layer.delay)
-            add(key, nir.Conv2d(
-                input_shape=tuple(int(s) for s in in_shape[1:]), weight=layer.effective_weight.astype(np.float32),
-                stride=layer.stride, padding=layer.padding, dilation=layer.dilation, groups=layer.groups,
-                bias=conv_bias, metadata=meta,
-            ))
-        elif isinstance(layer, PoolLayer):
-            add(key, nir.SumPool2d(kernel_size=np.array(layer.kernel), stride=np.array(layer.stride),
-                                          padding=np.array(layer.padding)))
-            if layer.neuron is None:  # with a neuron the weight goes into its w_in: norse reads no Scale
-                add(f"{key}.scale", nir.Scale(scale=np.full(shape, float(layer.weight))))
-        else:  # pragma: no cover - Network only holds the types above
-            raise UnsupportedLayerError(f"{where}: cannot be exported to NIR")
-        if layer.neuron is not None:
-            gain = float(layer.weight) if isinstance(layer, PoolLayer) else 1.0
-            add(f"{key}.lif", _neuron_node(layer.neuron, shape, dt, bias, not bias_on_synapse, where, gain))
-        elif bias is not None and not bias_on_synapse:  # pragma: no cover - bias_on_synapse covers neuron None
-            raise UnsupportedLayerError(f"{where}: bias without neuron")
+        exporter = lookup(_EXPORTERS, layer.kind, "NIR export", where)
+        exporter(nir, add, layer, _node_key(layer.name), network.shapes[index], network.input_shape_of(index),
+                 dt, where)
     add("output", nir.Output(output_type=np.array(network.output_shape)))
     edges = list(zip(chain[:-1], chain[1:]))
     return nir.NIRGraph(nodes=nodes, edges=edges,
