@@ -124,9 +124,10 @@ IMPORT_DT = 1.0  # read time constants in steps when a graph gives no "dt" metad
 _TOL = 1e-6
 Shape = tuple[int, ...]
 
-SYNAPSE_NODES = ("Affine", "Linear", "Conv2d", "SumPool2d", "AvgPool2d")
+#: the IR layer kind each NIR synapse node reads as
+SYNAPSE_NODES = {"Affine": "dense", "Linear": "dense", "Conv2d": "conv", "SumPool2d": "pool", "AvgPool2d": "pool"}
 NEURON_NODES = ("CubaLIF", "LIF", "IF")
-SUPPORTED_NODES = ("Input", "Output", "Flatten", "Delay", "Scale") + SYNAPSE_NODES + NEURON_NODES
+SUPPORTED_NODES = ("Input", "Output", "Flatten", "Delay", "Scale") + tuple(SYNAPSE_NODES) + NEURON_NODES
 _META = "neuroprune"  # prefix of our metadata keys
 
 
@@ -588,13 +589,7 @@ def _stages(graph: Any, order: list[str]) -> list[_Stage]:
         elif kind == "Flatten":
             stages.append(_Stage("flatten", key, meta=_ours(node.metadata)))
         elif kind in SYNAPSE_NODES:
-            if kind in ("Affine", "Linear"):
-                stage_kind = "dense"
-            elif kind == "Conv2d":
-                stage_kind = "conv"
-            else:
-                stage_kind = "pool"
-            stage = _Stage(stage_kind, key, synapse=node, meta=_ours(node.metadata))
+            stage = _Stage(SYNAPSE_NODES[kind], key, synapse=node, meta=_ours(node.metadata))
             if last is not None and last.kind == "delay":
                 stages.pop()
                 stage.pre_delay = last.synapse
@@ -799,39 +794,52 @@ def _raw_synapse(stage: _Stage, in_shape: tuple[int, ...]) -> tuple[np.ndarray, 
     node = stage.synapse
     kind = type(node).__name__
     where = f"NIR node {stage.name!r} ({kind})"
+    return lookup(_RAW_SYNAPSES, SYNAPSE_NODES[kind], "NIR synapse reader", where)(node, in_shape, where)
+
+
+def _raw_dense(node: Any, in_shape: Shape, where: str) -> tuple[np.ndarray, np.ndarray | None, dict[str, Any], Shape]:
     bias_vec: np.ndarray | None = None
-    geometry: dict[str, Any] = {}
-    if stage.kind == "dense":
-        if len(in_shape) != 1:
-            raise ShapeError(f"{where} receives shape {in_shape}; a Flatten node must come first")
-        weight = np.asarray(node.weight, dtype=np.float64)
-        if weight.ndim != 2:
-            raise UnsupportedLayerError(f"{where}: weight must be 2-D (out, in), got {weight.shape}")
-        out_shape: tuple[int, ...] = (weight.shape[0],)
-        if kind == "Affine":
-            bias_vec = np.asarray(node.bias, dtype=np.float64).reshape(-1)
-    elif kind == "Conv2d":
-        if len(in_shape) != 3:
-            raise ShapeError(f"{where} needs a (C, H, W) input, got {in_shape}")
-        weight = np.asarray(node.weight, dtype=np.float64)
-        geometry = _conv_geometry(node, in_shape, where)
-        probe = ConvLayer(weight=np.zeros(weight.shape, dtype=np.int32), **geometry)
-        out_shape = probe.output_shape(in_shape)
+    if len(in_shape) != 1:
+        raise ShapeError(f"{where} receives shape {in_shape}; a Flatten node must come first")
+    weight = np.asarray(node.weight, dtype=np.float64)
+    if weight.ndim != 2:
+        raise UnsupportedLayerError(f"{where}: weight must be 2-D (out, in), got {weight.shape}")
+    out_shape: tuple[int, ...] = (weight.shape[0],)
+    if type(node).__name__ == "Affine":
         bias_vec = np.asarray(node.bias, dtype=np.float64).reshape(-1)
-    else:  # SumPool2d / AvgPool2d
-        if len(in_shape) != 3:
-            raise ShapeError(f"{where} needs a (C, H, W) input, got {in_shape}")
-        kernel = tuple(int(k) for k in np.asarray(node.kernel_size).reshape(-1))
-        kernel = kernel * 2 if len(kernel) == 1 else kernel
-        stride = tuple(int(k) for k in np.asarray(node.stride).reshape(-1))
-        padding = tuple(int(k) for k in np.asarray(node.padding).reshape(-1))
-        probe_pool = PoolLayer(kernel=kernel, stride=stride if len(stride) == 2 else stride * 2,
-                               padding=padding if len(padding) == 2 else padding * 2)
-        out_shape = probe_pool.output_shape(in_shape)
-        tap = 1.0 / (kernel[0] * kernel[1]) if kind == "AvgPool2d" else 1.0
-        weight = np.full((in_shape[0], 1, *kernel), tap)
-        geometry = {"stride": probe_pool.stride, "padding": probe_pool.padding, "groups": in_shape[0]}
+    return weight, bias_vec, {}, out_shape
+
+
+def _raw_conv(node: Any, in_shape: Shape, where: str) -> tuple[np.ndarray, np.ndarray | None, dict[str, Any], Shape]:
+    if len(in_shape) != 3:
+        raise ShapeError(f"{where} needs a (C, H, W) input, got {in_shape}")
+    weight = np.asarray(node.weight, dtype=np.float64)
+    geometry = _conv_geometry(node, in_shape, where)
+    probe = ConvLayer(weight=np.zeros(weight.shape, dtype=np.int32), **geometry)
+    out_shape = probe.output_shape(in_shape)
+    bias_vec = np.asarray(node.bias, dtype=np.float64).reshape(-1)
     return weight, bias_vec, geometry, out_shape
+
+
+def _raw_pool(node: Any, in_shape: Shape, where: str) -> tuple[np.ndarray, np.ndarray | None, dict[str, Any], Shape]:
+    """SumPool2d / AvgPool2d as a depthwise weight of equal taps."""
+    if len(in_shape) != 3:
+        raise ShapeError(f"{where} needs a (C, H, W) input, got {in_shape}")
+    kernel = tuple(int(k) for k in np.asarray(node.kernel_size).reshape(-1))
+    kernel = kernel * 2 if len(kernel) == 1 else kernel
+    stride = tuple(int(k) for k in np.asarray(node.stride).reshape(-1))
+    padding = tuple(int(k) for k in np.asarray(node.padding).reshape(-1))
+    probe_pool = PoolLayer(kernel=kernel, stride=stride if len(stride) == 2 else stride * 2,
+                           padding=padding if len(padding) == 2 else padding * 2)
+    out_shape = probe_pool.output_shape(in_shape)
+    tap = 1.0 / (kernel[0] * kernel[1]) if type(node).__name__ == "AvgPool2d" else 1.0
+    weight = np.full((in_shape[0], 1, *kernel), tap)
+    geometry = {"stride": probe_pool.stride, "padding": probe_pool.padding, "groups": in_shape[0]}
+    return weight, None, geometry, out_shape
+
+
+#: (float weight, bias, conv geometry, output shape) of a synapse node, per IR kind it reads as
+_RAW_SYNAPSES: dict[str, Any] = {"dense": _raw_dense, "conv": _raw_conv, "pool": _raw_pool}
 
 
 def _synaptic_layer(stage: _Stage, in_shape: tuple[int, ...], dt: float) -> Layer:
@@ -877,25 +885,48 @@ def _synaptic_layer(stage: _Stage, in_shape: tuple[int, ...], dt: float) -> Laye
         mantissa = np.where(mask, mantissa, np.asarray(hidden)).astype(np.int32)
     weight_bits = stage.meta.get("weight_bits")
     weight_bits = None if weight_bits is None else int(weight_bits)
-    if stage.kind == "dense":
-        delay = _delays(stage, mantissa.shape, where)
-        if delay is None and stage.meta.get("delay") is not None:  # all-zero delays written without Delay nodes
-            delay = np.asarray(stage.meta["delay"])
-        return DenseLayer(name=stage.layer_name, weight=mantissa, neuron=neuron, bias=bias, delay=delay, mask=mask,
-                          weight_bits=weight_bits)
+    build = lookup(_LAYER_BUILDERS, stage.kind, "NIR layer builder", where)
+    return build(stage, mantissa, neuron, bias, mask, weight_bits, geometry, in_shape, where)
+
+
+def _build_dense(stage: _Stage, mantissa: np.ndarray, neuron: Neuron, bias: np.ndarray | None,
+                 mask: np.ndarray | None, weight_bits: int | None, geometry: dict[str, Any], in_shape: Shape,
+                 where: str) -> Layer:
+    delay = _delays(stage, mantissa.shape, where)
+    if delay is None and stage.meta.get("delay") is not None:  # all-zero delays written without Delay nodes
+        delay = np.asarray(stage.meta["delay"])
+    return DenseLayer(name=stage.layer_name, weight=mantissa, neuron=neuron, bias=bias, delay=delay, mask=mask,
+                      weight_bits=weight_bits)
+
+
+def _build_conv(stage: _Stage, mantissa: np.ndarray, neuron: Neuron, bias: np.ndarray | None,
+                mask: np.ndarray | None, weight_bits: int | None, geometry: dict[str, Any], in_shape: Shape,
+                where: str) -> Layer:
     if stage.pre_delay is not None or stage.post_delay is not None:
         raise UnsupportedLayerError(f"{where}: Delay nodes are supported around Affine/Linear synapses only")
-    if stage.kind == "pool":
-        taps = np.unique(mantissa)
-        groups_ok = mantissa.shape[1] == 1 and int(geometry["groups"]) == rows == in_shape[0]
-        if taps.size == 1 and groups_ok and bias is None and geometry.get("dilation", (1, 1)) == (1, 1):
-            return PoolLayer(name=stage.layer_name, kernel=tuple(mantissa.shape[2:]), stride=geometry["stride"],
-                             padding=geometry["padding"], weight=int(taps[0]), neuron=neuron)
-        if kind in ("SumPool2d", "AvgPool2d"):  # pragma: no cover - uniform by construction
-            raise UnsupportedLayerError(f"{where}: pooling with per-channel gains cannot be one pool layer")
     delay_meta = stage.meta.get("delay")
     return ConvLayer(name=stage.layer_name, weight=mantissa, neuron=neuron, bias=bias, mask=mask, weight_bits=weight_bits,
                      delay=None if delay_meta is None else np.asarray(delay_meta), **geometry)
+
+
+def _build_pool(stage: _Stage, mantissa: np.ndarray, neuron: Neuron, bias: np.ndarray | None,
+                mask: np.ndarray | None, weight_bits: int | None, geometry: dict[str, Any], in_shape: Shape,
+                where: str) -> Layer:
+    """A pool layer when every tap quantized to one mantissa, else the depthwise conv."""
+    if stage.pre_delay is not None or stage.post_delay is not None:
+        raise UnsupportedLayerError(f"{where}: Delay nodes are supported around Affine/Linear synapses only")
+    taps = np.unique(mantissa)
+    groups_ok = mantissa.shape[1] == 1 and int(geometry["groups"]) == mantissa.shape[0] == in_shape[0]
+    if taps.size == 1 and groups_ok and bias is None and geometry.get("dilation", (1, 1)) == (1, 1):
+        return PoolLayer(name=stage.layer_name, kernel=tuple(mantissa.shape[2:]), stride=geometry["stride"],
+                         padding=geometry["padding"], weight=int(taps[0]), neuron=neuron)
+    if type(stage.synapse).__name__ in ("SumPool2d", "AvgPool2d"):  # pragma: no cover - uniform by construction
+        raise UnsupportedLayerError(f"{where}: pooling with per-channel gains cannot be one pool layer")
+    return _build_conv(stage, mantissa, neuron, bias, mask, weight_bits, geometry, in_shape, where)
+
+
+#: the IR layer a synapse stage (with its neuron) becomes, per the kind it reads as
+_LAYER_BUILDERS: dict[str, Any] = {"dense": _build_dense, "conv": _build_conv, "pool": _build_pool}
 
 
 def _delays(stage: _Stage, weight_shape: tuple[int, ...], where: str) -> np.ndarray | None:
