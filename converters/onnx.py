@@ -90,6 +90,7 @@ import numpy as np
 from neuroprune.atomic import atomic_path
 from neuroprune.errors import FormatError, ShapeError, UnsupportedLayerError
 from neuroprune.ir import (
+    LAYER_TYPES,
     ConvLayer,
     DenseLayer,
     FlattenLayer,
@@ -178,24 +179,13 @@ class Ann:
         ``all_layers`` the list of every layer's output (before the softmax).
         """
         import torch
-        import torch.nn.functional as F
 
         x = _fit_input(np.asarray(x, dtype=np.float32), self.input_shape)
         h = torch.from_numpy(np.ascontiguousarray(x))
         outputs: list[np.ndarray] = []
         with torch.no_grad():
             for layer in self.layers:
-                if layer.kind == "dense":
-                    h = F.linear(h, _tensor(layer.weight), _tensor(layer.bias))
-                elif layer.kind == "conv":
-                    h = F.conv2d(h, _tensor(layer.weight), _tensor(layer.bias), layer.stride, layer.padding,
-                                 layer.dilation, layer.groups)
-                elif layer.kind == "pool":
-                    channels = h.shape[1]
-                    taps = torch.full((channels, 1, *layer.kernel), float(layer.tap))
-                    h = F.conv2d(h, taps, None, layer.stride, layer.padding, 1, channels)
-                else:  # flatten
-                    h = h.reshape(h.shape[0], -1)
+                h = lookup(_ANN_FORWARD, layer.kind, "float forward", f"ANN layer {layer.name!r}")(layer, h)
                 if layer.relu:
                     h = torch.relu(h)
                 outputs.append(h.numpy())
@@ -210,6 +200,41 @@ class Ann:
     def predict(self, x: np.ndarray) -> np.ndarray:
         """Class index (arg-max of the output) per sample."""
         return np.asarray(self.forward(x)).argmax(axis=1)
+
+
+def _forward_dense(layer: AnnLayer, h: Any) -> Any:
+    import torch.nn.functional as F
+
+    return F.linear(h, _tensor(layer.weight), _tensor(layer.bias))
+
+
+def _forward_conv(layer: AnnLayer, h: Any) -> Any:
+    import torch.nn.functional as F
+
+    return F.conv2d(h, _tensor(layer.weight), _tensor(layer.bias), layer.stride, layer.padding, layer.dilation,
+                    layer.groups)
+
+
+def _forward_pool(layer: AnnLayer, h: Any) -> Any:
+    import torch
+    import torch.nn.functional as F
+
+    channels = h.shape[1]
+    taps = torch.full((channels, 1, *layer.kernel), float(layer.tap))
+    return F.conv2d(h, taps, None, layer.stride, layer.padding, 1, channels)
+
+
+def _forward_flatten(layer: AnnLayer, h: Any) -> Any:
+    return h.reshape(h.shape[0], -1)
+
+
+#: the float computation of each ANN layer kind (batch-first torch tensors)
+_ANN_FORWARD: dict[str, Callable[[AnnLayer, Any], Any]] = {
+    "dense": _forward_dense,
+    "conv": _forward_conv,
+    "pool": _forward_pool,
+    "flatten": _forward_flatten,
+}
 
 
 def _tensor(array: np.ndarray | None) -> Any:
@@ -894,8 +919,9 @@ def to_snn(ann: Ann, calibration: np.ndarray, config: ConversionConfig | None = 
         previous_scale = 1.0 / config.input_rate
     scales: list[float] = []
     for layer, activation in zip(ann.layers, activations):
-        if layer.kind == "flatten":
-            layers.append(FlattenLayer(name=layer.name))
+        to_layer = lookup(_SNN_LAYERS, layer.kind, "spiking form", f"ANN layer {layer.name!r}")
+        if LAYER_TYPES[layer.kind].passthrough:  # flatten: no neurons, no scale
+            layers.append(to_layer(layer, 1.0, 1.0, None))
             scales.append(float("nan"))
             continue
         positive = np.maximum(activation, 0.0)
@@ -907,23 +933,49 @@ def to_snn(ann: Ann, calibration: np.ndarray, config: ConversionConfig | None = 
         gain = previous_scale / scale
         # graded input into the first synaptic layer: keep its summed input within 24 bits
         bound = INPUT_SCALE if graded and len(scales) == 1 else None
-        if layer.kind == "pool":
-            taps = np.full((1, layer.kernel[0] * layer.kernel[1]), layer.tap * gain)
-            v_th, mantissa = _threshold_and_mantissas(taps, bound)
-            layers.append(PoolLayer(name=layer.name, kernel=layer.kernel, stride=layer.stride, padding=layer.padding,
-                                    weight=int(mantissa.flat[0]), neuron=_if_neuron(v_th)))
-        else:
-            v_th, mantissa = _threshold_and_mantissas(np.asarray(layer.weight) * gain, bound)
-            bias = None if layer.bias is None else np.round(np.asarray(layer.bias) / scale * v_th).astype(np.int32)
-            if layer.kind == "dense":
-                layers.append(DenseLayer(name=layer.name, weight=mantissa, bias=bias, neuron=_if_neuron(v_th)))
-            else:
-                layers.append(ConvLayer(name=layer.name, weight=mantissa, bias=bias, neuron=_if_neuron(v_th),
-                                        stride=layer.stride, padding=layer.padding, dilation=layer.dilation,
-                                        groups=layer.groups))
+        layers.append(to_layer(layer, gain, scale, bound))
         previous_scale = scale
     network = Network(layers, name=name or ann.name)
     return Conversion(network=network, ann=ann, scales=tuple(scales), config=config)
+
+
+def _snn_flatten(layer: AnnLayer, gain: float, scale: float, bound: int | None) -> Layer:
+    return FlattenLayer(name=layer.name)
+
+
+def _snn_pool(layer: AnnLayer, gain: float, scale: float, bound: int | None) -> Layer:
+    taps = np.full((1, layer.kernel[0] * layer.kernel[1]), layer.tap * gain)
+    v_th, mantissa = _threshold_and_mantissas(taps, bound)
+    return PoolLayer(name=layer.name, kernel=layer.kernel, stride=layer.stride, padding=layer.padding,
+                     weight=int(mantissa.flat[0]), neuron=_if_neuron(v_th))
+
+
+def _snn_weights(layer: AnnLayer, gain: float, scale: float, bound: int | None) -> tuple[int, np.ndarray,
+                                                                                          np.ndarray | None]:
+    """(threshold, weight mantissas, bias) of a dense or conv layer scaled by ``gain``."""
+    v_th, mantissa = _threshold_and_mantissas(np.asarray(layer.weight) * gain, bound)
+    bias = None if layer.bias is None else np.round(np.asarray(layer.bias) / scale * v_th).astype(np.int32)
+    return v_th, mantissa, bias
+
+
+def _snn_dense(layer: AnnLayer, gain: float, scale: float, bound: int | None) -> Layer:
+    v_th, mantissa, bias = _snn_weights(layer, gain, scale, bound)
+    return DenseLayer(name=layer.name, weight=mantissa, bias=bias, neuron=_if_neuron(v_th))
+
+
+def _snn_conv(layer: AnnLayer, gain: float, scale: float, bound: int | None) -> Layer:
+    v_th, mantissa, bias = _snn_weights(layer, gain, scale, bound)
+    return ConvLayer(name=layer.name, weight=mantissa, bias=bias, neuron=_if_neuron(v_th), stride=layer.stride,
+                     padding=layer.padding, dilation=layer.dilation, groups=layer.groups)
+
+
+#: the IR layer (IF neurons) of each ANN layer kind, from (layer, weight gain, activation scale, input bound)
+_SNN_LAYERS: dict[str, Callable[[AnnLayer, float, float, int | None], Layer]] = {
+    "dense": _snn_dense,
+    "conv": _snn_conv,
+    "pool": _snn_pool,
+    "flatten": _snn_flatten,
+}
 
 
 def _if_neuron(v_th_mant: int) -> Neuron:
