@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import io
 import os
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -207,6 +208,15 @@ def verify(path: str | os.PathLike[str], x: np.ndarray | None = None, steps: int
     if not np.array_equal(x, np.round(x)):
         raise ShapeError("input must hold integers (spikes, or input mantissas for an input neuron layer)")
     ours = run_fixed(network, x.astype(np.int64)).spikes
+    with tempfile.TemporaryDirectory() as folder:
+        lava_path = path
+        if set(netx.stored_types(path)) & set(netx.LAVA_UNBUILT):  # e.g. lava-dl's pool: run the form Lava builds
+            lava_path = netx.write(network, Path(folder) / path.name)
+        return _compare(lava_path, network, x, ours)
+
+
+def _compare(path: Path, network: Network, x: np.ndarray, ours: dict[int, Any]) -> VerifyResult:
+    """Run every sample of ``x`` in Lava from ``path`` and count agreement with ``ours``."""
     totals: dict[int, list[int]] = {}
     first: dict[int, tuple[int, ...] | None] = {}
     counts: dict[int, np.ndarray] = {}

@@ -43,7 +43,7 @@ from neuroprune.ir import (
 )
 from neuroprune.registry import lookup
 
-__all__ = ["read", "write", "SUPPORTED_TYPES"]
+__all__ = ["read", "write", "stored_types", "SUPPORTED_TYPES", "LAVA_UNBUILT"]
 
 # IR neuron field -> netx key
 _NEURON_KEYS = {
@@ -106,6 +106,11 @@ def _write_conv(group: Any, layer: ConvLayer, shape: tuple[int, ...], in_shape: 
     group.create_dataset("dilation", data=np.array(layer.dilation))
     group.create_dataset("groups", data=layer.groups)
     _write_synapse_extras(group, layer)
+
+
+#: netx types lava-dl 0.6's netx builds no Lava process for (it raises NotImplementedError);
+#: :func:`write` emits a form Lava runs instead
+LAVA_UNBUILT = ("pool",)
 
 
 def _write_pool(group: Any, layer: PoolLayer, shape: tuple[int, ...], in_shape: tuple[int, ...]) -> None:
@@ -298,6 +303,15 @@ _READERS: dict[str, Callable[[Any, int], Layer]] = {
     "flatten": _read_flatten,
 }
 SUPPORTED_TYPES = tuple(_READERS)
+
+
+def stored_types(path: str | os.PathLike[str]) -> list[str]:
+    """The layer types stored in a netx file, in layer order (no checks; see :func:`read`)."""
+    import h5py
+
+    with h5py.File(path, "r") as handle:
+        group = handle["layer"]
+        return [_decode(group[key]["type"][()]) for key in sorted(group.keys(), key=int)]
 
 
 def _implicit_input(first: Any, index: int, input_shape: tuple[int, ...] | None) -> InputLayer:
