@@ -256,9 +256,9 @@ class _Builder:
     def last_synaptic(self, allow_flatten: bool) -> int | None:
         for index in range(len(self.layers) - 1, -1, -1):
             kind = self.layers[index].kind
-            if kind in ("dense", "conv", "pool"):
+            if LAYER_TYPES[kind].synaptic:
                 return index
-            if kind != "flatten" or not allow_flatten:
+            if not LAYER_TYPES[kind].passthrough or not allow_flatten:
                 return None
         return None
 
@@ -744,7 +744,7 @@ def read_ann(path: str | os.PathLike[str]) -> Ann:
     synaptic = [layer for layer in builder.layers if layer.kind in ("dense", "conv")]
     if not synaptic:
         raise UnsupportedLayerError(f"{path}: the model has no Gemm/MatMul/Conv layer to convert")
-    last = max(i for i, layer in enumerate(builder.layers) if layer.kind != "flatten")
+    last = max(i for i, layer in enumerate(builder.layers) if not LAYER_TYPES[layer.kind].passthrough)
     for index, layer in enumerate(builder.layers):
         if layer.kind in ("dense", "conv") and not layer.relu and index != last:
             raise UnsupportedLayerError(

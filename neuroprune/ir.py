@@ -385,7 +385,8 @@ class PoolLayer(Layer):
         )
 
     def describe(self) -> str:
-        return f"k{self.kernel[0]}x{self.kernel[1]} s{self.stride[0]},{self.stride[1]}"  # type: ignore[index]
+        return (f"k{self.kernel[0]}x{self.kernel[1]} s{self.stride[0]},{self.stride[1]} "  # type: ignore[index]
+                f"p{self.padding[0]},{self.padding[1]} w{self.weight}")
 
 
 @dataclass(frozen=True, eq=False)

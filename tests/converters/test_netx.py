@@ -231,3 +231,13 @@ def test_pool_layer_with_unequal_taps_is_refused(tmp_path):
         handle["layer/2"].create_dataset("weight", data=np.array([[[[64.0, 32.0], [64.0, 64.0]]]]))
     with pytest.raises(UnsupportedLayerError, match=r"layer 2: pool layer with 2 different tap weights.*depthwise conv"):
         netx.read(path)
+
+
+def test_cli_info_and_fit_show_a_lava_dl_pool_layer(tmp_path, capsys):
+    path = _lava_dl_pool_file(tmp_path / "pool.net", weight=48)
+    assert main(["info", str(path)]) == 0
+    row = next(line for line in capsys.readouterr().out.splitlines() if " pool " in line)
+    assert "4x3x3" in row and "CUBA" in row and "k2x2 s2,2 p0,0 w48" in row
+    assert main(["fit", str(path), "--chip", "loihi2"]) == 0
+    row = next(line for line in capsys.readouterr().out.splitlines() if " pool " in line)
+    assert " 36 " in row  # 4x3x3 compartments placed
