@@ -385,7 +385,7 @@ def read(path: str | os.PathLike[str], input_shape: tuple[int, ...] | None = Non
     except ShapeError as err:
         raise FormatError(f"{path}: inconsistent shapes: {err}") from None
     for index, (stored, shape) in enumerate(zip(stored_shapes, network.shapes)):
-        if stored is None or network[index].kind == "flatten":
+        if stored is None or network[index].passthrough:
             continue
         if int(np.prod(stored)) != int(np.prod(shape)) or (
             stored.size == len(shape) and tuple(int(s) for s in stored) != shape
