@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import io
 import os
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from neuroprune.errors import ShapeError
-from neuroprune.ir import InputLayer, Network
+from neuroprune.ir import Network
 
 __all__ = ["LayerMatch", "VerifyResult", "run_lava", "verify", "random_input", "to_chw", "LAYOUTS"]
 
@@ -124,8 +125,7 @@ def random_input(network: Network, steps: int, samples: int = 1, seed: int = 0, 
     or, for a network with an input neuron layer, integer input mantissas in [0, 128)."""
     rng = np.random.default_rng(seed)
     shape = (samples, *network.input_shape, steps)
-    first = network[0]
-    if isinstance(first, InputLayer) and first.neuron is not None:
+    if network[0].holds_compartments:  # an input neuron layer
         return (rng.integers(0, 64, size=shape) * 2).astype(np.int64)
     return (rng.random(shape) < rate).astype(np.int64)
 
@@ -141,15 +141,8 @@ def _lava_modules() -> dict[str, Any]:
 
 
 def _ir_layers_in_lava_order(network: Network) -> list[int]:
-    """IR indices of the layers netx turns into Lava blocks (input neuron, dense, conv)."""
-    indices = []
-    for index, layer in enumerate(network.layers):
-        if isinstance(layer, InputLayer):
-            if layer.neuron is not None:
-                indices.append(index)
-        elif layer.synaptic:
-            indices.append(index)
-    return indices
+    """IR indices of the layers netx turns into Lava blocks (input neuron, dense, conv, pool)."""
+    return network.compartment_indices()
 
 
 def run_lava(path: str | os.PathLike[str], network: Network, x: np.ndarray) -> dict[int, np.ndarray]:
@@ -215,6 +208,15 @@ def verify(path: str | os.PathLike[str], x: np.ndarray | None = None, steps: int
     if not np.array_equal(x, np.round(x)):
         raise ShapeError("input must hold integers (spikes, or input mantissas for an input neuron layer)")
     ours = run_fixed(network, x.astype(np.int64)).spikes
+    with tempfile.TemporaryDirectory() as folder:
+        lava_path = path
+        if set(netx.stored_types(path)) & set(netx.LAVA_UNBUILT):  # e.g. lava-dl's pool: run the form Lava builds
+            lava_path = netx.write(network, Path(folder) / path.name)
+        return _compare(lava_path, network, x, ours)
+
+
+def _compare(path: Path, network: Network, x: np.ndarray, ours: dict[int, Any]) -> VerifyResult:
+    """Run every sample of ``x`` in Lava from ``path`` and count agreement with ``ours``."""
     totals: dict[int, list[int]] = {}
     first: dict[int, tuple[int, ...] | None] = {}
     counts: dict[int, np.ndarray] = {}

@@ -2,7 +2,7 @@
 
 Layout (the one ``lava.lib.dl.netx.hdf5.Network`` loads and lava-dl's slayer writes)::
 
-    /layer/{i}/type         b"input" | b"dense" | b"conv" | b"flatten"
+    /layer/{i}/type         b"input" | b"dense" | b"conv" | b"pool" | b"flatten"
     /layer/{i}/shape        output shape in torch order (C, H, W) or (N,)
     /layer/{i}/weight       dense (out, in); conv (out, in/groups, kH, kW); integers
     /layer/{i}/bias         optional neuron bias mantissa
@@ -10,12 +10,15 @@ Layout (the one ``lava.lib.dl.netx.hdf5.Network`` loads and lava-dl's slayer wri
     /layer/{i}/neuron/type  "CUBA" | "LOIHI"   (+ iDecay, vDecay, vThMant, refDelay, gradedSpike)
     conv only:              inChannels, outChannels, kernelSize, stride, padding, dilation, groups
     dense only:             inFeatures, outFeatures
+    pool only:              kernelSize, stride, padding, dilation; weight (1, 1, kH, kW), one value
 
 Lava reverses the stored shapes (it works in W, H, C). File keys keep the format's
 spelling (``vThMant``); the IR uses snake_case names (``v_th_mant``).
 
-Pool layers of the IR have no netx type; they are written as the equivalent depthwise
-convolution, so a written-and-read pool comes back as a conv layer.
+lava-dl's slayer writes ``pool`` layers (sum pooling, one weight on every tap) and the
+reader reads them as pool layers; but lava-dl 0.6's netx builds no Lava process for
+``pool``, so pool layers are written as the equivalent depthwise convolution (which
+Lava runs) and a written-and-read pool comes back as a conv layer.
 """
 
 from __future__ import annotations
@@ -49,8 +52,9 @@ from neuroprune.validate import (
     check_shape,
     naming,
 )
+from neuroprune.registry import lookup
 
-__all__ = ["read", "write", "SUPPORTED_TYPES"]
+__all__ = ["read", "write", "stored_types", "SUPPORTED_TYPES", "LAVA_UNBUILT"]
 
 # IR neuron field -> netx key
 _NEURON_KEYS = {
@@ -115,7 +119,14 @@ def _write_conv(group: Any, layer: ConvLayer, shape: tuple[int, ...], in_shape: 
     _write_synapse_extras(group, layer)
 
 
+#: netx types lava-dl 0.6's netx builds no Lava process for (it raises NotImplementedError);
+#: :func:`write` emits a form Lava runs instead
+LAVA_UNBUILT = ("pool",)
+
+
 def _write_pool(group: Any, layer: PoolLayer, shape: tuple[int, ...], in_shape: tuple[int, ...]) -> None:
+    # lava-dl 0.6's netx builds no Lava process for a 'pool' layer (NotImplementedError):
+    # write the depthwise conv that computes the same sums, which every netx reader runs
     _write_conv(group, layer.as_conv(in_shape[0]), shape, in_shape)
 
 
@@ -145,9 +156,7 @@ def write(network: Network, path: str | os.PathLike[str]) -> Path:
     with atomic_path(path) as tmp_name, h5py.File(tmp_name, "w") as handle:
         layer_group = handle.create_group("layer")
         for index, layer in enumerate(network.layers):
-            writer = _WRITERS.get(layer.kind)
-            if writer is None:  # pragma: no cover - guarded by Network
-                raise UnsupportedLayerError(f"layer {index}: type {layer.kind!r} cannot be written to netx")
+            writer = lookup(_WRITERS, layer.kind, "netx writer", f"layer {index}")
             writer(layer_group.create_group(str(index)), layer, network.shapes[index],
                    network.input_shape_of(index))
     return path
@@ -341,6 +350,33 @@ def _read_conv(group: Any, index: int) -> ConvLayer:
     )
 
 
+def _read_pool(group: Any, index: int) -> PoolLayer:
+    """lava-dl's ``pool`` layer (slayer ``Pool`` block): one weight mantissa on every tap."""
+    where = f"layer {index} (pool)"
+    weight = _weight(group, index, "pool")
+    taps = np.unique(weight)
+    if taps.size != 1:
+        raise UnsupportedLayerError(
+            f"layer {index}: pool layer with {taps.size} different tap weights; a pool layer shares one weight "
+            "(write it as a depthwise conv layer)"
+        )
+    dilation = _pair_from(group, "dilation", 1, where)
+    if dilation != (1, 1):
+        raise UnsupportedLayerError(f"layer {index}: pool layer with dilation {dilation}; pooling needs dilation 1")
+    delay = _array(group, "delay", where)
+    if delay is not None and np.any(delay):
+        raise UnsupportedLayerError(f"layer {index}: pool layer with synaptic delays; pooling has no delays")
+    kernel = _pair_from(group, "kernelSize", 0, where) if "kernelSize" in group \
+        else tuple(int(k) for k in weight.shape[-2:])
+    return PoolLayer(
+        kernel=kernel,  # type: ignore[arg-type]
+        stride=_pair_from(group, "stride", kernel[0], where) if "stride" in group else kernel,  # type: ignore[arg-type]
+        padding=_pair_from(group, "padding", 0, where),
+        weight=int(taps[0]),
+        neuron=_read_neuron(group, index),
+    )
+
+
 def _read_flatten(group: Any, index: int) -> FlattenLayer:
     return FlattenLayer()
 
@@ -349,9 +385,19 @@ _READERS: dict[str, Callable[[Any, int], Layer]] = {
     "input": _read_input,
     "dense": _read_dense,
     "conv": _read_conv,
+    "pool": _read_pool,
     "flatten": _read_flatten,
 }
 SUPPORTED_TYPES = tuple(_READERS)
+
+
+def stored_types(path: str | os.PathLike[str]) -> list[str]:
+    """The layer types stored in a netx file, in layer order (no checks; see :func:`read`)."""
+    import h5py
+
+    with h5py.File(path, "r") as handle:
+        group = handle["layer"]
+        return [_decode(group[key]["type"][()]) for key in sorted(group.keys(), key=int)]
 
 
 def _implicit_input(first: Any, index: int, input_shape: tuple[int, ...] | None) -> InputLayer:
@@ -402,8 +448,8 @@ def _check_sizes(network: Network) -> None:
 def read(path: str | os.PathLike[str], input_shape: tuple[int, ...] | None = None) -> Network:
     """Read a netx HDF5 file into a :class:`~neuroprune.ir.Network`.
 
-    Reads files written by neuroprune and by lava-dl (dense, conv, flatten and input
-    layers; CUBA and LOIHI neurons; synaptic delays). Weights come back as int32, as
+    Reads files written by neuroprune and by lava-dl (dense, conv, pool, flatten and
+    input layers; CUBA and LOIHI neurons; synaptic delays). Weights come back as int32, as
     Lava casts them. Any other layer type raises :class:`UnsupportedLayerError` naming
     the layer index and type.
 
@@ -441,12 +487,7 @@ def read(path: str | os.PathLike[str], input_shape: tuple[int, ...] | None = Non
                 if not isinstance(config, h5py.Group) or "type" not in config:
                     raise FormatError(f"{path}: layer {index} has no 'type'")
                 kind = _decode(_dataset(config, "type", f"layer {index}"))
-                reader = _READERS.get(kind)
-                if reader is None:
-                    raise UnsupportedLayerError(
-                        f"{path}: layer {index} has type {kind!r}, which is not supported "
-                        f"(supported: {', '.join(SUPPORTED_TYPES)})"
-                    )
+                reader = lookup(_READERS, kind, "netx reader", f"{path}: layer {index}")
                 if not layers and kind != "input":
                     layers.append(_implicit_input(config, index, input_shape))
                     stored_shapes.append(None)
@@ -463,7 +504,7 @@ def read(path: str | os.PathLike[str], input_shape: tuple[int, ...] | None = Non
             raise FormatError(f"{path}: inconsistent shapes: {err}") from None
         _check_sizes(network)
         for index, (stored, shape) in enumerate(zip(stored_shapes, network.shapes)):
-            if stored is None or network[index].kind == "flatten":
+            if stored is None or network[index].passthrough:
                 continue
             stored_shape = tuple(int(s) for s in check_int_range(
                 stored.reshape(-1), "shape", f"layer {index}", 0, MAX_LAYER_NEURONS, _SIZE_FIX))

@@ -112,6 +112,7 @@ from neuroprune.ir import (
     PoolLayer,
 )
 from neuroprune.loihi_arith import DECAY_UNITY, MAX_V_TH_MANT, threshold_for, to_mantissa
+from neuroprune.registry import lookup
 from neuroprune.validate import check_h5_datasets, check_h5_numeric, check_node_fields, check_shape, naming
 
 __all__ = ["to_nir", "from_nir", "write", "read", "SUPPORTED_NODES", "DECAY_UNITY", "MAX_V_TH_MANT", "EXPORT_DT",
@@ -122,10 +123,12 @@ __all__ = ["to_nir", "from_nir", "write", "read", "SUPPORTED_NODES", "DECAY_UNIT
 EXPORT_DT = 1e-4
 IMPORT_DT = 1.0  # read time constants in steps when a graph gives no "dt" metadata
 _TOL = 1e-6
+Shape = tuple[int, ...]
 
-SYNAPSE_NODES = ("Affine", "Linear", "Conv2d", "SumPool2d", "AvgPool2d")
+#: the IR layer kind each NIR synapse node reads as
+SYNAPSE_NODES = {"Affine": "dense", "Linear": "dense", "Conv2d": "conv", "SumPool2d": "pool", "AvgPool2d": "pool"}
 NEURON_NODES = ("CubaLIF", "LIF", "IF")
-SUPPORTED_NODES = ("Input", "Output", "Flatten", "Delay", "Scale") + SYNAPSE_NODES + NEURON_NODES
+SUPPORTED_NODES = ("Input", "Output", "Flatten", "Delay", "Scale") + tuple(SYNAPSE_NODES) + NEURON_NODES
 _META = "neuroprune"  # prefix of our metadata keys
 _INFINITE_OK = ("tau", "tau_mem", "tau_syn", "r", "w_in")  # no decay; r, w_in scale with the taus
 _NOT_PARAMS = ("metadata", "input_type", "output_type")
@@ -194,6 +197,102 @@ def _synapse_meta(layer: DenseLayer | ConvLayer) -> dict[str, Any]:
     return meta
 
 
+# -- export, one function per layer kind: (nir, add, layer, key, shape, in_shape, dt, where) -------------
+def _bias_on_synapse(layer: Any) -> bool:
+    """The bias goes on the synapse node when no neuron current decay would hold it."""
+    bias = getattr(layer, "bias", None)
+    return bias is not None and (layer.neuron is None or layer.neuron.i_decay == DECAY_UNITY)
+
+
+def _export_neurons(add: Any, layer: Any, key: str, shape: Shape, dt: float, where: str,
+                    gain: float = 1.0) -> None:
+    """The ``CubaLIF`` after a synapse node (or the bias check when the layer has no neuron)."""
+    bias, on_synapse = getattr(layer, "bias", None), _bias_on_synapse(layer)
+    if layer.neuron is not None:
+        add(f"{key}.lif", _neuron_node(layer.neuron, shape, dt, bias, not on_synapse, where, gain))
+    elif bias is not None and not on_synapse:  # pragma: no cover - bias_on_synapse covers neuron None
+        raise UnsupportedLayerError(f"{where}: bias without neuron")
+
+
+def _export_input(nir: Any, add: Any, layer: InputLayer, key: str, shape: Shape, in_shape: Shape, dt: float,
+                  where: str) -> None:
+    meta: dict[str, Any] = {}
+    if layer.weight is not None:
+        meta[f"{_META}_input_weight"] = float(layer.weight)
+    if layer.bias is not None:
+        meta[f"{_META}_input_bias"] = float(layer.bias)
+    add(key, nir.Input(input_type=np.array(shape), metadata=meta))
+    if layer.neuron is not None:
+        add(f"{key}.lif", _neuron_node(layer.neuron, shape, dt, None, False, where))
+
+
+def _export_flatten(nir: Any, add: Any, layer: FlattenLayer, key: str, shape: Shape, in_shape: Shape,
+                    dt: float, where: str) -> None:
+    add(key, nir.Flatten(input_type={"input": np.array(in_shape)}, start_dim=0, end_dim=-1))
+
+
+def _export_dense(nir: Any, add: Any, layer: DenseLayer, key: str, shape: Shape, in_shape: Shape, dt: float,
+                  where: str) -> None:
+    post_delay, pre_delay = _split_delay(layer, where)
+    meta = _synapse_meta(layer)
+    if layer.delay is not None and not np.any(layer.delay):  # no Delay node: not every reader has one
+        meta[f"{_META}_delay"] = np.asarray(layer.delay)
+        post_delay = pre_delay = None
+    if pre_delay is not None:
+        add(f"{key}.delay_in", nir.Delay(delay=pre_delay.astype(np.float64)))
+    weight = layer.effective_weight.astype(np.float32)
+    if _bias_on_synapse(layer):
+        add(key, nir.Affine(weight=weight, bias=np.asarray(layer.bias, dtype=np.float32).reshape(-1),
+                            metadata=meta))
+    else:
+        add(key, nir.Linear(weight=weight, metadata=meta))
+    if post_delay is not None:
+        add(f"{key}.delay", nir.Delay(delay=post_delay.astype(np.float64)))
+    _export_neurons(add, layer, key, shape, dt, where)
+
+
+def _export_conv(nir: Any, add: Any, layer: ConvLayer, key: str, shape: Shape, in_shape: Shape, dt: float,
+                 where: str) -> None:
+    if layer.delay is not None and np.any(layer.delay):
+        raise UnsupportedLayerError(f"{where}: synaptic delays on conv layers cannot be exported to NIR")
+    conv_bias = np.zeros(layer.out_channels, dtype=np.float32)
+    if _bias_on_synapse(layer):
+        flat = np.asarray(layer.bias, dtype=np.float32).reshape(-1)
+        if flat.size not in (1, layer.out_channels):
+            raise UnsupportedLayerError(
+                f"{where}: conv bias of shape {np.shape(layer.bias)} is not per channel ({layer.out_channels},)"
+            )
+        conv_bias = np.broadcast_to(flat, conv_bias.shape).copy()
+    meta = _synapse_meta(layer)
+    if layer.delay is not None:
+        meta[f"{_META}_delay"] = np.asarray(layer.delay)
+    add(key, nir.Conv2d(
+        input_shape=tuple(int(s) for s in in_shape[1:]), weight=layer.effective_weight.astype(np.float32),
+        stride=layer.stride, padding=layer.padding, dilation=layer.dilation, groups=layer.groups,
+        bias=conv_bias, metadata=meta,
+    ))
+    _export_neurons(add, layer, key, shape, dt, where)
+
+
+def _export_pool(nir: Any, add: Any, layer: PoolLayer, key: str, shape: Shape, in_shape: Shape, dt: float,
+                 where: str) -> None:
+    add(key, nir.SumPool2d(kernel_size=np.array(layer.kernel), stride=np.array(layer.stride),
+                           padding=np.array(layer.padding)))
+    if layer.neuron is None:  # with a neuron the weight goes into its w_in: norse reads no Scale
+        add(f"{key}.scale", nir.Scale(scale=np.full(shape, float(layer.weight))))
+    _export_neurons(add, layer, key, shape, dt, where, gain=float(layer.weight))
+
+
+#: NIR nodes of each layer kind (see the table in the module docstring)
+_EXPORTERS: dict[str, Any] = {
+    "input": _export_input,
+    "flatten": _export_flatten,
+    "dense": _export_dense,
+    "conv": _export_conv,
+    "pool": _export_pool,
+}
+
+
 def to_nir(network: Network, dt: float | None = None) -> Any:
     """Export ``network`` to a ``nir.NIRGraph`` (mapping in the module docstring).
 
@@ -227,72 +326,10 @@ def to_nir(network: Network, dt: float | None = None) -> Any:
         chain.append(key)
 
     for index, layer in enumerate(network.layers):
-        shape = network.shapes[index]
-        in_shape = network.input_shape_of(index)
         where = f"layer {index} ({layer.kind} {layer.name!r})"
-        key = _node_key(layer.name)
-        if isinstance(layer, InputLayer):
-            meta: dict[str, Any] = {}
-            if layer.weight is not None:
-                meta[f"{_META}_input_weight"] = float(layer.weight)
-            if layer.bias is not None:
-                meta[f"{_META}_input_bias"] = float(layer.bias)
-            add(key, nir.Input(input_type=np.array(shape), metadata=meta))
-            if layer.neuron is not None:
-                add(f"{key}.lif", _neuron_node(layer.neuron, shape, dt, None, False, where))
-            continue
-        if isinstance(layer, FlattenLayer):
-            add(key, nir.Flatten(input_type={"input": np.array(in_shape)}, start_dim=0, end_dim=-1))
-            continue
-        bias = getattr(layer, "bias", None)
-        bias_on_synapse = bias is not None and (layer.neuron is None or layer.neuron.i_decay == DECAY_UNITY)
-        if isinstance(layer, DenseLayer):
-            post_delay, pre_delay = _split_delay(layer, where)
-            meta = _synapse_meta(layer)
-            if layer.delay is not None and not np.any(layer.delay):  # no Delay node: not every reader has one
-                meta[f"{_META}_delay"] = np.asarray(layer.delay)
-                post_delay = pre_delay = None
-            if pre_delay is not None:
-                add(f"{key}.delay_in", nir.Delay(delay=pre_delay.astype(np.float64)))
-            weight = layer.effective_weight.astype(np.float32)
-            if bias_on_synapse:
-                add(key, nir.Affine(weight=weight, bias=np.asarray(bias, dtype=np.float32).reshape(-1),
-                                           metadata=meta))
-            else:
-                add(key, nir.Linear(weight=weight, metadata=meta))
-            if post_delay is not None:
-                add(f"{key}.delay", nir.Delay(delay=post_delay.astype(np.float64)))
-        elif isinstance(layer, ConvLayer):
-            if layer.delay is not None and np.any(layer.delay):
-                raise UnsupportedLayerError(f"{where}: synaptic delays on conv layers cannot be exported to NIR")
-            conv_bias = np.zeros(layer.out_channels, dtype=np.float32)
-            if bias_on_synapse:
-                flat = np.asarray(bias, dtype=np.float32).reshape(-1)
-                if flat.size not in (1, layer.out_channels):
-                    raise UnsupportedLayerError(
-                        f"{where}: conv bias of shape {np.shape(bias)} is not per channel ({layer.out_channels},)"
-                    )
-                conv_bias = np.broadcast_to(flat, conv_bias.shape).copy()
-            meta = _synapse_meta(layer)
-            if layer.delay is not None:
-                meta[f"{_META}_delay"] = np.asarray(layer.delay)
-            add(key, nir.Conv2d(
-                input_shape=tuple(int(s) for s in in_shape[1:]), weight=layer.effective_weight.astype(np.float32),
-                stride=layer.stride, padding=layer.padding, dilation=layer.dilation, groups=layer.groups,
-                bias=conv_bias, metadata=meta,
-            ))
-        elif isinstance(layer, PoolLayer):
-            add(key, nir.SumPool2d(kernel_size=np.array(layer.kernel), stride=np.array(layer.stride),
-                                          padding=np.array(layer.padding)))
-            if layer.neuron is None:  # with a neuron the weight goes into its w_in: norse reads no Scale
-                add(f"{key}.scale", nir.Scale(scale=np.full(shape, float(layer.weight))))
-        else:  # pragma: no cover - Network only holds the types above
-            raise UnsupportedLayerError(f"{where}: cannot be exported to NIR")
-        if layer.neuron is not None:
-            gain = float(layer.weight) if isinstance(layer, PoolLayer) else 1.0
-            add(f"{key}.lif", _neuron_node(layer.neuron, shape, dt, bias, not bias_on_synapse, where, gain))
-        elif bias is not None and not bias_on_synapse:  # pragma: no cover - bias_on_synapse covers neuron None
-            raise UnsupportedLayerError(f"{where}: bias without neuron")
+        exporter = lookup(_EXPORTERS, layer.kind, "NIR export", where)
+        exporter(nir, add, layer, _node_key(layer.name), network.shapes[index], network.input_shape_of(index),
+                 dt, where)
     add("output", nir.Output(output_type=np.array(network.output_shape)))
     edges = list(zip(chain[:-1], chain[1:]))
     return nir.NIRGraph(nodes=nodes, edges=edges,
@@ -556,13 +593,7 @@ def _stages(graph: Any, order: list[str]) -> list[_Stage]:
         elif kind == "Flatten":
             stages.append(_Stage("flatten", key, meta=_ours(node.metadata)))
         elif kind in SYNAPSE_NODES:
-            if kind in ("Affine", "Linear"):
-                stage_kind = "dense"
-            elif kind == "Conv2d":
-                stage_kind = "conv"
-            else:
-                stage_kind = "pool"
-            stage = _Stage(stage_kind, key, synapse=node, meta=_ours(node.metadata))
+            stage = _Stage(SYNAPSE_NODES[kind], key, synapse=node, meta=_ours(node.metadata))
             if last is not None and last.kind == "delay":
                 stages.pop()
                 stage.pre_delay = last.synapse
@@ -769,40 +800,55 @@ def _raw_synapse(stage: _Stage, in_shape: tuple[int, ...]) -> tuple[np.ndarray, 
     node = stage.synapse
     kind = type(node).__name__
     where = f"NIR node {stage.name!r} ({kind})"
-    bias_vec: np.ndarray | None = None
-    geometry: dict[str, Any] = {}
-    if stage.kind == "dense":
-        if len(in_shape) != 1:
-            raise ShapeError(f"{where} receives shape {in_shape}; a Flatten node must come first")
-        weight = np.asarray(node.weight, dtype=np.float64)
-        if weight.ndim != 2:
-            raise UnsupportedLayerError(f"{where}: weight must be 2-D (out, in), got {weight.shape}")
-        out_shape: tuple[int, ...] = (weight.shape[0],)
-        if kind == "Affine":
-            bias_vec = np.asarray(node.bias, dtype=np.float64).reshape(-1)
-    elif kind == "Conv2d":
-        if len(in_shape) != 3:
-            raise ShapeError(f"{where} needs a (C, H, W) input, got {in_shape}")
-        weight = np.asarray(node.weight, dtype=np.float64)
-        geometry = _conv_geometry(node, in_shape, where)
-        probe = ConvLayer(weight=np.zeros(weight.shape, dtype=np.int32), **geometry)
-        out_shape = probe.output_shape(in_shape)
-        bias_vec = np.asarray(node.bias, dtype=np.float64).reshape(-1)
-    else:  # SumPool2d / AvgPool2d
-        if len(in_shape) != 3:
-            raise ShapeError(f"{where} needs a (C, H, W) input, got {in_shape}")
-        kernel = tuple(int(k) for k in np.asarray(node.kernel_size).reshape(-1))
-        kernel = kernel * 2 if len(kernel) == 1 else kernel
-        stride = tuple(int(k) for k in np.asarray(node.stride).reshape(-1))
-        padding = tuple(int(k) for k in np.asarray(node.padding).reshape(-1))
-        probe_pool = PoolLayer(kernel=kernel, stride=stride if len(stride) == 2 else stride * 2,
-                               padding=padding if len(padding) == 2 else padding * 2)
-        out_shape = probe_pool.output_shape(in_shape)
-        tap = 1.0 / (kernel[0] * kernel[1]) if kind == "AvgPool2d" else 1.0
-        weight = np.full((in_shape[0], 1, *kernel), tap)
-        geometry = {"stride": probe_pool.stride, "padding": probe_pool.padding, "groups": in_shape[0]}
+    weight, bias_vec, geometry, out_shape = lookup(_RAW_SYNAPSES, SYNAPSE_NODES[kind], "NIR synapse reader",
+                                                   where)(node, in_shape, where)
     check_shape(out_shape, "output shape", where, _SIZE_FIX)
     return weight, bias_vec, geometry, out_shape
+
+
+def _raw_dense(node: Any, in_shape: Shape, where: str) -> tuple[np.ndarray, np.ndarray | None, dict[str, Any], Shape]:
+    bias_vec: np.ndarray | None = None
+    if len(in_shape) != 1:
+        raise ShapeError(f"{where} receives shape {in_shape}; a Flatten node must come first")
+    weight = np.asarray(node.weight, dtype=np.float64)
+    if weight.ndim != 2:
+        raise UnsupportedLayerError(f"{where}: weight must be 2-D (out, in), got {weight.shape}")
+    out_shape: tuple[int, ...] = (weight.shape[0],)
+    if type(node).__name__ == "Affine":
+        bias_vec = np.asarray(node.bias, dtype=np.float64).reshape(-1)
+    return weight, bias_vec, {}, out_shape
+
+
+def _raw_conv(node: Any, in_shape: Shape, where: str) -> tuple[np.ndarray, np.ndarray | None, dict[str, Any], Shape]:
+    if len(in_shape) != 3:
+        raise ShapeError(f"{where} needs a (C, H, W) input, got {in_shape}")
+    weight = np.asarray(node.weight, dtype=np.float64)
+    geometry = _conv_geometry(node, in_shape, where)
+    probe = ConvLayer(weight=np.zeros(weight.shape, dtype=np.int32), **geometry)
+    out_shape = probe.output_shape(in_shape)
+    bias_vec = np.asarray(node.bias, dtype=np.float64).reshape(-1)
+    return weight, bias_vec, geometry, out_shape
+
+
+def _raw_pool(node: Any, in_shape: Shape, where: str) -> tuple[np.ndarray, np.ndarray | None, dict[str, Any], Shape]:
+    """SumPool2d / AvgPool2d as a depthwise weight of equal taps."""
+    if len(in_shape) != 3:
+        raise ShapeError(f"{where} needs a (C, H, W) input, got {in_shape}")
+    kernel = tuple(int(k) for k in np.asarray(node.kernel_size).reshape(-1))
+    kernel = kernel * 2 if len(kernel) == 1 else kernel
+    stride = tuple(int(k) for k in np.asarray(node.stride).reshape(-1))
+    padding = tuple(int(k) for k in np.asarray(node.padding).reshape(-1))
+    probe_pool = PoolLayer(kernel=kernel, stride=stride if len(stride) == 2 else stride * 2,
+                           padding=padding if len(padding) == 2 else padding * 2)
+    out_shape = probe_pool.output_shape(in_shape)
+    tap = 1.0 / (kernel[0] * kernel[1]) if type(node).__name__ == "AvgPool2d" else 1.0
+    weight = np.full((in_shape[0], 1, *kernel), tap)
+    geometry = {"stride": probe_pool.stride, "padding": probe_pool.padding, "groups": in_shape[0]}
+    return weight, None, geometry, out_shape
+
+
+#: (float weight, bias, conv geometry, output shape) of a synapse node, per IR kind it reads as
+_RAW_SYNAPSES: dict[str, Any] = {"dense": _raw_dense, "conv": _raw_conv, "pool": _raw_pool}
 
 
 def _synaptic_layer(stage: _Stage, in_shape: tuple[int, ...], dt: float) -> Layer:
@@ -848,25 +894,48 @@ def _synaptic_layer(stage: _Stage, in_shape: tuple[int, ...], dt: float) -> Laye
         mantissa = np.where(mask, mantissa, np.asarray(hidden)).astype(np.int32)
     weight_bits = stage.meta.get("weight_bits")
     weight_bits = None if weight_bits is None else int(weight_bits)
-    if stage.kind == "dense":
-        delay = _delays(stage, mantissa.shape, where)
-        if delay is None and stage.meta.get("delay") is not None:  # all-zero delays written without Delay nodes
-            delay = np.asarray(stage.meta["delay"])
-        return DenseLayer(name=stage.layer_name, weight=mantissa, neuron=neuron, bias=bias, delay=delay, mask=mask,
-                          weight_bits=weight_bits)
+    build = lookup(_LAYER_BUILDERS, stage.kind, "NIR layer builder", where)
+    return build(stage, mantissa, neuron, bias, mask, weight_bits, geometry, in_shape, where)
+
+
+def _build_dense(stage: _Stage, mantissa: np.ndarray, neuron: Neuron, bias: np.ndarray | None,
+                 mask: np.ndarray | None, weight_bits: int | None, geometry: dict[str, Any], in_shape: Shape,
+                 where: str) -> Layer:
+    delay = _delays(stage, mantissa.shape, where)
+    if delay is None and stage.meta.get("delay") is not None:  # all-zero delays written without Delay nodes
+        delay = np.asarray(stage.meta["delay"])
+    return DenseLayer(name=stage.layer_name, weight=mantissa, neuron=neuron, bias=bias, delay=delay, mask=mask,
+                      weight_bits=weight_bits)
+
+
+def _build_conv(stage: _Stage, mantissa: np.ndarray, neuron: Neuron, bias: np.ndarray | None,
+                mask: np.ndarray | None, weight_bits: int | None, geometry: dict[str, Any], in_shape: Shape,
+                where: str) -> Layer:
     if stage.pre_delay is not None or stage.post_delay is not None:
         raise UnsupportedLayerError(f"{where}: Delay nodes are supported around Affine/Linear synapses only")
-    if stage.kind == "pool":
-        taps = np.unique(mantissa)
-        groups_ok = mantissa.shape[1] == 1 and int(geometry["groups"]) == rows == in_shape[0]
-        if taps.size == 1 and groups_ok and bias is None and geometry.get("dilation", (1, 1)) == (1, 1):
-            return PoolLayer(name=stage.layer_name, kernel=tuple(mantissa.shape[2:]), stride=geometry["stride"],
-                             padding=geometry["padding"], weight=int(taps[0]), neuron=neuron)
-        if kind in ("SumPool2d", "AvgPool2d"):  # pragma: no cover - uniform by construction
-            raise UnsupportedLayerError(f"{where}: pooling with per-channel gains cannot be one pool layer")
     delay_meta = stage.meta.get("delay")
     return ConvLayer(name=stage.layer_name, weight=mantissa, neuron=neuron, bias=bias, mask=mask, weight_bits=weight_bits,
                      delay=None if delay_meta is None else np.asarray(delay_meta), **geometry)
+
+
+def _build_pool(stage: _Stage, mantissa: np.ndarray, neuron: Neuron, bias: np.ndarray | None,
+                mask: np.ndarray | None, weight_bits: int | None, geometry: dict[str, Any], in_shape: Shape,
+                where: str) -> Layer:
+    """A pool layer when every tap quantized to one mantissa, else the depthwise conv."""
+    if stage.pre_delay is not None or stage.post_delay is not None:
+        raise UnsupportedLayerError(f"{where}: Delay nodes are supported around Affine/Linear synapses only")
+    taps = np.unique(mantissa)
+    groups_ok = mantissa.shape[1] == 1 and int(geometry["groups"]) == mantissa.shape[0] == in_shape[0]
+    if taps.size == 1 and groups_ok and bias is None and geometry.get("dilation", (1, 1)) == (1, 1):
+        return PoolLayer(name=stage.layer_name, kernel=tuple(mantissa.shape[2:]), stride=geometry["stride"],
+                         padding=geometry["padding"], weight=int(taps[0]), neuron=neuron)
+    if type(stage.synapse).__name__ in ("SumPool2d", "AvgPool2d"):  # pragma: no cover - uniform by construction
+        raise UnsupportedLayerError(f"{where}: pooling with per-channel gains cannot be one pool layer")
+    return _build_conv(stage, mantissa, neuron, bias, mask, weight_bits, geometry, in_shape, where)
+
+
+#: the IR layer a synapse stage (with its neuron) becomes, per the kind it reads as
+_LAYER_BUILDERS: dict[str, Any] = {"dense": _build_dense, "conv": _build_conv, "pool": _build_pool}
 
 
 def _delays(stage: _Stage, weight_shape: tuple[int, ...], where: str) -> np.ndarray | None:

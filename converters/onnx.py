@@ -81,7 +81,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
@@ -90,6 +90,7 @@ import numpy as np
 from neuroprune.atomic import atomic_path
 from neuroprune.errors import FormatError, ShapeError, UnsupportedLayerError
 from neuroprune.ir import (
+    LAYER_TYPES,
     ConvLayer,
     DenseLayer,
     FlattenLayer,
@@ -101,6 +102,7 @@ from neuroprune.ir import (
     conv_output_size,
 )
 from neuroprune.loihi_arith import DECAY_UNITY, MAX_ACTIVATION, MAX_BIAS_MANT, threshold_for, to_mantissa
+from neuroprune.registry import lookup
 from neuroprune.validate import check_finite_array, check_int_range, check_shape, naming, onnx_tensor
 
 __all__ = [
@@ -178,24 +180,13 @@ class Ann:
         ``all_layers`` the list of every layer's output (before the softmax).
         """
         import torch
-        import torch.nn.functional as F
 
         x = _fit_input(np.asarray(x, dtype=np.float32), self.input_shape)
         h = torch.from_numpy(np.ascontiguousarray(x))
         outputs: list[np.ndarray] = []
         with torch.no_grad():
             for layer in self.layers:
-                if layer.kind == "dense":
-                    h = F.linear(h, _tensor(layer.weight), _tensor(layer.bias))
-                elif layer.kind == "conv":
-                    h = F.conv2d(h, _tensor(layer.weight), _tensor(layer.bias), layer.stride, layer.padding,
-                                 layer.dilation, layer.groups)
-                elif layer.kind == "pool":
-                    channels = h.shape[1]
-                    taps = torch.full((channels, 1, *layer.kernel), float(layer.tap))
-                    h = F.conv2d(h, taps, None, layer.stride, layer.padding, 1, channels)
-                else:  # flatten
-                    h = h.reshape(h.shape[0], -1)
+                h = lookup(_ANN_FORWARD, layer.kind, "float forward", f"ANN layer {layer.name!r}")(layer, h)
                 if layer.relu:
                     h = torch.relu(h)
                 outputs.append(h.numpy())
@@ -210,6 +201,41 @@ class Ann:
     def predict(self, x: np.ndarray) -> np.ndarray:
         """Class index (arg-max of the output) per sample."""
         return np.asarray(self.forward(x)).argmax(axis=1)
+
+
+def _forward_dense(layer: AnnLayer, h: Any) -> Any:
+    import torch.nn.functional as F
+
+    return F.linear(h, _tensor(layer.weight), _tensor(layer.bias))
+
+
+def _forward_conv(layer: AnnLayer, h: Any) -> Any:
+    import torch.nn.functional as F
+
+    return F.conv2d(h, _tensor(layer.weight), _tensor(layer.bias), layer.stride, layer.padding, layer.dilation,
+                    layer.groups)
+
+
+def _forward_pool(layer: AnnLayer, h: Any) -> Any:
+    import torch
+    import torch.nn.functional as F
+
+    channels = h.shape[1]
+    taps = torch.full((channels, 1, *layer.kernel), float(layer.tap))
+    return F.conv2d(h, taps, None, layer.stride, layer.padding, 1, channels)
+
+
+def _forward_flatten(layer: AnnLayer, h: Any) -> Any:
+    return h.reshape(h.shape[0], -1)
+
+
+#: the float computation of each ANN layer kind (batch-first torch tensors)
+_ANN_FORWARD: dict[str, Callable[[AnnLayer, Any], Any]] = {
+    "dense": _forward_dense,
+    "conv": _forward_conv,
+    "pool": _forward_pool,
+    "flatten": _forward_flatten,
+}
 
 
 def _tensor(array: np.ndarray | None) -> Any:
@@ -231,9 +257,9 @@ class _Builder:
     def last_synaptic(self, allow_flatten: bool) -> int | None:
         for index in range(len(self.layers) - 1, -1, -1):
             kind = self.layers[index].kind
-            if kind in ("dense", "conv", "pool"):
+            if LAYER_TYPES[kind].synaptic:
                 return index
-            if kind != "flatten" or not allow_flatten:
+            if not LAYER_TYPES[kind].passthrough or not allow_flatten:
                 return None
         return None
 
@@ -724,7 +750,7 @@ def _read_ann(path: Path) -> Ann:
     synaptic = [layer for layer in builder.layers if layer.kind in ("dense", "conv")]
     if not synaptic:
         raise UnsupportedLayerError(f"{path}: the model has no Gemm/MatMul/Conv layer to convert")
-    last = max(i for i, layer in enumerate(builder.layers) if layer.kind != "flatten")
+    last = max(i for i, layer in enumerate(builder.layers) if not LAYER_TYPES[layer.kind].passthrough)
     for index, layer in enumerate(builder.layers):
         if layer.kind in ("dense", "conv") and not layer.relu and index != last:
             raise UnsupportedLayerError(
@@ -899,8 +925,9 @@ def to_snn(ann: Ann, calibration: np.ndarray, config: ConversionConfig | None = 
         previous_scale = 1.0 / config.input_rate
     scales: list[float] = []
     for layer, activation in zip(ann.layers, activations):
-        if layer.kind == "flatten":
-            layers.append(FlattenLayer(name=layer.name))
+        to_layer = lookup(_SNN_LAYERS, layer.kind, "spiking form", f"ANN layer {layer.name!r}")
+        if LAYER_TYPES[layer.kind].passthrough:  # flatten: no neurons, no scale
+            layers.append(to_layer(layer, 1.0, 1.0, None))
             scales.append(float("nan"))
             continue
         where = f"{ann.name}: layer {layer.name!r}"
@@ -914,26 +941,52 @@ def to_snn(ann: Ann, calibration: np.ndarray, config: ConversionConfig | None = 
         gain = previous_scale / scale
         # graded input into the first synaptic layer: keep its summed input within 24 bits
         bound = INPUT_SCALE if graded and len(scales) == 1 else None
-        if layer.kind == "pool":
-            taps = np.full((1, layer.kernel[0] * layer.kernel[1]), layer.tap * gain)
-            v_th, mantissa = _threshold_and_mantissas(taps, bound)
-            layers.append(PoolLayer(name=layer.name, kernel=layer.kernel, stride=layer.stride, padding=layer.padding,
-                                    weight=int(mantissa.flat[0]), neuron=_if_neuron(v_th)))
-        else:
-            v_th, mantissa = _threshold_and_mantissas(np.asarray(layer.weight) * gain, bound)
-            bias = None if layer.bias is None else check_int_range(
-                np.round(np.asarray(layer.bias) / scale * v_th), "bias mantissa", where, -MAX_BIAS_MANT - 1,
-                MAX_BIAS_MANT, "the bias is too large against the layer's activations; retrain with weight decay",
-            ).astype(np.int32)
-            if layer.kind == "dense":
-                layers.append(DenseLayer(name=layer.name, weight=mantissa, bias=bias, neuron=_if_neuron(v_th)))
-            else:
-                layers.append(ConvLayer(name=layer.name, weight=mantissa, bias=bias, neuron=_if_neuron(v_th),
-                                        stride=layer.stride, padding=layer.padding, dilation=layer.dilation,
-                                        groups=layer.groups))
+        layers.append(to_layer(layer, gain, scale, bound))
         previous_scale = scale
     network = Network(layers, name=name or ann.name)
     return Conversion(network=network, ann=ann, scales=tuple(scales), config=config)
+
+
+def _snn_flatten(layer: AnnLayer, gain: float, scale: float, bound: int | None) -> Layer:
+    return FlattenLayer(name=layer.name)
+
+
+def _snn_pool(layer: AnnLayer, gain: float, scale: float, bound: int | None) -> Layer:
+    taps = np.full((1, layer.kernel[0] * layer.kernel[1]), layer.tap * gain)
+    v_th, mantissa = _threshold_and_mantissas(taps, bound)
+    return PoolLayer(name=layer.name, kernel=layer.kernel, stride=layer.stride, padding=layer.padding,
+                     weight=int(mantissa.flat[0]), neuron=_if_neuron(v_th))
+
+
+def _snn_weights(layer: AnnLayer, gain: float, scale: float, bound: int | None) -> tuple[int, np.ndarray,
+                                                                                          np.ndarray | None]:
+    """(threshold, weight mantissas, bias) of a dense or conv layer scaled by ``gain``."""
+    v_th, mantissa = _threshold_and_mantissas(np.asarray(layer.weight) * gain, bound)
+    bias = None if layer.bias is None else check_int_range(
+        np.round(np.asarray(layer.bias) / scale * v_th), "bias mantissa", f"layer {layer.name!r}", -MAX_BIAS_MANT - 1,
+        MAX_BIAS_MANT, "the bias is too large against the layer's activations; retrain with weight decay",
+    ).astype(np.int32)
+    return v_th, mantissa, bias
+
+
+def _snn_dense(layer: AnnLayer, gain: float, scale: float, bound: int | None) -> Layer:
+    v_th, mantissa, bias = _snn_weights(layer, gain, scale, bound)
+    return DenseLayer(name=layer.name, weight=mantissa, bias=bias, neuron=_if_neuron(v_th))
+
+
+def _snn_conv(layer: AnnLayer, gain: float, scale: float, bound: int | None) -> Layer:
+    v_th, mantissa, bias = _snn_weights(layer, gain, scale, bound)
+    return ConvLayer(name=layer.name, weight=mantissa, bias=bias, neuron=_if_neuron(v_th), stride=layer.stride,
+                     padding=layer.padding, dilation=layer.dilation, groups=layer.groups)
+
+
+#: the IR layer (IF neurons) of each ANN layer kind, from (layer, weight gain, activation scale, input bound)
+_SNN_LAYERS: dict[str, Callable[[AnnLayer, float, float, int | None], Layer]] = {
+    "dense": _snn_dense,
+    "conv": _snn_conv,
+    "pool": _snn_pool,
+    "flatten": _snn_flatten,
+}
 
 
 def _if_neuron(v_th_mant: int) -> Neuron:
@@ -960,6 +1013,100 @@ def _neuron_doc(neuron: Neuron | None) -> str:
             f"graded_spike={neuron.graded_spike}")
 
 
+@dataclass
+class _OnnxParts:
+    """The ONNX nodes and initializers written so far (onnx.helper modules passed in)."""
+
+    helper: Any
+    numpy_helper: Any
+    network: Network
+    nodes: list[Any] = field(default_factory=list)
+    initializers: list[Any] = field(default_factory=list)
+
+    def doc(self, index: int, layer: Layer) -> str:
+        return f"layer {index} ({layer.kind}): {_neuron_doc(getattr(layer, 'neuron', None))}"
+
+    def tensor(self, array: np.ndarray, name: str) -> str:
+        self.initializers.append(self.numpy_helper.from_array(array, name))
+        return name
+
+
+def _onnx_input(g: _OnnxParts, index: int, layer: InputLayer, current: str) -> str:
+    out = f"{layer.name}.out"
+    g.nodes.append(g.helper.make_node("Identity", [current], [out], name=layer.name,
+                                      doc_string=f"input layer: {_neuron_doc(layer.neuron)}; chip input "
+                                                 f"mantissa per step = round({INPUT_SCALE} * x)"))
+    return out
+
+
+def _onnx_flatten(g: _OnnxParts, index: int, layer: FlattenLayer, current: str) -> str:
+    out = f"{layer.name}.out"
+    g.nodes.append(g.helper.make_node("Flatten", [current], [out], name=layer.name, axis=1))
+    return out
+
+
+def _onnx_neurons(g: _OnnxParts, layer: Layer, current: str) -> str:
+    """The ReLU standing for the layer's spiking neurons (none without a neuron)."""
+    if getattr(layer, "neuron", None) is None:
+        return current
+    g.nodes.append(g.helper.make_node("Relu", [current], [f"{layer.name}.rate"], name=f"{layer.name}.relu",
+                                      doc_string="spiking neurons rectify: rate ~ relu(input) / v_th_mant"))
+    return f"{layer.name}.rate"
+
+
+def _onnx_dense(g: _OnnxParts, index: int, layer: DenseLayer, current: str) -> str:
+    out, doc = f"{layer.name}.out", g.doc(index, layer)
+    inputs = [current, g.tensor(layer.effective_weight.astype(np.float32), f"{layer.name}.weight")]
+    if layer.bias is not None:
+        inputs.append(g.tensor(np.broadcast_to(np.asarray(layer.bias, dtype=np.float32).reshape(-1),
+                                               (layer.out_channels,)).copy(), f"{layer.name}.bias"))
+    if layer.delay is not None and np.any(layer.delay):
+        doc += "; synaptic delays are not shown"
+    g.nodes.append(g.helper.make_node("Gemm", inputs, [out], name=layer.name, transB=1, doc_string=doc))
+    return _onnx_neurons(g, layer, out)
+
+
+def _onnx_conv(g: _OnnxParts, index: int, layer: Layer, current: str, conv: ConvLayer | None = None,
+               note: str = "") -> str:
+    """A Conv node for ``conv`` (the layer itself, or its depthwise-conv form), its bias, its neurons."""
+    conv = layer if conv is None else conv  # type: ignore[assignment]
+    out = f"{layer.name}.out"
+    inputs = [current, g.tensor(conv.effective_weight.astype(np.float32), f"{layer.name}.weight")]
+    bias, extra_bias = getattr(layer, "bias", None), None
+    if bias is not None:
+        flat = np.asarray(bias, dtype=np.float32).reshape(-1)
+        if flat.size in (1, conv.out_channels):
+            inputs.append(g.tensor(np.broadcast_to(flat, (conv.out_channels,)).copy(), f"{layer.name}.bias"))
+        else:  # per-neuron bias: add it after the convolution
+            extra_bias = np.asarray(bias, dtype=np.float32).reshape(g.network.shapes[index])
+    g.nodes.append(g.helper.make_node(
+        "Conv", inputs, [out], name=layer.name, doc_string=g.doc(index, layer) + note,
+        kernel_shape=list(conv.kernel_size), strides=list(conv.stride),
+        pads=[conv.padding[0], conv.padding[1], conv.padding[0], conv.padding[1]],
+        dilations=list(conv.dilation), group=conv.groups,
+    ))
+    if extra_bias is not None:
+        g.nodes.append(g.helper.make_node("Add", [out, g.tensor(extra_bias, f"{layer.name}.bias")],
+                                          [f"{layer.name}.biased"], name=f"{layer.name}.bias"))
+        out = f"{layer.name}.biased"
+    return _onnx_neurons(g, layer, out)
+
+
+def _onnx_pool(g: _OnnxParts, index: int, layer: PoolLayer, current: str) -> str:
+    conv = layer.as_conv(g.network.input_shape_of(index)[0])
+    return _onnx_conv(g, index, layer, current, conv, "; sum pooling as a depthwise conv")
+
+
+#: the ONNX nodes of each layer kind, from (parts, index, layer, current tensor name) to the next name
+_ONNX_EXPORTERS: dict[str, Any] = {
+    "input": _onnx_input,
+    "flatten": _onnx_flatten,
+    "dense": _onnx_dense,
+    "conv": _onnx_conv,
+    "pool": _onnx_pool,
+}
+
+
 def to_onnx(network: Network) -> Any:
     """The ANN-equivalent ONNX graph of ``network`` (see the module docstring).
 
@@ -969,67 +1116,12 @@ def to_onnx(network: Network) -> Any:
     onnx = _onnx()
     from onnx import TensorProto, helper, numpy_helper
 
-    nodes, initializers = [], []
+    graph_parts = _OnnxParts(helper, numpy_helper, network)
     current = "input"
     for index, layer in enumerate(network.layers):
-        in_shape = network.input_shape_of(index)
-        out = f"{layer.name}.out"
-        doc = f"layer {index} ({layer.kind}): {_neuron_doc(getattr(layer, 'neuron', None))}"
-        if isinstance(layer, InputLayer):
-            nodes.append(helper.make_node("Identity", [current], [out], name=layer.name,
-                                          doc_string=f"input layer: {_neuron_doc(layer.neuron)}; chip input "
-                                                     f"mantissa per step = round({INPUT_SCALE} * x)"))
-            current = out
-            continue
-        if isinstance(layer, FlattenLayer):
-            nodes.append(helper.make_node("Flatten", [current], [out], name=layer.name, axis=1))
-            current = out
-            continue
-        weight_name = f"{layer.name}.weight"
-        inputs = [current, weight_name]
-        bias = getattr(layer, "bias", None)
-        extra_bias = None
-        if isinstance(layer, DenseLayer):
-            initializers.append(numpy_helper.from_array(layer.effective_weight.astype(np.float32), weight_name))
-            if bias is not None:
-                initializers.append(numpy_helper.from_array(
-                    np.broadcast_to(np.asarray(bias, dtype=np.float32).reshape(-1), (layer.out_channels,)).copy(),
-                    f"{layer.name}.bias"))
-                inputs.append(f"{layer.name}.bias")
-            if layer.delay is not None and np.any(layer.delay):
-                doc += "; synaptic delays are not shown"
-            nodes.append(helper.make_node("Gemm", inputs, [out], name=layer.name, transB=1, doc_string=doc))
-        else:
-            if isinstance(layer, PoolLayer):
-                conv = layer.as_conv(in_shape[0])
-            else:
-                conv = layer  # type: ignore[assignment]
-            initializers.append(numpy_helper.from_array(conv.effective_weight.astype(np.float32), weight_name))
-            if bias is not None:
-                flat = np.asarray(bias, dtype=np.float32).reshape(-1)
-                if flat.size in (1, conv.out_channels):
-                    initializers.append(numpy_helper.from_array(
-                        np.broadcast_to(flat, (conv.out_channels,)).copy(), f"{layer.name}.bias"))
-                    inputs.append(f"{layer.name}.bias")
-                else:  # per-neuron bias: add it after the convolution
-                    extra_bias = np.asarray(bias, dtype=np.float32).reshape(network.shapes[index])
-            nodes.append(helper.make_node(
-                "Conv", inputs, [out], name=layer.name, doc_string=doc + ("" if isinstance(layer, ConvLayer)
-                                                                          else "; sum pooling as a depthwise conv"),
-                kernel_shape=list(conv.kernel_size), strides=list(conv.stride),
-                pads=[conv.padding[0], conv.padding[1], conv.padding[0], conv.padding[1]],
-                dilations=list(conv.dilation), group=conv.groups,
-            ))
-        current = out
-        if extra_bias is not None:
-            initializers.append(numpy_helper.from_array(extra_bias, f"{layer.name}.bias"))
-            nodes.append(helper.make_node("Add", [current, f"{layer.name}.bias"], [f"{layer.name}.biased"],
-                                          name=f"{layer.name}.bias"))
-            current = f"{layer.name}.biased"
-        if getattr(layer, "neuron", None) is not None:
-            nodes.append(helper.make_node("Relu", [current], [f"{layer.name}.rate"], name=f"{layer.name}.relu",
-                                          doc_string="spiking neurons rectify: rate ~ relu(input) / v_th_mant"))
-            current = f"{layer.name}.rate"
+        exporter = lookup(_ONNX_EXPORTERS, layer.kind, "ONNX export", f"layer {index}")
+        current = exporter(graph_parts, index, layer, current)
+    nodes, initializers = graph_parts.nodes, graph_parts.initializers
     nodes.append(helper.make_node("Identity", [current], ["output"], name="output"))
     graph = helper.make_graph(
         nodes, network.name,

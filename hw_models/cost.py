@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
 
-from neuroprune.errors import UnsupportedLayerError
+from neuroprune.registry import lookup
 from neuroprune.ir import ConvLayer, DenseLayer, InputLayer, Layer, PoolLayer
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -513,17 +513,32 @@ class ConvCoster(Coster):
                           population=True)
 
 
+def _no_synapse_bits(layer: InputLayer) -> tuple[int, int]:
+    return 0, 0
+
+
+def _weight_synapse_bits(layer: DenseLayer | ConvLayer) -> tuple[int, int]:
+    required = layer.weight_bits if layer.weight_bits is not None else _cached(
+        layer, "weight_bits", lambda: required_weight_bits(layer.effective_weight))
+    return required, required_delay_bits(layer.delay)
+
+
+def _pool_synapse_bits(layer: PoolLayer) -> tuple[int, int]:
+    return required_weight_bits(np.array([layer.weight])), 0
+
+
+#: (required weight bits, required delay bits) of a layer's synapses, per kind
+SYNAPSE_BITS: dict[str, Callable[[Any], tuple[int, int]]] = {
+    "input": _no_synapse_bits,
+    "dense": _weight_synapse_bits,
+    "conv": _weight_synapse_bits,
+    "pool": _pool_synapse_bits,
+}
+
+
 def _synapse_format(layer: Layer, chip: "Chip", weight_bits: int | None) -> tuple[SynapseFormat, int, int]:
     """(format, required weight bits, required delay bits) of a layer."""
-    if isinstance(layer, PoolLayer):
-        required = required_weight_bits(np.array([layer.weight]))
-        delay = 0
-    elif isinstance(layer, (DenseLayer, ConvLayer)):
-        required = layer.weight_bits if layer.weight_bits is not None else _cached(
-            layer, "weight_bits", lambda: required_weight_bits(layer.effective_weight))
-        delay = required_delay_bits(layer.delay)
-    else:
-        required, delay = 0, 0
+    required, delay = lookup(SYNAPSE_BITS, layer.kind, "synapse format", f"layer {layer.name!r}")(layer)
     if weight_bits is not None:
         required = weight_bits
     snapped = snap_bits(required, chip.weight_bits) if required > 0 else 0
@@ -551,6 +566,7 @@ def _pool_coster(layer: PoolLayer, in_shape: Shape, out_shape: Shape, fmt: Synap
     return ConvCoster(layer.as_conv(in_shape[0]), in_shape, out_shape, fmt, chip)
 
 
+#: the cost model of each kind that holds compartments (flatten is a pass-through: no cost)
 COSTERS: dict[str, Callable[..., Coster]] = {
     "input": _input_coster,
     "dense": _dense_coster,
@@ -565,11 +581,6 @@ def make_coster(layer: Layer, in_shape: Shape, out_shape: Shape, chip: "Chip",
 
     ``weight_bits`` overrides the layer's width (to ask "what if quantized to b bits").
     """
-    factory = COSTERS.get(layer.kind)
-    if factory is None:
-        raise UnsupportedLayerError(
-            f"layer {layer.name!r}: type {layer.kind!r} has no hardware cost model; "
-            f"supported: {', '.join(COSTERS)}, flatten"
-        )
+    factory = lookup(COSTERS, layer.kind, "hardware cost model", f"layer {layer.name!r}")
     fmt, required, delay = _synapse_format(layer, chip, weight_bits)
     return factory(layer, in_shape, out_shape, fmt, chip), required, delay

@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Callable, Mapping
 import numpy as np
 
 from hw_models.cost import BlockCosts, chip_order, make_coster
-from neuroprune.ir import FlattenLayer, InputLayer, Network
+from neuroprune.ir import Network
 
 if TYPE_CHECKING:  # pragma: no cover
     from hw_models.chip import Chip
@@ -149,18 +149,7 @@ class Allocation:
 
 def compartment_layers(network: Network) -> list[int]:
     """Indices of layers that hold compartments on the chip."""
-    return [
-        index for index, layer in enumerate(network.layers)
-        if layer.synaptic or (isinstance(layer, InputLayer) and layer.neuron is not None)
-    ]
-
-
-def _producer(network: Network, index: int) -> int:
-    """Index of the layer whose neurons feed synaptic layer ``index`` (flatten skipped)."""
-    producer = index - 1
-    while producer > 0 and isinstance(network.layers[producer], FlattenLayer):
-        producer -= 1
-    return producer
+    return network.compartment_indices()
 
 
 def _usage(costs: BlockCosts, out_axons: np.ndarray, chip: "Chip") -> list[tuple[str, int, int]]:
@@ -284,7 +273,7 @@ def _place(network: Network, chip: "Chip", index: int, weight_bits: int | None,
                            coster.ideal_chunk())
     costs, out, broken, _ = evaluate(chosen)
     costs = coster.with_pairs(costs)
-    producer = _producer(network, index) if layer.synaptic else None
+    producer = network.producer_of(index) if layer.synaptic else None
     units = producer_fan = None
     if costs.pair_blocks is not None and producer is not None:
         producer_fan = _producer_fanout(network, producer, costs)

@@ -31,7 +31,7 @@ from hw_models.cost import chip_order, synapse_memory_bits
 from hw_models.energy import EnergyBreakdown, EnergyCounts, energy
 from hw_models.mapper import Allocation, LayerAllocation, map_network, remap_cores
 from neuroprune.errors import FitError, ShapeError
-from neuroprune.ir import ConvLayer, DenseLayer, InputLayer, Network
+from neuroprune.ir import Network
 from neuroprune.jsonout import finite_json
 
 __all__ = [
@@ -203,7 +203,7 @@ def _number(value: float) -> str:
 def _rates(network: Network, activity: Activity | None, default_rate: float) -> tuple[dict[int, np.ndarray], str]:
     """Per-neuron spike rates (flattened) of every neuron-bearing layer, and their source."""
     activity = dict(activity or {})
-    bearing = [i for i, layer in enumerate(network.layers) if layer.synaptic or isinstance(layer, InputLayer)]
+    bearing = network.source_indices()
     for key in activity:
         if key not in bearing:
             raise ShapeError(
@@ -280,9 +280,9 @@ def _traffic(network: Network, allocation: Allocation, rates: dict[int, np.ndarr
 # changes (``remap_cores``), never by re-mapping the whole network per trial.
 
 def _depthwise(layer: Any) -> bool:
-    """A conv that keeps channels apart (one input channel per output channel, e.g. a
-    pool written to netx): it follows its producer's channel count."""
-    return isinstance(layer, ConvLayer) and layer.groups > 1 and layer.weight.shape[:2] == (layer.groups, 1)
+    """A channel-wise layer with per-channel weights (a depthwise conv, e.g. a pool
+    written to netx): it follows its producer's channel count and is cut with it."""
+    return layer.channel_wise and layer.num_params > 0  # a pool's one shared weight needs no cut
 
 
 def _consumer(network: Network, index: int) -> int | None:
@@ -290,7 +290,7 @@ def _consumer(network: Network, index: int) -> int | None:
     and depthwise convs skipped), if any."""
     for later in range(index + 1, len(network.layers)):
         layer = network.layers[later]
-        if isinstance(layer, (DenseLayer, ConvLayer)) and not _depthwise(layer):
+        if layer.synaptic and not layer.channel_wise:
             return later
     return None
 
@@ -318,7 +318,7 @@ def keep_channels(network: Network, index: int, keep: int) -> Network:
             layers[between] = _cut(layers[between], slice(0, keep), groups=keep)
     if consumer is not None:
         after = network.layers[consumer]
-        if isinstance(after, DenseLayer) and len(network.shapes[index]) == 3:
+        if len(network.input_shape_of(consumer)) == 1 and len(network.shapes[index]) == 3:  # flattened between
             per_channel = int(np.prod(network.shapes[consumer - 1])) // network.shapes[index][0]
             columns = slice(0, keep * per_channel)
         else:
@@ -363,7 +363,8 @@ def _fits_all(changed: dict) -> bool:
 
 
 def _prune_fix(network: Network, chip: Chip, allocation: Allocation, target_cores: int) -> str | None:
-    layers = [layer for layer in allocation.layers if layer.kind in ("dense", "conv")]
+    layers = [layer for layer in allocation.layers
+              if network.layers[layer.index].synaptic and not network.layers[layer.index].channel_wise]
     if not layers:
         return None
     biggest = max(layers, key=lambda layer: layer.cores)
@@ -458,7 +459,7 @@ def _core_fix(network: Network, chip: Chip, allocation: Allocation, layer: Layer
                 f"of layer {consumer} its spikes reach")
         if consumer is None:
             return text
-        slots = chip.population_axon_slots if isinstance(network.layers[consumer], ConvLayer) else 1
+        slots = chip.population_axon_slots if network.layers[consumer].shared_weights else 1
         most = budget // slots
         keep = _largest_keep(network, chip, allocation, consumer,
                              lambda cores, changed: changed[consumer][0] <= most and _fits_all(changed))

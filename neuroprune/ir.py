@@ -114,8 +114,24 @@ class Layer:
     """Base of every layer. Subclasses set ``kind`` and implement ``output_shape``."""
 
     kind: ClassVar[str] = ""
+    #: carries synapses (a weight) feeding a neuron population of its own
     synaptic: ClassVar[bool] = False
+    #: only reshapes: no synapses, no neurons; its input's spikes pass through unchanged
+    passthrough: ClassVar[bool] = False
+    #: one kernel shared by every position: spikes in reach it as population spikes
+    shared_weights: ClassVar[bool] = False
     name: str = ""
+
+    @property
+    def channel_wise(self) -> bool:
+        """Output channel ``c`` depends on input channel ``c`` alone (pool, depthwise conv):
+        the layer follows its producer's channel count."""
+        return False
+
+    @property
+    def holds_compartments(self) -> bool:
+        """The layer becomes a neuron population (compartments) on the chip."""
+        return self.synaptic
 
     def output_shape(self, in_shape: Shape) -> Shape:  # pragma: no cover - abstract
         raise NotImplementedError
@@ -158,6 +174,10 @@ class InputLayer(Layer):
         if not shape or any(s <= 0 for s in shape) or len(shape) not in (1, 2, 3):
             raise ShapeError(f"input shape {self.shape} must be 1 to 3 positive sizes (C, H, W)")
         object.__setattr__(self, "shape", shape)
+
+    @property
+    def holds_compartments(self) -> bool:
+        return self.neuron is not None
 
     def output_shape(self, in_shape: Shape) -> Shape:
         return self.shape
@@ -255,6 +275,7 @@ class ConvLayer(_SynapticLayer):
     """2-D convolution ``(out, in // groups, kH, kW)`` with torch's semantics."""
 
     kind: ClassVar[str] = "conv"
+    shared_weights: ClassVar[bool] = True
     stride: tuple[int, int] = (1, 1)
     padding: tuple[int, int] = (0, 0)
     dilation: tuple[int, int] = (1, 1)
@@ -281,6 +302,10 @@ class ConvLayer(_SynapticLayer):
     @property
     def in_channels(self) -> int:
         return int(self.weight.shape[1] * self.groups)
+
+    @property
+    def channel_wise(self) -> bool:
+        return self.groups > 1 and self.groups == self.in_channels == self.out_channels
 
     @property
     def kernel_size(self) -> tuple[int, int]:
@@ -320,17 +345,24 @@ class ConvLayer(_SynapticLayer):
 class PoolLayer(Layer):
     """Sum pooling per channel with one shared weight mantissa, followed by neurons.
 
-    netx has no pooling layer; the netx writer emits it as the equivalent depthwise
-    convolution (``groups = channels``, every kernel tap equal to ``weight``).
+    lava-dl writes it to netx as a ``pool`` layer (slayer's ``Pool`` block), but lava-dl
+    0.6's netx builds no Lava process for ``pool``; so the netx writer emits the
+    equivalent depthwise convolution (``groups = channels``, every kernel tap equal to
+    ``weight``) and the reader accepts both forms.
     """
 
     kind: ClassVar[str] = "pool"
+    shared_weights: ClassVar[bool] = True
     synaptic: ClassVar[bool] = True
     kernel: tuple[int, int] = (2, 2)
     stride: tuple[int, int] | None = None
     padding: tuple[int, int] = (0, 0)
     weight: int = 64
     neuron: Neuron | None = None
+
+    @property
+    def channel_wise(self) -> bool:
+        return True
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "kernel", _pair(self.kernel, "kernel"))
@@ -357,7 +389,8 @@ class PoolLayer(Layer):
         )
 
     def describe(self) -> str:
-        return f"k{self.kernel[0]}x{self.kernel[1]} s{self.stride[0]},{self.stride[1]}"  # type: ignore[index]
+        return (f"k{self.kernel[0]}x{self.kernel[1]} s{self.stride[0]},{self.stride[1]} "  # type: ignore[index]
+                f"p{self.padding[0]},{self.padding[1]} w{self.weight}")
 
 
 @dataclass(frozen=True, eq=False)
@@ -365,6 +398,7 @@ class FlattenLayer(Layer):
     """Reshape ``(C, H, W)`` into ``(C*H*W,)`` in C order (torch's flatten)."""
 
     kind: ClassVar[str] = "flatten"
+    passthrough: ClassVar[bool] = True
 
     def output_shape(self, in_shape: Shape) -> Shape:
         return (int(np.prod(in_shape)),)
@@ -444,6 +478,24 @@ class Network:
     def neuron_indices(self) -> list[int]:
         """Indices of layers with a neuron population (their spikes leave the layer)."""
         return [i for i, layer in enumerate(self.layers) if getattr(layer, "neuron", None) is not None]
+
+    def compartment_indices(self) -> list[int]:
+        """Indices of layers that become neuron populations on the chip (every synaptic
+        layer, and the input layer when it has a neuron): the blocks netx builds in Lava."""
+        return [i for i, layer in enumerate(self.layers) if layer.holds_compartments]
+
+    def source_indices(self) -> list[int]:
+        """Indices of layers whose output is spikes another layer receives (every layer
+        but pass-through reshapes such as flatten)."""
+        return [i for i, layer in enumerate(self.layers) if not layer.passthrough]
+
+    def producer_of(self, index: int) -> int | None:
+        """The layer whose spikes feed layer ``index`` (pass-through layers such as
+        flatten skipped); ``None`` for the input layer."""
+        for previous in range(index - 1, -1, -1):
+            if not self.layers[previous].passthrough:
+                return previous
+        return None
 
     def num_neurons(self, index: int) -> int:
         """Neurons (compartments) of layer ``index``; 0 for layers without neurons."""

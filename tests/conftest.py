@@ -54,7 +54,7 @@ def conv_net() -> Network:
 
 @pytest.fixture
 def slayer_export(tmp_path: Path) -> Callable[[str], tuple[Path, list]]:
-    """Build a slayer network ('dense' or 'conv'), run it once, export it with lava-dl's
+    """Build a slayer network ('dense', 'conv' or 'pool'), run it once, export it with lava-dl's
     own ``export_hdf5`` and return the file and the blocks."""
     from neuroprune.snn.model import slayer as quiet_slayer
 
@@ -76,6 +76,15 @@ def slayer_export(tmp_path: Path) -> Callable[[str], tuple[Path, list]]:
                 cuba.Conv(SLAYER_NEURON, 4, 6, 3, padding=1, stride=2, weight_scale=2),
                 cuba.Flatten(),
                 cuba.Dense(SLAYER_NEURON, 6 * 4 * 4, 3, weight_scale=2),
+            ]
+            x = torch.rand(2, 1, 8, 8, 8)
+        elif kind == "pool":  # sum pooling: lava-dl writes a netx 'pool' layer
+            blocks = [
+                cuba.Input(SLAYER_NEURON),
+                cuba.Conv(SLAYER_NEURON, 1, 4, 3, padding=1, weight_scale=2),
+                cuba.Pool(SLAYER_NEURON, 2, weight_scale=2),
+                cuba.Flatten(),
+                cuba.Dense(SLAYER_NEURON, 4 * 4 * 4, 3, weight_scale=2),
             ]
             x = torch.rand(2, 1, 8, 8, 8)
         else:  # pragma: no cover

@@ -25,7 +25,7 @@ import networkx as nx
 import numpy as np
 
 from neuroprune.errors import PruneError
-from neuroprune.ir import ConvLayer, FlattenLayer, InputLayer, Network, PoolLayer
+from neuroprune.ir import Network
 
 __all__ = ["Coupling", "PruneGroup", "DependencyGraph"]
 
@@ -55,10 +55,6 @@ class PruneGroup:
         return sorted({c.layer for c in self.couplings})
 
 
-def _is_depthwise(layer: ConvLayer) -> bool:
-    return layer.groups > 1 and layer.groups == layer.in_channels == layer.out_channels
-
-
 class DependencyGraph:
     """Which tensors shrink together when output channels of a layer are removed.
 
@@ -78,8 +74,8 @@ class DependencyGraph:
         for index in network.synaptic_indices():
             self._consumers[index] = self._find_consumers(index)
         for index, layer in enumerate(network.layers):
-            if isinstance(layer, ConvLayer) and layer.groups > 1 and not _is_depthwise(layer):
-                producer = self._producer(index)
+            if getattr(layer, "groups", 1) > 1 and not layer.channel_wise:
+                producer = network.producer_of(index)
                 if producer is not None:
                     self.protected.add(producer)
                     self._reasons[producer] = f"feeding grouped conv layer {index} (groups={layer.groups})"
@@ -87,26 +83,18 @@ class DependencyGraph:
             self._reasons.setdefault(index, "protected by the caller")
 
     # -- structure ---------------------------------------------------------------------
-    def _producer(self, index: int) -> int | None:
-        for previous in range(index - 1, -1, -1):
-            if self.network[previous].synaptic or isinstance(self.network[previous], InputLayer):
-                return previous
-        return None
-
     def _find_consumers(self, index: int) -> list[tuple[int, int]]:
         """(consumer layer, inputs per channel) reached from ``index``'s channels."""
         network = self.network
         block = 1
         for j in range(index + 1, len(network)):
             layer = network[j]
-            if isinstance(layer, FlattenLayer):
+            if layer.passthrough:  # flatten: each channel becomes a block of inputs
                 shape = network.shapes[j - 1]
                 block *= int(np.prod(shape[1:])) if len(shape) > 1 else 1
                 continue
             if layer.synaptic:
-                self.graph.add_edge(index, j, block=block,
-                                    passthrough=isinstance(layer, PoolLayer) or
-                                    (isinstance(layer, ConvLayer) and _is_depthwise(layer)))
+                self.graph.add_edge(index, j, block=block, passthrough=layer.channel_wise)
                 return [(j, block)]
         return []
 
@@ -120,9 +108,7 @@ class DependencyGraph:
         result = []
         for index in self.network.synaptic_indices():
             layer = self.network[index]
-            if index in self.protected or isinstance(layer, PoolLayer):
-                continue
-            if isinstance(layer, ConvLayer) and _is_depthwise(layer):
+            if index in self.protected or layer.channel_wise:
                 continue
             if self._consumers.get(index):
                 result.append(index)

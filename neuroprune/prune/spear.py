@@ -52,7 +52,7 @@ import torch
 from hw_models import resource_use
 from neuroprune.errors import CheckpointError, PruneError
 from neuroprune.options import int_in, nonnegative_float, nonnegative_int, option, positive_int
-from neuroprune.ir import ConvLayer, Network
+from neuroprune.ir import ConvLayer, DenseLayer, Network, PoolLayer
 from neuroprune.prune.base import Measurer, PruneResult, PruneTask, check_feasible, prunable
 from neuroprune.prune.ddpg import DDPGAgent, DDPGConfig
 from neuroprune.prune.delivery import deliver
@@ -63,6 +63,7 @@ from neuroprune.prune.graph import DependencyGraph
 from neuroprune.prune.importance import get_criterion
 from neuroprune.prune.lre import LinearSynOpsEstimator
 from neuroprune.prune.structured import keep_by_ratio, prune_network
+from neuroprune.registry import lookup
 from neuroprune.snn import model as snn_model
 from neuroprune.snn.checkpoint import load_checkpoint, save_checkpoint
 
@@ -120,6 +121,26 @@ class SpearConfig:
                           a_min=self.a_min)
 
 
+def _dense_features(layer: DenseLayer, shape: tuple[int, ...]) -> tuple[float, int, int, int]:
+    return 0.0, 1, 1, 1
+
+
+def _conv_features(layer: ConvLayer, shape: tuple[int, ...]) -> tuple[float, int, int, int]:
+    return 1.0, layer.kernel_size[0], layer.stride[0], int(np.prod(shape[1:]))
+
+
+def _pool_features(layer: PoolLayer, shape: tuple[int, ...]) -> tuple[float, int, int, int]:
+    return 1.0, layer.kernel[0], layer.stride[0], int(np.prod(shape[1:]))  # type: ignore[index]
+
+
+#: (is spatial, kernel, stride, feature-map size) of each synaptic kind, for the agent's state
+LAYER_FEATURES: dict[str, Callable[[Any, tuple[int, ...]], tuple[float, int, int, int]]] = {
+    "dense": _dense_features,
+    "conv": _conv_features,
+    "pool": _pool_features,
+}
+
+
 def _layer_features(network: Network, graph: DependencyGraph, layers: list[int], synops: SynOpsModel) -> np.ndarray:
     """Static part of the state: index, type, in/out channels, kernel, stride, feature
     size, params, SynOps share (normalised by their maximum over layers)."""
@@ -127,11 +148,10 @@ def _layer_features(network: Network, graph: DependencyGraph, layers: list[int],
     for t, index in enumerate(layers):
         layer = network[index]
         in_shape = network.input_shape_of(index)
-        is_conv = isinstance(layer, ConvLayer)
+        spatial, kernel, stride, size = lookup(LAYER_FEATURES, layer.kind, "SPEAR layer features",
+                                               f"layer {index}")(layer, network.shapes[index])
         rows.append([
-            t, float(is_conv), in_shape[0], network.shapes[index][0],
-            layer.kernel_size[0] if is_conv else 1, layer.stride[0] if is_conv else 1,
-            int(np.prod(network.shapes[index][1:])) if is_conv else 1, layer.num_params,
+            t, spatial, in_shape[0], network.shapes[index][0], kernel, stride, size, layer.num_params,
             synops.layer_share(index),
         ])
     features = np.asarray(rows, dtype=np.float64)

@@ -15,12 +15,13 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import TYPE_CHECKING, Mapping
+from typing import TYPE_CHECKING, Callable, Mapping
 
 import numpy as np
 
 from neuroprune.errors import PruneError
-from neuroprune.ir import ConvLayer, DenseLayer, Layer, Network, PoolLayer
+from neuroprune.ir import Layer, Network
+from neuroprune.registry import lookup
 from neuroprune.prune.graph import Coupling, DependencyGraph, PruneGroup
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -59,12 +60,9 @@ def _take(array: np.ndarray | None, axis: int, indices: np.ndarray) -> np.ndarra
     return np.take(array, indices, axis=axis)
 
 
-def _slice_layer(layer: Layer, coupling: Coupling) -> Layer:
+def _slice_weights(layer: Layer, coupling: Coupling) -> Layer:
+    """Dense and conv: cut the weight (and mask, bias, delays) along the coupled axis."""
     idx = coupling.indices
-    if isinstance(layer, PoolLayer):
-        return layer  # channel-wise, no per-channel parameters
-    if not isinstance(layer, (DenseLayer, ConvLayer)):
-        raise PruneError(f"layer {coupling.layer} ({layer.kind}) has no channels to prune")
     if coupling.role == "out":
         changes = {
             "weight": _take(layer.weight, 0, idx),
@@ -72,13 +70,29 @@ def _slice_layer(layer: Layer, coupling: Coupling) -> Layer:
             "bias": None if layer.bias is None or layer.bias.ndim == 0 else _take(layer.bias, 0, idx),
             "delay": _take(layer.delay, 0, idx),
         }
-        if isinstance(layer, ConvLayer) and layer.groups > 1:
+        if getattr(layer, "groups", 1) > 1:
             changes["groups"] = len(idx)
     else:
         changes = {"weight": _take(layer.weight, 1, idx), "mask": _take(layer.mask, 1, idx)}
         if layer.delay is not None and layer.delay.ndim == 2:
             changes["delay"] = _take(layer.delay, 1, idx)
     return dataclasses.replace(layer, **changes)
+
+
+def _slice_pool(layer: Layer, coupling: Coupling) -> Layer:
+    return layer  # channel-wise with one shared weight: its shape follows its producer
+
+
+#: how a layer of each synaptic kind loses channels (input and flatten have none to lose)
+SLICERS: dict[str, Callable[[Layer, Coupling], Layer]] = {
+    "dense": _slice_weights,
+    "conv": _slice_weights,
+    "pool": _slice_pool,
+}
+
+
+def _slice_layer(layer: Layer, coupling: Coupling) -> Layer:
+    return lookup(SLICERS, layer.kind, "channels to prune", f"layer {coupling.layer}")(layer, coupling)
 
 
 def prune_network(network: Network, keep: Mapping[int, np.ndarray | list[int]],

@@ -24,13 +24,14 @@ the network has an input neuron layer, else binary spikes.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any, Callable
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from neuroprune.errors import ShapeError
-from neuroprune.ir import ConvLayer, DenseLayer, InputLayer, Network, Neuron, PoolLayer
+from neuroprune.ir import ConvLayer, DenseLayer, Network, Neuron, PoolLayer
 from neuroprune.loihi_arith import (
     ACT_SHIFT,
     BIAS_EXP,
@@ -42,6 +43,7 @@ from neuroprune.loihi_arith import (
     STATE_BITS,
     VTH_SHIFT,
 )
+from neuroprune.registry import lookup
 
 __all__ = ["FixedPointResult", "run_fixed", "dense_synapse_weights"]
 
@@ -154,6 +156,7 @@ class _Lif:
 
 class _DenseSynapse:
     def __init__(self, layer: DenseLayer, device: torch.device) -> None:
+        self.layer = layer
         weight, self.shift = dense_synapse_weights(layer.effective_weight)
         self.weight = torch.as_tensor(weight, dtype=torch.float64, device=device)
         self.delays: list[tuple[int, torch.Tensor]] = []
@@ -210,6 +213,26 @@ def _delayed(values: torch.Tensor, delay: int) -> torch.Tensor:
     return out
 
 
+def _dense(layer: DenseLayer, in_shape: tuple[int, ...], device: torch.device) -> _DenseSynapse:
+    return _DenseSynapse(layer, device)
+
+
+def _conv(layer: ConvLayer, in_shape: tuple[int, ...], device: torch.device) -> _ConvSynapse:
+    return _ConvSynapse(layer, device)
+
+
+def _pool(layer: PoolLayer, in_shape: tuple[int, ...], device: torch.device) -> _ConvSynapse:
+    return _ConvSynapse(layer.as_conv(in_shape[0]), device)  # sum pooling = depthwise conv, one shared weight
+
+
+#: the synapse (``layer`` attribute: the layer it computes) of each synaptic kind, from (layer, input shape, device)
+SYNAPSES: dict[str, Callable[[Any, tuple[int, ...], torch.device], Any]] = {
+    "dense": _dense,
+    "conv": _conv,
+    "pool": _pool,
+}
+
+
 def run_fixed(network: Network, x: torch.Tensor | np.ndarray, record_voltage: bool = False,
               device: str | torch.device = "cpu") -> FixedPointResult:
     """Run ``network`` bit-exactly as Lava's fixed-point simulation would.
@@ -256,15 +279,13 @@ def run_fixed(network: Network, x: torch.Tensor | np.ndarray, record_voltage: bo
 
     for index, layer in enumerate(network.layers):
         shape = network.shapes[index]
-        if isinstance(layer, InputLayer):
-            if layer.neuron is not None:
+        if not layer.synaptic:  # the input (its neurons encode), or a pass-through: the next synapse reshapes
+            if layer.holds_compartments:
                 current = run_neurons(index, _Lif(layer.neuron, shape, batch, None, device), current)
             continue
-        if not isinstance(layer, (DenseLayer, ConvLayer, PoolLayer)):
-            continue  # flatten: the next synapse reshapes
-        if isinstance(layer, PoolLayer):
-            layer = layer.as_conv(network.input_shape_of(index)[0])
-        synapse = _DenseSynapse(layer, device) if isinstance(layer, DenseLayer) else _ConvSynapse(layer, device)
+        synapse = lookup(SYNAPSES, layer.kind, "fixed-point synapse", f"layer {index}")(
+            layer, network.input_shape_of(index), device)
+        layer = synapse.layer
         rows = current.reshape(steps * batch, *current.shape[2:])
         if isinstance(synapse, _ConvSynapse):
             rows = rows.reshape(steps * batch, *network.input_shape_of(index))

@@ -41,6 +41,7 @@ from neuroprune.ir import (
     Neuron,
     conv_output_size,
 )
+from neuroprune.registry import lookup
 
 __all__ = [
     "NeuronConfig",
@@ -294,6 +295,51 @@ def _check_size(index: int, kind: str, neurons: int, weights: int) -> None:
             )
 
 
+Shape = tuple[int, ...]
+
+
+def _build_input(index: int, spec: LayerSpec, shape: Shape, cuba: Any, params: dict, weight_scale: float) -> Any:
+    return cuba.Input(params), shape
+
+
+def _build_conv(index: int, spec: LayerSpec, shape: Shape, cuba: Any, params: dict, weight_scale: float) -> Any:
+    _check_spec(index, spec.kind, spec)
+    if len(shape) != 3:
+        raise ShapeError(f"layer {index}: conv needs a (C, H, W) input, got {shape}")
+    if shape[0] % spec.groups or spec.out % spec.groups:
+        raise ShapeError(f"layer {index}: groups {spec.groups} must divide the input channels {shape[0]} "
+                         f"and the output channels {spec.out}")
+    hw = [conv_output_size(s, spec.kernel, spec.stride, spec.pad, 1) for s in shape[1:]]
+    if min(hw) < 1:
+        raise ShapeError(f"layer {index}: kernel {spec.kernel} does not fit input {shape}")
+    _check_size(index, "conv", spec.out * hw[0] * hw[1], spec.out * (shape[0] // spec.groups) * spec.kernel ** 2)
+    block = cuba.Conv(params, shape[0], spec.out, spec.kernel, stride=spec.stride, padding=spec.pad,
+                      groups=spec.groups, weight_scale=weight_scale)
+    return block, (spec.out, hw[0], hw[1])
+
+
+def _build_flatten(index: int, spec: LayerSpec, shape: Shape, cuba: Any, params: dict, weight_scale: float) -> Any:
+    return cuba.Flatten(), (int(np.prod(shape)),)
+
+
+def _build_dense(index: int, spec: LayerSpec, shape: Shape, cuba: Any, params: dict, weight_scale: float) -> Any:
+    _check_spec(index, spec.kind, spec)
+    if len(shape) != 1:
+        raise ShapeError(f"layer {index}: dense after shape {shape}; add 'f' (flatten) before it")
+    _check_size(index, "dense", spec.out, spec.out * shape[0])
+    return cuba.Dense(params, shape[0], spec.out, weight_scale=weight_scale), (spec.out,)
+
+
+#: the slayer block (and its output shape) of each layer kind, from (index, spec, in shape, cuba, params, scale);
+#: pool layers have no trainable block here (slayer's Pool is not built by architecture strings)
+_BLOCK_BUILDERS: dict[str, Any] = {
+    "input": _build_input,
+    "conv": _build_conv,
+    "flatten": _build_flatten,
+    "dense": _build_dense,
+}
+
+
 def build(arch: str | Sequence[LayerSpec], input_shape: Sequence[int], num_classes: int | None = None,
           neuron: NeuronConfig | None = None, input_neuron: bool = True, weight_scale: float = 2.0,
           seed: int | None = None, name: str = "snn") -> SNN:
@@ -318,35 +364,9 @@ def build(arch: str | Sequence[LayerSpec], input_shape: Sequence[int], num_class
     blocks: list[torch.nn.Module] = []
     shape: tuple[int, ...] = tuple(int(s) for s in input_shape)
     for index, spec in enumerate(specs):
-        if spec.kind in ("conv", "dense"):
-            _check_spec(index, spec.kind, spec)
-        if spec.kind == "input":
-            blocks.append(cuba.Input(params))
-        elif spec.kind == "conv":
-            if len(shape) != 3:
-                raise ShapeError(f"layer {index}: conv needs a (C, H, W) input, got {shape}")
-            if shape[0] % spec.groups or spec.out % spec.groups:
-                raise ShapeError(f"layer {index}: groups {spec.groups} must divide the input channels {shape[0]} "
-                                 f"and the output channels {spec.out}")
-            hw = [conv_output_size(s, spec.kernel, spec.stride, spec.pad, 1) for s in shape[1:]]
-            if min(hw) < 1:
-                raise ShapeError(f"layer {index}: kernel {spec.kernel} does not fit input {shape}")
-            _check_size(index, "conv", spec.out * hw[0] * hw[1],
-                        spec.out * (shape[0] // spec.groups) * spec.kernel ** 2)
-            blocks.append(cuba.Conv(params, shape[0], spec.out, spec.kernel, stride=spec.stride,
-                                    padding=spec.pad, groups=spec.groups, weight_scale=weight_scale))
-            shape = (spec.out, hw[0], hw[1])
-        elif spec.kind == "flatten":
-            blocks.append(cuba.Flatten())
-            shape = (int(np.prod(shape)),)
-        elif spec.kind == "dense":
-            if len(shape) != 1:
-                raise ShapeError(f"layer {index}: dense after shape {shape}; add 'f' (flatten) before it")
-            _check_size(index, "dense", spec.out, spec.out * shape[0])
-            blocks.append(cuba.Dense(params, shape[0], spec.out, weight_scale=weight_scale))
-            shape = (spec.out,)
-        else:
-            raise ShapeError(f"layer {index}: unknown layer kind {spec.kind!r}")
+        block, shape = lookup(_BLOCK_BUILDERS, spec.kind, "slayer block", f"layer {index}")(
+            index, spec, shape, cuba, params, weight_scale)
+        blocks.append(block)
     blocks[-1].delay_shift = False  # the output layer's spikes at the chip's time steps
     return SNN(blocks, input_shape, neuron=neuron, name=name)
 
@@ -388,29 +408,77 @@ def to_ir(model: SNN) -> Network:
     if _kind(model.blocks[0]) != "input":
         layers.append(InputLayer(shape=model.input_shape))
     for block in model.blocks:
-        kind = _kind(block)
-        if kind == "input":
-            neuron = _neuron_of(block) if block.neuron is not None else None
-            layers.append(InputLayer(shape=model.input_shape, neuron=neuron))
-        elif kind == "flatten":
-            layers.append(FlattenLayer())
-        elif kind == "dense":
-            delay = None
-            if block.delay is not None:
-                delay = torch.floor(block.delay.delay).flatten().detach().cpu().numpy().astype(np.int32)
-            layers.append(DenseLayer(weight=_mantissa(block, 2), neuron=_neuron_of(block), delay=delay))
-        else:  # conv
-            syn = block.synapse
-            layers.append(
-                ConvLayer(
-                    weight=_mantissa(block, 4), neuron=_neuron_of(block),
-                    stride=tuple(int(s) for s in syn.stride[:2]),
-                    padding=tuple(int(p) for p in syn.padding[:2]),
-                    dilation=tuple(int(d) for d in syn.dilation[:2]),
-                    groups=int(syn.groups),
-                )
-            )
+        layers.append(lookup(_IR_LAYERS, _kind(block), "IR form", f"block {type(block).__name__}")(block, model))
     return Network(layers, name=model.name)
+
+
+def _input_to_ir(block: torch.nn.Module, model: SNN) -> Layer:
+    neuron = _neuron_of(block) if block.neuron is not None else None
+    return InputLayer(shape=model.input_shape, neuron=neuron)
+
+
+def _flatten_to_ir(block: torch.nn.Module, model: SNN) -> Layer:
+    return FlattenLayer()
+
+
+def _dense_to_ir(block: torch.nn.Module, model: SNN) -> Layer:
+    delay = None
+    if block.delay is not None:
+        delay = torch.floor(block.delay.delay).flatten().detach().cpu().numpy().astype(np.int32)
+    return DenseLayer(weight=_mantissa(block, 2), neuron=_neuron_of(block), delay=delay)
+
+
+def _conv_to_ir(block: torch.nn.Module, model: SNN) -> Layer:
+    syn = block.synapse
+    return ConvLayer(
+        weight=_mantissa(block, 4), neuron=_neuron_of(block),
+        stride=tuple(int(s) for s in syn.stride[:2]),
+        padding=tuple(int(p) for p in syn.padding[:2]),
+        dilation=tuple(int(d) for d in syn.dilation[:2]),
+        groups=int(syn.groups),
+    )
+
+
+#: the IR layer of each slayer block kind (see :func:`_kind`)
+_IR_LAYERS: dict[str, Any] = {
+    "input": _input_to_ir,
+    "flatten": _flatten_to_ir,
+    "dense": _dense_to_ir,
+    "conv": _conv_to_ir,
+}
+
+
+def _input_spec(index: int, layer: InputLayer) -> list[LayerSpec]:
+    return [LayerSpec("input")] if layer.neuron is not None else []
+
+
+def _conv_spec(index: int, layer: ConvLayer) -> list[LayerSpec]:
+    if layer.delay is not None:
+        raise UnsupportedLayerError(f"layer {index}: conv with synaptic delays cannot be trained")
+    if layer.dilation != (1, 1) or layer.stride[0] != layer.stride[1] or layer.padding[0] != layer.padding[1] \
+            or layer.kernel_size[0] != layer.kernel_size[1]:
+        raise UnsupportedLayerError(f"layer {index}: only square kernels, strides and paddings without dilation")
+    return [LayerSpec("conv", layer.out_channels, layer.kernel_size[0], layer.stride[0], layer.padding[0],
+                      layer.groups)]
+
+
+def _dense_spec(index: int, layer: DenseLayer) -> list[LayerSpec]:
+    if layer.delay is not None and np.any(layer.delay):
+        raise UnsupportedLayerError(f"layer {index}: dense with synaptic delays cannot be trained")
+    return [LayerSpec("dense", layer.out_channels)]
+
+
+def _flatten_spec(index: int, layer: FlattenLayer) -> list[LayerSpec]:
+    return [LayerSpec("flatten")]
+
+
+#: the architecture specs of each IR kind a slayer model can train (pool: none, see :data:`_BLOCK_BUILDERS`)
+_SPECS: dict[str, Any] = {
+    "input": _input_spec,
+    "conv": _conv_spec,
+    "dense": _dense_spec,
+    "flatten": _flatten_spec,
+}
 
 
 def from_ir(network: Network, neuron: NeuronConfig | None = None) -> SNN:
@@ -431,28 +499,10 @@ def from_ir(network: Network, neuron: NeuronConfig | None = None) -> SNN:
             raise UnsupportedLayerError(
                 f"layer {index}: neuron parameters differ between layers; one parameter set per model is supported"
             )
-        if isinstance(layer, InputLayer):
-            if layer.neuron is not None:
-                specs.append(LayerSpec("input"))
-        elif isinstance(layer, ConvLayer):
-            if layer.delay is not None:
-                raise UnsupportedLayerError(f"layer {index}: conv with synaptic delays cannot be trained")
-            if layer.dilation != (1, 1) or layer.stride[0] != layer.stride[1] or layer.padding[0] != layer.padding[1] \
-                    or layer.kernel_size[0] != layer.kernel_size[1]:
-                raise UnsupportedLayerError(f"layer {index}: only square kernels, strides and paddings without dilation")
-            specs.append(LayerSpec("conv", layer.out_channels, layer.kernel_size[0], layer.stride[0],
-                                   layer.padding[0], layer.groups))
-        elif isinstance(layer, DenseLayer):
-            if layer.delay is not None and np.any(layer.delay):
-                raise UnsupportedLayerError(f"layer {index}: dense with synaptic delays cannot be trained")
-            specs.append(LayerSpec("dense", layer.out_channels))
-        elif isinstance(layer, FlattenLayer):
-            specs.append(LayerSpec("flatten"))
-        else:
-            raise UnsupportedLayerError(f"layer {index}: {layer.kind} layers cannot be converted to slayer blocks")
+        specs.extend(lookup(_SPECS, layer.kind, "slayer block", f"layer {index}")(index, layer))
     model = build(specs, network.input_shape, neuron=neuron, input_neuron=False, name=network.name)
     with torch.no_grad():
-        synaptic = [layer for layer in network.layers if isinstance(layer, (ConvLayer, DenseLayer))]
+        synaptic = [layer for layer in network.layers if layer.synaptic]
         blocks = [b for b in model.blocks if _kind(b) in ("conv", "dense")]
         for layer, block in zip(synaptic, blocks):
             weight = torch.as_tensor(layer.effective_weight, dtype=torch.float32) / WEIGHT_SCALE

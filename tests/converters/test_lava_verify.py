@@ -97,3 +97,16 @@ def test_cli_verify_exit_codes(tmp_path, conv_net, capsys):
     assert main(["verify", str(path), "--input", str(bad_input)]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error:") and "expects (2, 8, 8)" in err
+
+
+
+def test_lava_dl_pool_file_verifies_spike_exact(slayer_export):
+    """lava-dl's 'pool' layer: read as a pool, run in fixed point as sum pooling, run in
+    Lava as the depthwise conv (lava-dl 0.6's netx builds no process for 'pool')."""
+    path, _ = slayer_export("pool")
+    assert netx.stored_types(path) == ["input", "conv", "pool", "flatten", "dense"]
+    network = netx.read(path)
+    assert network[2].kind == "pool" and network[2].weight == 128
+    result = lava_verify.verify(path, steps=STEPS, samples=2, seed=4)
+    assert [m.kind for m in result.layers] == ["input", "conv", "pool", "dense"]
+    _assert_exact(result)

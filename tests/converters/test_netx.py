@@ -73,8 +73,9 @@ def test_unsupported_layer_type_names_index_and_type(tmp_path, dense_net):
     path = netx.write(dense_net, tmp_path / "x.net")
     with h5py.File(path, "a") as handle:
         del handle["layer/2/type"]
-        handle["layer/2"].create_dataset("type", (1,), "S10", [b"pool"])
-    with pytest.raises(UnsupportedLayerError, match=r"layer 2 has type 'pool'.*supported: input, dense, conv, flatten"):
+        handle["layer/2"].create_dataset("type", (1,), "S10", [b"average"])
+    with pytest.raises(UnsupportedLayerError,
+                       match=r"layer 2: layer type 'average' has no netx reader; supported: input, dense, conv, pool, flatten"):
         netx.read(path)
 
 
@@ -165,3 +166,78 @@ def test_written_file_loads_in_lava_dl_netx_with_matching_shapes(conv_net, dense
         ours = [tuple(reversed(s)) for layer, s in zip(net.layers, net.shapes)
                 if layer.kind != "flatten" and (layer.kind != "input" or layer.neuron is not None)]
         assert [tuple(layer.shape) for layer in lava_net.layers] == ours
+
+
+def _lava_dl_pool_file(path, weight=64, kernel=2, stride=2):
+    """A netx file laid out as lava-dl's slayer exports conv -> Pool -> flatten -> dense."""
+    rng = np.random.default_rng(0)
+    neuron = {"type": b"CUBA", "iDecay": 1024, "vDecay": 128, "vThMant": 40, "refDelay": 1, "gradedSpike": False}
+    with h5py.File(path, "w") as handle:
+        layers = handle.create_group("layer")
+
+        def group(index, kind, shape):
+            g = layers.create_group(str(index))
+            g.create_dataset("type", (1,), "S10", [kind.encode()])
+            g.create_dataset("shape", data=np.array(shape))
+            for key, value in neuron.items():
+                g.create_dataset(f"neuron/{key}", data=value)
+            return g
+
+        inp = layers.create_group("0")
+        inp.create_dataset("type", (1,), "S10", [b"input"])
+        inp.create_dataset("shape", data=np.array([2, 6, 6]))
+        conv = group(1, "conv", [4, 6, 6])
+        conv.create_dataset("weight", data=rng.integers(-60, 60, size=(4, 2, 3, 3)) * 2)
+        for key, value in (("inChannels", 2), ("outChannels", 4), ("kernelSize", [3, 3]), ("stride", [1, 1]),
+                           ("padding", [1, 1]), ("dilation", [1, 1]), ("groups", 1)):
+            conv.create_dataset(key, data=value)
+        pool = group(2, "pool", [4, 6 // stride, 6 // stride])
+        for key, value in (("kernelSize", [kernel, kernel]), ("stride", [stride, stride]), ("padding", [0, 0]),
+                           ("dilation", [1, 1])):
+            pool.create_dataset(key, data=np.array(value))
+        pool.create_dataset("weight", data=np.full((1, 1, kernel, kernel), float(weight)))
+        flat = layers.create_group("3")
+        flat.create_dataset("type", (1,), "S10", [b"flatten"])
+        flat.create_dataset("shape", data=np.array([4 * (6 // stride) ** 2, 1, 1]))
+        dense = group(4, "dense", [5])
+        dense.create_dataset("weight", data=rng.integers(-60, 60, size=(5, 4 * (6 // stride) ** 2)) * 2)
+    return path
+
+
+def test_lava_dl_pool_layer_reads_as_a_pool_and_is_written_as_its_depthwise_conv(tmp_path):
+    from neuroprune.snn.fixed import run_fixed
+
+    network = netx.read(_lava_dl_pool_file(tmp_path / "pool.net", weight=48))
+    pool = network[2]
+    assert isinstance(pool, PoolLayer)
+    assert (pool.kernel, pool.stride, pool.padding, pool.weight) == ((2, 2), (2, 2), (0, 0), 48)
+    assert pool.neuron is not None and pool.neuron.v_th_mant == 40
+    assert network.shapes[2] == (4, 3, 3)
+    # written for Lava as the depthwise conv; both forms spike alike in fixed point
+    again = netx.read(netx.write(network, tmp_path / "again.net"))
+    assert isinstance(again[2], ConvLayer) and again[2].groups == 4 and np.all(again[2].weight == 48)
+    x = (np.random.default_rng(1).random((2, 2, 6, 6, 12)) < 0.4).astype(np.int64)
+    ours, theirs = run_fixed(network, x).spikes, run_fixed(again, x).spikes
+    assert sorted(ours) == sorted(theirs) == [1, 2, 4]
+    assert int(ours[2].sum()) > 0
+    for index in ours:
+        assert np.array_equal(ours[index].numpy(), theirs[index].numpy())
+
+
+def test_pool_layer_with_unequal_taps_is_refused(tmp_path):
+    path = _lava_dl_pool_file(tmp_path / "pool.net")
+    with h5py.File(path, "a") as handle:
+        del handle["layer/2/weight"]
+        handle["layer/2"].create_dataset("weight", data=np.array([[[[64.0, 32.0], [64.0, 64.0]]]]))
+    with pytest.raises(UnsupportedLayerError, match=r"layer 2: pool layer with 2 different tap weights.*depthwise conv"):
+        netx.read(path)
+
+
+def test_cli_info_and_fit_show_a_lava_dl_pool_layer(tmp_path, capsys):
+    path = _lava_dl_pool_file(tmp_path / "pool.net", weight=48)
+    assert main(["info", str(path)]) == 0
+    row = next(line for line in capsys.readouterr().out.splitlines() if " pool " in line)
+    assert "4x3x3" in row and "CUBA" in row and "k2x2 s2,2 p0,0 w48" in row
+    assert main(["fit", str(path), "--chip", "loihi2"]) == 0
+    row = next(line for line in capsys.readouterr().out.splitlines() if " pool " in line)
+    assert " 36 " in row  # 4x3x3 compartments placed

@@ -1,0 +1,116 @@
+"""Every per-kind registry covers every layer kind of the IR (``ir.LAYER_TYPES``).
+
+A registry lists the kinds it needs through a class-level fact of the layer classes
+(``synaptic``, ``passthrough``); the few kinds a registry genuinely has no meaning for
+are in ``ALLOWED_MISSING``, each with its reason. Adding a layer kind makes this test
+name every registry that still lacks it.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+import pytest
+
+from neuroprune import ir
+from neuroprune.errors import UnsupportedLayerError
+from neuroprune.registry import lookup
+
+
+def _all(cls: type[ir.Layer]) -> bool:
+    return True
+
+
+def _synaptic(cls: type[ir.Layer]) -> bool:
+    return cls.synaptic
+
+
+def _not_passthrough(cls: type[ir.Layer]) -> bool:
+    return not cls.passthrough
+
+
+def _not_input(cls: type[ir.Layer]) -> bool:
+    return cls is not ir.InputLayer
+
+
+# (module, registry, which kinds it must hold)
+REGISTRIES = [
+    ("converters.netx", "_READERS", _all),
+    ("converters.netx", "_WRITERS", _all),
+    ("converters.nir", "_EXPORTERS", _all),
+    ("converters.nir", "_RAW_SYNAPSES", _synaptic),      # NIR synapse nodes -> weights
+    ("converters.nir", "_LAYER_BUILDERS", _synaptic),    # synapse + neuron nodes -> IR layer
+    ("converters.onnx", "_ONNX_EXPORTERS", _all),
+    ("converters.onnx", "_ANN_FORWARD", _not_input),     # an ANN's input is its input_shape, not a layer
+    ("converters.onnx", "_SNN_LAYERS", _not_input),
+    ("hw_models.cost", "COSTERS", _not_passthrough),     # a pass-through holds no compartments: no cost
+    ("hw_models.cost", "SYNAPSE_BITS", _not_passthrough),
+    ("neuroprune.snn.fixed", "SYNAPSES", _synaptic),     # input neurons and pass-throughs have no synapse
+    ("neuroprune.prune.structured", "SLICERS", _synaptic),
+    ("neuroprune.prune.spear", "LAYER_FEATURES", _synaptic),
+    ("neuroprune.snn.model", "_BLOCK_BUILDERS", _all),
+    ("neuroprune.snn.model", "_IR_LAYERS", _all),
+    ("neuroprune.snn.model", "_SPECS", _all),
+]
+
+# (registry, kind): why the kind has no entry there
+ALLOWED_MISSING = {
+    ("neuroprune.snn.model._BLOCK_BUILDERS", "pool"):
+        "architecture strings build no pooling (strided convs instead, see parse_arch); pool is not trained",
+    ("neuroprune.snn.model._IR_LAYERS", "pool"): "models hold no slayer Pool block (see _BLOCK_BUILDERS)",
+    ("neuroprune.snn.model._SPECS", "pool"): "a pool layer cannot be converted to a trainable block",
+}
+
+
+def _registry(module: str, name: str) -> dict:
+    return getattr(importlib.import_module(module), name)
+
+
+@pytest.mark.parametrize("module,name,needs", REGISTRIES, ids=[f"{m}.{n}" for m, n, _ in REGISTRIES])
+def test_registry_covers_every_layer_kind(module, name, needs):
+    registry = _registry(module, name)
+    where = f"{module}.{name}"
+    required = {kind for kind, cls in ir.LAYER_TYPES.items() if needs(cls)}
+    missing = sorted(kind for kind in required - set(registry) if (where, kind) not in ALLOWED_MISSING)
+    assert not missing, f"{where} has no entry for layer kinds {missing}"
+    unknown = sorted(set(registry) - set(ir.LAYER_TYPES))
+    assert not unknown, f"{where} holds kinds {unknown} that ir.LAYER_TYPES does not define"
+    stale = sorted(kind for (reg, kind) in ALLOWED_MISSING if reg == where and kind in registry)
+    assert not stale, f"{where} now holds {stale}: remove them from ALLOWED_MISSING"
+
+
+def test_lookup_names_the_missing_kind_and_the_supported_ones():
+    assert lookup({"dense": 1}, "dense", "cost") == 1
+    with pytest.raises(UnsupportedLayerError,
+                       match=r"^layer 3: layer type 'ring' has no hardware cost model; supported: input, dense$"):
+        lookup({"input": 0, "dense": 1}, "ring", "hardware cost model", "layer 3")
+
+
+def test_flatten_has_no_cost_model_and_says_what_has():
+    from hw_models.chip import load_chip
+    from hw_models.cost import make_coster
+
+    with pytest.raises(UnsupportedLayerError, match=r"'flatten' has no hardware cost model; supported: input, dense, conv, pool"):
+        make_coster(ir.FlattenLayer(name="f"), (2, 2, 2), (8,), load_chip("loihi2"))
+
+
+def test_class_facts_and_network_structure_queries():
+    import numpy as np
+
+    neuron = ir.Neuron()
+    net = ir.Network([
+        ir.InputLayer(shape=(2, 4, 4)),
+        ir.ConvLayer(weight=np.ones((3, 2, 1, 1), dtype=np.int32), neuron=neuron),
+        ir.ConvLayer(weight=np.ones((3, 1, 1, 1), dtype=np.int32), groups=3, neuron=neuron),  # depthwise
+        ir.PoolLayer(kernel=2, neuron=neuron),
+        ir.FlattenLayer(),
+        ir.DenseLayer(weight=np.ones((4, 12), dtype=np.int32), neuron=neuron),
+    ])
+    assert [layer.channel_wise for layer in net] == [False, False, True, True, False, False]
+    assert [layer.passthrough for layer in net] == [False] * 4 + [True, False]
+    assert [layer.shared_weights for layer in net] == [False, True, True, True, False, False]
+    assert [net.producer_of(i) for i in range(len(net))] == [None, 0, 1, 2, 3, 3]
+    assert net.compartment_indices() == [1, 2, 3, 5]  # an input without neuron holds none
+    assert net.source_indices() == [0, 1, 2, 3, 5]
+    with_input_neuron = net.replace(0, ir.InputLayer(shape=(2, 4, 4), neuron=neuron))
+    assert with_input_neuron.compartment_indices() == [0, 1, 2, 3, 5]
