@@ -45,39 +45,14 @@ SLOPE_BUDGET = 1.15
 
 
 def write_lava_dl_nets(folder: Path) -> dict[str, Path]:
-    """Export a dense and a conv net with lava-dl slayer blocks (export_hdf5)."""
-    import h5py
-    import torch
+    """Export lava-dl's tutorial-sized dense and conv nets with slayer's own export_hdf5."""
+    from converters.slayer_export import example_blocks, export_blocks
 
-    import lava.lib.dl.slayer as slayer
-
-    neuron = {"threshold": 1.25, "current_decay": 0.25, "voltage_decay": 0.03,
-              "tau_grad": 0.03, "scale_grad": 3, "requires_grad": False}
-    torch.manual_seed(0)
-    nets = {
-        "dense 784-512-10": (torch.rand(1, 784, 2), [
-            slayer.block.cuba.Dense(neuron, 784, 512, weight_scale=4, weight_norm=False),
-            slayer.block.cuba.Dense(neuron, 512, 10, weight_scale=4, weight_norm=False),
-        ]),
-        "conv 1x28x28 c8 c16 d10": (torch.rand(1, 1, 28, 28, 2), [
-            slayer.block.cuba.Input(neuron),
-            slayer.block.cuba.Conv(neuron, 1, 8, 3, padding=1, stride=2, weight_scale=4, weight_norm=False),
-            slayer.block.cuba.Conv(neuron, 8, 16, 3, padding=1, stride=2, weight_scale=4, weight_norm=False),
-            slayer.block.cuba.Flatten(),
-            slayer.block.cuba.Dense(neuron, 16 * 7 * 7, 10, weight_scale=4, weight_norm=False),
-        ]),
-    }
+    names = {"dense 784-512-10": "dense", "conv 1x28x28 c8 c16 d10": "conv"}
     paths = {}
-    for index, (name, (x, blocks)) in enumerate(nets.items()):
-        with torch.no_grad():
-            for block in blocks:
-                x = block(x)
-        path = folder / f"net{index}.net"
-        with h5py.File(path, "w") as handle:
-            group = handle.create_group("layer")
-            for i, block in enumerate(blocks):
-                block.export_hdf5(group.create_group(str(i)))
-        paths[name] = path
+    for index, (label, name) in enumerate(names.items()):
+        sample, blocks = example_blocks(name)
+        paths[label] = export_blocks(blocks, folder / f"net{index}.net", sample)
     return paths
 
 
@@ -206,6 +181,41 @@ def _cpu_time(call, runs: int) -> float:
     return min(samples)
 
 
+SEARCH_CHECK_BUDGET_S = 0.005
+
+
+def search_check(runs: int) -> list[str]:
+    """The check a pruning search calls per candidate (``resource_use``) and a whole
+    ``fit`` of a five-layer conv net, in this process, next to reading the same net back
+    from its netx file; returns the budget misses."""
+    from converters import netx
+    from hw_models import Constraints, resource_use
+    from hw_models.report import fit
+    from neuroprune.ir import ConvLayer, DenseLayer, FlattenLayer, InputLayer, Network, Neuron
+
+    rng = np.random.default_rng(0)
+    neuron = Neuron()
+    net = Network([
+        InputLayer(shape=(1, 16, 16), neuron=neuron),
+        ConvLayer(weight=rng.integers(-60, 60, (8, 1, 3, 3)), neuron=neuron, padding=(1, 1)),
+        ConvLayer(weight=rng.integers(-60, 60, (16, 8, 3, 3)), neuron=neuron, stride=(2, 2), padding=(1, 1)),
+        FlattenLayer(),
+        DenseLayer(weight=rng.integers(-60, 60, (64, 16 * 8 * 8)), neuron=neuron),
+        DenseLayer(weight=rng.integers(-60, 60, (10, 64)), neuron=neuron),
+    ])
+    constraints = Constraints.from_chip("loihi1")
+    with tempfile.TemporaryDirectory() as tmp:
+        path = netx.write(net, Path(tmp) / "five.net")
+        read = _cpu_time(lambda: netx.read(path), runs)
+    check = _cpu_time(lambda: resource_use(net, constraints), runs)
+    whole = _cpu_time(lambda: fit(net, "loihi1"), runs)
+    print(f"\nsearch check on a 5-layer conv net (CPU time, in process): resource_use {check * 1e3:.2f} ms, "
+          f"fit {whole * 1e3:.2f} ms, reading its netx file {read * 1e3:.2f} ms "
+          f"(resource_use x{read / check:.1f} faster than the read)")
+    return [f"{name} took {t * 1e3:.2f} ms (> {SEARCH_CHECK_BUDGET_S * 1e3:.0f} ms)"
+            for name, t in (("resource_use", check), ("fit", whole)) if t > SEARCH_CHECK_BUDGET_S]
+
+
 def scale_series(runs: int) -> list[str]:
     """Fit time against network size in one process; returns the budget misses.
 
@@ -248,6 +258,7 @@ def main() -> int:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         misses = processes(Path(tmp), args.runs, not args.no_lava)
+    misses += search_check(args.runs)
     misses += scale_series(args.runs)
     for miss in misses:
         print(f"budget missed: {miss}")

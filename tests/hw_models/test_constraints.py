@@ -3,7 +3,6 @@ run thousands of times in the pruning search."""
 
 from __future__ import annotations
 
-import time
 
 import pytest
 
@@ -33,19 +32,12 @@ def test_resource_use_reports_each_budget():
     assert resource_use(net, Constraints.from_chip("loihi1"), {0: 0.0}).synops_per_step == 0.0
 
 
-def test_fit_of_a_five_layer_net_takes_well_under_10_ms():
+def test_resource_use_agrees_with_fit_on_a_five_layer_net():
+    """The cheap check a search calls per candidate gives the fit's own totals (its
+    speed is measured in benchmarks/bench_fit.py, not here)."""
     net = small_conv_net()  # input neurons, 2 convs, flatten, 2 dense
     constraints = Constraints.from_chip("loihi1")
-    resource_use(net, constraints)
-    fit(net, "loihi1")
-    runs = 50
-    start = time.perf_counter()
-    for _ in range(runs):
-        resource_use(net, constraints)
-    per_check = (time.perf_counter() - start) / runs
-    start = time.perf_counter()
-    for _ in range(runs):
-        fit(net, constraints.chip)
-    per_fit = (time.perf_counter() - start) / runs
-    assert per_check < 0.005, f"resource_use took {per_check * 1e3:.2f} ms"
-    assert per_fit < 0.005, f"fit took {per_fit * 1e3:.2f} ms"
+    use = resource_use(net, constraints)
+    report = fit(net, "loihi1")
+    assert use.cores == report.totals.cores
+    assert use.synapse_memory_bits == report.totals.synapse_memory_bits
