@@ -35,8 +35,11 @@ class Trained:
     meta: dict[str, Any]
 
 
-def load_trained(path: str, data: str | None = None, seed: int = 0) -> Trained:
-    """Load a checkpoint from ``neuroprune train`` and the data set it names (or ``data``)."""
+def load_trained(path: str, data: str | None = None, seed: int = 0, resize: int | None = None) -> Trained:
+    """Load a checkpoint from ``neuroprune train`` and the data set it names (or ``data``),
+    resized as in training (the checkpoint's ``resize``) unless ``resize`` is given."""
+    from neuroprune.resize import resize_dataset
+
     model, meta = snn_model.load_model(path)
     config_fields = {f.name for f in dataclasses.fields(TrainConfig)}
     config = TrainConfig(**{k: v for k, v in meta.get("config", {}).items() if k in config_fields})
@@ -44,10 +47,11 @@ def load_trained(path: str, data: str | None = None, seed: int = 0) -> Trained:
     if name is None:
         raise CheckpointError(f"{path}: the checkpoint does not name its data set; pass --data")
     dataset = load(name, seed=meta.get("data_seed", seed) if data is None else seed)
+    dataset = resize_dataset(dataset, resize if resize is not None else meta.get("resize"))
     if tuple(dataset.input_shape) != tuple(model.input_shape):
         raise CheckpointError(
             f"{path}: the model takes inputs of shape {tuple(model.input_shape)}, data set {name!r} has "
-            f"{tuple(dataset.input_shape)}; pass the --data it was trained on"
+            f"{tuple(dataset.input_shape)}; pass the --data (and --resize) it was trained on"
         )
     return Trained(model=model, dataset=dataset, config=config, meta=meta)
 

@@ -20,7 +20,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--sparsity", type=float, help="wanted fraction of removed synapses (unstructured methods)")
     parser.add_argument("--out", required=True, help="pruned model checkpoint to write (.pt); "
                         "the netx export (.net) and summary (.json) go beside it")
-    parser.add_argument("--data", help="data set: digits, synthetic or a .npz (default: the one the model was trained on)")
+    parser.add_argument("--data", help="data set: digits, synthetic, fashion-mnist, an IDX folder or a .npz "
+                        "(default: the one the model was trained on)")
+    parser.add_argument("--resize", type=int, metavar="N", help="resize images to N x N (default: as in training)")
     parser.add_argument("--seed", type=int, default=0, help="seed of everything random (default 0)")
     parser.add_argument("--chip", default="loihi2", help="chip preset or TOML file for the fit check (default loihi2)")
     parser.add_argument("--max-cores", type=int, help="core budget the pruned net must fit")
@@ -80,6 +82,6 @@ def run(args: argparse.Namespace) -> int:
         raise PruneError(f"--out {out}: folder {out.parent} does not exist")
     if args.checkpoint is None:
         args.checkpoint = str(out.with_suffix(".search"))
-    trained = load_trained(args.model, data=args.data, seed=args.seed)
+    trained = load_trained(args.model, data=args.data, seed=args.seed, resize=args.resize)
     summary = prune_and_report(trained, args, out)
     return 0 if summary["fits"] else 1
