@@ -16,7 +16,7 @@ from converters import netx
 from hw_models import Constraints, fit
 from neuroprune.data import Dataset, load
 from neuroprune.errors import CheckpointError
-from neuroprune.prune.base import Measurer, PruneTask, write_summary
+from neuroprune.prune.base import Measurement, Measurer, PruneTask, write_summary
 from neuroprune.snn import model as snn_model
 from neuroprune.snn.encoders import get_encoder
 from neuroprune.snn.fixed import run_fixed
@@ -97,12 +97,19 @@ def make_task(trained: Trained, args: argparse.Namespace) -> PruneTask:
     return PruneTask(
         dataset=trained.dataset, train=trained.config, synops_target=args.synops_target, sparsity=args.sparsity,
         constraints=constraints, finetune_steps=args.finetune_steps, eval_samples=args.eval_samples, seed=args.seed,
+        calibration_samples=getattr(args, "calibration_samples", None),
     )
 
 
-def prune_and_report(trained: Trained, args: argparse.Namespace, out: Path) -> dict[str, Any]:
+def prune_and_report(trained: Trained, args: argparse.Namespace, out: Path, *,
+                     dense_test: Measurement | None = None,
+                     measurements: dict[str, Measurement] | None = None) -> dict[str, Any]:
     """Run ``args.method``, measure before/after on the test split, write model, netx
-    and summary; print the outcome. Returns the summary."""
+    and summary; print the outcome. Returns the summary.
+
+    ``dense_test``: the dense model's test-split measurement when already known (it is
+    the same for every method). ``measurements``, when given, receives the test-split
+    measurements ``"dense"`` and ``"pruned"`` (per-sample ``correct`` for paired tests)."""
     from neuroprune.prune.methods import get_method
 
     method = get_method(args.method)
@@ -114,7 +121,10 @@ def prune_and_report(trained: Trained, args: argparse.Namespace, out: Path) -> d
     torch.manual_seed(args.seed)
     result = method.run(trained.model, task, args)
     test = Measurer(trained.dataset, trained.config, "test")
-    dense, pruned = test.measure(trained.model), test.measure(result.model)
+    dense = dense_test if dense_test is not None else test.measure(trained.model)
+    pruned = test.measure(result.model)
+    if measurements is not None:
+        measurements.update(dense=dense, pruned=pruned)
     network = snn_model.to_ir(result.model)
     report = fit(network, task.constraints.chip if task.constraints else args.chip, pruned.activity.rates,
                  time_steps=pruned.activity.steps)

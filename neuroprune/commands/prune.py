@@ -29,6 +29,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-chips", type=int, help="chip budget the pruned net must fit")
     parser.add_argument("--finetune-steps", type=int, default=200, help="optimizer steps of the final fine-tune")
     parser.add_argument("--eval-samples", type=int, default=512, help="validation samples per candidate")
+    parser.add_argument("--calibration-samples", type=int, metavar="N",
+                        help="calibrate keep ratios to the SynOps target on the first N validation + test inputs "
+                             "(default: all; the delivered net is checked on all of them either way)")
     parser.add_argument("--criterion", default="l1", help="channel importance: l1, l2, rate, membrane, random")
     parser.add_argument("--keep-ratio", type=float, help="uniform: keep ratio when no target is given")
     spear = parser.add_argument_group("SPEAR")
