@@ -1,7 +1,7 @@
 """Benchmark: the SNN substrate's training step and candidate evaluation.
 
 Prints, in one run on the same model and data (default: Fashion-MNIST at 14x14,
-``c16s2,c32,c32s2,f`` + d64 + d10, T = 8 -- the net of ``bench_spear.py``; ``--data
+``c16s2,c32,c32s2,f`` + d64 + d10, T = 12 -- the net of ``bench_spear.py``; ``--data
 digits`` for the 8x8 digits with ``c16,c32s2,f``, T = 16):
 
 1. time per training step of a plain slayer loop (forward, cross-entropy on spike rate,
@@ -26,7 +26,7 @@ import time
 from typing import Any
 
 NETS = {  # data -> (arch, time steps, resize)
-    "fashion-mnist": ("c16s2,c32,c32s2,f,d64", 8, 14),
+    "fashion-mnist": ("c16s2,c32,c32s2,f,d64", 12, 14),
     "digits": ("c16,c32s2,f", 16, None),
 }
 
