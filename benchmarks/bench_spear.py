@@ -39,7 +39,7 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path[:0] = [str(ROOT), str(Path(__file__).resolve().parent)]  # this checkout's neuroprune and bench_substrate
 RESULTS = ROOT / "benchmarks" / "results"
 CACHE = ROOT / "benchmarks" / ".cache"
 METHODS = ("spear", "uniform", "sca", "criticality")
@@ -235,6 +235,17 @@ def table(rows: list[dict[str, Any]]) -> str:
                 note = f"{sum(z >= 1.645 for z in zs)} of {len(zs)} seeds"
             lines.append(f"| {target:g} | {method} | {len(mine)} | {statistics.mean(r['synops_ratio'] for r in mine):.3f}"
                          f" | {statistics.mean(acc):.4f} +- {sd:.4f} | {note} |")
+    searches = [r for r in runs if r["method"] == "spear"]
+    if searches:
+        lines += ["", "SPEAR searches: " + "; ".join(
+            f"{r['target']:g}/{r['seed']}: LRE held-out mean rel. error "
+            f"{(r.get('lre') or {}).get('holdout_mean_rel_error', float('nan')):.1%}, best feasible reward "
+            f"{max((h['reward'] for h in r.get('history', []) if h['feasible']), default=float('nan')):.4f}, "
+            f"delivered {'the uniform policy' if r.get('delivered_uniform') else 'a searched policy'}"
+            for r in sorted(searches, key=lambda r: (-r["target"], r["seed"])))]
+    failed = [r for r in rows if r.get("kind") == "failed"]
+    if failed:
+        lines += ["", "Failed: " + "; ".join(f"{r['method']} {r['target']:g}/{r['seed']}: {r['error']}" for r in failed)]
     walls: dict[tuple[float, int], float] = {}
     for r in runs:
         walls[(r["target"], r["seed"])] = walls.get((r["target"], r["seed"]), 0.0) + r["seconds"]
