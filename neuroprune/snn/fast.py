@@ -153,8 +153,9 @@ def _time_last(x: torch.Tensor) -> torch.Tensor:
 def _fire(neuron: Any, z: torch.Tensor) -> torch.Tensor:
     """Run the neuron, set its shape as slayer does, and feed its forward hooks."""
     spikes = _cuba(neuron, z).to(z.dtype)
-    if neuron.shape is None:
+    if neuron.shape is None:  # slayer sizes a neuron on its first forward
         neuron.shape = z.shape[2:]
+        neuron.num_neurons = np.prod(neuron.shape)
     for hook in list(neuron._forward_hooks.values()):
         hook(neuron, (_time_last(z),), _time_last(spikes))
     return spikes
@@ -178,7 +179,11 @@ def forward_all_fast(model: Any, x: torch.Tensor) -> list[torch.Tensor]:
             if block.neuron is not None:
                 h = _fire(block.neuron, block.pre_hook_fx(h))
                 h = _delay(h) if block.delay_shift else h
+            if block.input_shape is None:  # as slayer's forward records it (for export)
+                block.input_shape = block.neuron.shape if block.neuron is not None else h.shape[2:]
         elif kind == "flatten":
+            if block.shape is None:
+                block.shape = [int(np.prod(h.shape[2:])), 1, 1]
             h = h.reshape(h.shape[0], h.shape[1], -1)
         else:
             synapse = block.synapse
