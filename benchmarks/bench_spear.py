@@ -171,6 +171,7 @@ def run_method(method: str, target: float, seed: int, args: argparse.Namespace, 
     if delivery:
         row["delivered_synops_ratio_val_test"] = delivery[-1].get("synops_ratio")
         row["delivery_tries"] = len(delivery)
+        row["delivered_counts"] = delivery[-1].get("counts")
     if method == "spear":
         from neuroprune.prune.spear import CHECKPOINT_KIND
         from neuroprune.snn.checkpoint import load_checkpoint
@@ -241,7 +242,9 @@ def table(rows: list[dict[str, Any]]) -> str:
             f"{r['target']:g}/{r['seed']}: LRE held-out mean rel. error "
             f"{(r.get('lre') or {}).get('holdout_mean_rel_error', float('nan')):.1%}, best feasible reward "
             f"{max((h['reward'] for h in r.get('history', []) if h['feasible']), default=float('nan')):.4f}, "
-            f"delivered {'the uniform policy' if r.get('delivered_uniform') else 'a searched policy'}"
+            f"chose {'the uniform policy' if r.get('delivered_uniform') else 'a searched policy'}"
+            + (f" (delivered channels {r['delivered_counts']} after {r['delivery_tries']} tries)"
+               if r.get("delivered_counts") else "")
             for r in sorted(searches, key=lambda r: (-r["target"], r["seed"])))]
     failed = [r for r in rows if r.get("kind") == "failed"]
     if failed:
