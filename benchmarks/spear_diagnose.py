@@ -70,7 +70,8 @@ def main() -> int:
     dense_path = dense_net(args)
     trained = load_trained(str(dense_path))
     parsed = build_parser().parse_args(["prune", str(dense_path), "--out", "/dev/null.pt", "--synops-target",
-                                        str(own.target), "--eval-samples", str(args.eval_samples), "--chip", "loihi1",
+                                        str(own.target), "--eval-samples", str(args.eval_samples), "--calibration-samples",
+                                        str(args.calibration_samples), "--chip", "loihi1",
                                         "--max-chips", "1"])
     task = make_task(trained, parsed)
     model = trained.model
