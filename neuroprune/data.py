@@ -468,18 +468,23 @@ def load_folder(
 
 
 def load(name_or_path: str | os.PathLike[str], seed: int = 0) -> Dataset:
-    """Load ``"digits"``, ``"synthetic"``, a ``.npz`` file or an image folder."""
+    """Load ``"digits"``, ``"synthetic"``, ``"fashion-mnist"``, a folder of IDX files
+    (:mod:`neuroprune.idx`), a ``.npz`` file or an image folder."""
+    from neuroprune import idx
+
     name = os.fspath(name_or_path)
     if name == "digits":
         return load_digits(seed=seed)
     if name == "synthetic":
         return make_synthetic(seed=seed)
+    if name in idx.IDX_DATASETS or idx.is_idx_folder(name):
+        return idx.load_idx(name, seed=seed)
     if Path(name).is_dir():
         return load_folder(name, seed=seed)
     if name.endswith(".npz") or os.path.sep in name or Path(name).exists():
         return load_npz(name, seed=seed)
     raise DataError(
-        f"unknown data set {name!r}; use one of {', '.join(BUILTIN_DATASETS)}, a path to a .npz "
+        f"unknown data set {name!r}; use one of {', '.join((*BUILTIN_DATASETS, *idx.IDX_DATASETS))}, a path to a .npz "
         "file with arrays 'x' and 'y', or an image folder laid out as root/<class>/<image>"
     )
 

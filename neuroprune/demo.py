@@ -182,7 +182,8 @@ def run_demo(out_dir: str | Path = "out/demo", config: DemoConfig = DemoConfig()
         notes=[f"Counts from the bit-exact model on {config.energy_samples} test digits x {config.steps} steps "
                f"(Lava agrees spike for spike). Accuracy in the table is on those samples; the plot uses the "
                f"whole test split.", f"LRE: after = {lre.get('weight', float('nan')):.3f} x before + "
-               f"{lre.get('bias', float('nan')):.3f}, R^2 {lre.get('r2', float('nan')):.3f}."])
+               f"{lre.get('bias', float('nan')):.3f}, R^2 {lre.get('r2', float('nan')):.3f}."],
+        searches={f"SPEAR to {config.synops_target:.0%} SynOps": result.history})
     energy_ratio = entries[1].table.total_j / entries[0].table.total_j
     log(f"[energy] per inference on {config.chip}: {entries[0].table.total_j * 1e6:.3f} uJ dense -> "
         f"{entries[1].table.total_j * 1e6:.3f} uJ SPEAR (x{energy_ratio:.2f})")

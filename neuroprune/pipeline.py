@@ -18,7 +18,7 @@ from hw_models import DEFAULT_TIME_STEPS, Constraints, fit
 from neuroprune.atomic import atomic_paths
 from neuroprune.data import Dataset, load
 from neuroprune.errors import CheckpointError, PruneError
-from neuroprune.prune.base import Measurer, PruneTask, write_summary
+from neuroprune.prune.base import Measurement, Measurer, PruneTask, write_summary
 from neuroprune.snn import model as snn_model
 from neuroprune.snn.encoders import get_encoder
 from neuroprune.snn.fixed import run_fixed
@@ -38,8 +38,11 @@ class Trained:
     meta: dict[str, Any]
 
 
-def load_trained(path: str, data: str | None = None, seed: int = 0) -> Trained:
-    """Load a checkpoint from ``neuroprune train`` and the data set it names (or ``data``)."""
+def load_trained(path: str, data: str | None = None, seed: int = 0, resize: int | None = None) -> Trained:
+    """Load a checkpoint from ``neuroprune train`` and the data set it names (or ``data``),
+    resized as in training (the checkpoint's ``resize``) unless ``resize`` is given."""
+    from neuroprune.resize import resize_dataset
+
     model, meta = snn_model.load_model(path)
     config_fields = {f.name for f in dataclasses.fields(TrainConfig)}
     config = TrainConfig(**{k: v for k, v in meta.get("config", {}).items() if k in config_fields})
@@ -47,10 +50,11 @@ def load_trained(path: str, data: str | None = None, seed: int = 0) -> Trained:
     if name is None:
         raise CheckpointError(f"{path}: the checkpoint does not name its data set; pass --data")
     dataset = load(name, seed=meta.get("data_seed", seed) if data is None else seed)
+    dataset = resize_dataset(dataset, resize if resize is not None else meta.get("resize"))
     if tuple(dataset.input_shape) != tuple(model.input_shape):
         raise CheckpointError(
             f"{path}: the model takes inputs of shape {tuple(model.input_shape)}, data set {name!r} has "
-            f"{tuple(dataset.input_shape)}; pass the --data it was trained on"
+            f"{tuple(dataset.input_shape)}; pass the --data (and --resize) it was trained on"
         )
     return Trained(model=model, dataset=dataset, config=config, meta=meta)
 
@@ -150,6 +154,7 @@ def make_task(trained: Trained, args: argparse.Namespace) -> PruneTask:
     return PruneTask(
         dataset=trained.dataset, train=trained.config, synops_target=args.synops_target, sparsity=args.sparsity,
         constraints=constraints, finetune_steps=args.finetune_steps, eval_samples=args.eval_samples, seed=args.seed,
+        calibration_samples=getattr(args, "calibration_samples", None),
     )
 
 
@@ -172,15 +177,24 @@ def check_prune_options(args: argparse.Namespace) -> Any:
     return method
 
 
-def prune_and_report(trained: Trained, args: argparse.Namespace, out: Path) -> dict[str, Any]:
+def prune_and_report(trained: Trained, args: argparse.Namespace, out: Path, *,
+                     dense_test: Measurement | None = None,
+                     measurements: dict[str, Measurement] | None = None) -> dict[str, Any]:
     """Run ``args.method``, measure before/after on the test split, write model, netx
-    and summary; print the outcome. Returns the summary."""
+    and summary; print the outcome. Returns the summary.
+
+    ``dense_test``: the dense model's test-split measurement when already known (it is
+    the same for every method). ``measurements``, when given, receives the test-split
+    measurements ``"dense"`` and ``"pruned"`` (per-sample ``correct`` for paired tests)."""
     method = check_prune_options(args)
     task = make_task(trained, args)
     torch.manual_seed(args.seed)
     result = method.run(trained.model, task, args)
     test = Measurer(trained.dataset, trained.config, "test")
-    dense, pruned = test.measure(trained.model), test.measure(result.model)
+    dense = dense_test if dense_test is not None else test.measure(trained.model)
+    pruned = test.measure(result.model)
+    if measurements is not None:
+        measurements.update(dense=dense, pruned=pruned)
     network = snn_model.to_ir(result.model)
     report = fit(network, task.constraints.chip if task.constraints else args.chip, pruned.activity.rates,
                  time_steps=pruned.activity.steps)

@@ -2,7 +2,8 @@
 
 One file, no external resources: plots are embedded as base64 PNG. Sections: totals
 and before/after comparison, per-layer SynOps, cores per layer, energy breakdown,
-accuracy vs SynOps of the pruning methods run, and one per-layer table per network.
+accuracy vs SynOps of the pruning methods run, SPEAR's reward per search episode (when
+a SPEAR search ran), and one per-layer table per network.
 When the page has loaded, ``<body data-images-loaded="true">`` tells a headless browser
 that every plot decoded.
 """
@@ -15,12 +16,12 @@ import io
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Mapping, Sequence
 
 from hw_models.energy_report import EnergyTable
 from neuroprune.atomic import atomic_path
 
-__all__ = ["ReportEntry", "MethodPoint", "write_html"]
+__all__ = ["ReportEntry", "MethodPoint", "write_html", "reward_figure_png"]
 
 ENERGY_TERMS = (("synops_j", "SynOps"), ("neuron_updates_j", "neuron updates"), ("spikes_j", "spikes"),
                 ("mesh_hops_j", "mesh hops"), ("static_j", "static"))
@@ -112,6 +113,39 @@ def _methods_plot(points: Sequence[MethodPoint]) -> str:
     return _png(figure)
 
 
+def _reward_figure(series: Mapping[str, Sequence[Mapping[str, Any]]]):  # type: ignore[no-untyped-def]
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axis = plt.subplots(figsize=(7, 3.4))
+    for n, (label, history) in enumerate(series.items()):
+        color = f"C{n % 10}"
+        episodes = [int(h["episode"]) for h in history]
+        rewards = [float(h["reward"]) for h in history]
+        axis.plot(episodes, rewards, "o", color=color, markersize=3, alpha=0.45)
+        best, running = float("-inf"), []
+        for h in history:
+            if h.get("feasible", True):
+                best = max(best, float(h["reward"]))
+            running.append(best if best > float("-inf") else float("nan"))
+        axis.plot(episodes, running, "-", color=color, label=f"{label} (best so far)")
+    axis.set_xlabel("episode")
+    axis.set_ylabel("reward (val accuracy - penalties)")
+    axis.set_title("SPEAR reward per episode")
+    axis.grid(alpha=0.3)
+    axis.legend(fontsize=7)
+    return figure
+
+
+def reward_figure_png(series: Mapping[str, Sequence[Mapping[str, Any]]]) -> bytes:
+    """PNG of SPEAR's reward per episode (dots) and the best feasible reward so far
+    (line), one colour per search; ``series`` maps a label to a search history (dicts
+    with ``episode``, ``reward`` and ``feasible``)."""
+    return base64.b64decode(_png(_reward_figure(series)))
+
+
 def _fmt(value: float) -> str:
     if abs(value) >= 1e5:
         return f"{value:,.0f}"
@@ -162,8 +196,10 @@ document.images.length>0);});</script>"""
 
 
 def write_html(path: str | os.PathLike[str], title: str, entries: Sequence[ReportEntry],
-               methods: Sequence[MethodPoint] = (), notes: Sequence[str] = ()) -> Path:
-    """Write the report to ``path`` (atomically) and return the path."""
+               methods: Sequence[MethodPoint] = (), notes: Sequence[str] = (),
+               searches: Mapping[str, Sequence[Mapping[str, Any]]] | None = None) -> Path:
+    """Write the report to ``path`` (atomically) and return the path. ``searches``:
+    SPEAR search histories by label, drawn as reward per episode."""
     if not entries:
         raise ValueError("a report needs at least one network")
     plots = [
@@ -173,6 +209,8 @@ def write_html(path: str | os.PathLike[str], title: str, entries: Sequence[Repor
     ]
     if methods:
         plots.append(("Accuracy vs SynOps", _methods_plot(methods)))
+    if searches and any(searches.values()):
+        plots.append(("SPEAR reward per episode", _png(_reward_figure(searches))))
     body = [f"<h1>{html.escape(title)}</h1>"]
     body += [f"<p class='note'>{html.escape(n)}</p>" for n in notes]
     body.append("<h2>Totals</h2>" + _totals_table(entries))

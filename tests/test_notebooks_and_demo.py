@@ -66,6 +66,7 @@ def test_demo_pipeline_and_report_renders(tmp_path):
         assert (result.out_dir / name).exists()
     dom, shot = render(result.report, tmp_path)
     assert 'data-images-loaded="true"' in dom
-    assert dom.count("data:image/png;base64") == 4
+    assert dom.count("data:image/png;base64") == 5  # SynOps, cores, energy, accuracy vs SynOps, SPEAR reward
+    assert "SPEAR reward per episode" in dom
     pixels = np.asarray(Image.open(shot).convert("L"))
     assert pixels.shape[0] >= 2000 and (pixels < 128).mean() > 0.01  # text and plots, not a blank page

@@ -69,6 +69,27 @@ def run(args: argparse.Namespace) -> int:
 
         path = write_html(args.html, "neuroprune energy report",
                           [ReportEntry(label, table, accuracy, ok) for label, table, accuracy, ok in entries],
-                          notes=[f"Counts from {args.source} on {args.samples} samples; chip {args.chip}."])
+                          notes=[f"Counts from {args.source} on {args.samples} samples; chip {args.chip}."],
+                          searches=_searches(args.nets))
         print(f"report: {path}")
     return 0
+
+
+def _searches(nets: list[str]) -> dict:
+    """SPEAR search histories of the nets pruned by ``neuroprune prune --method spear``
+    (its search checkpoint ``NET.search`` lies beside the ``.pt``), by file name."""
+    from pathlib import Path
+
+    from neuroprune.errors import CheckpointError
+    from neuroprune.prune.spear import CHECKPOINT_KIND
+    from neuroprune.snn.checkpoint import load_checkpoint
+
+    found = {}
+    for net in nets:
+        search = Path(net).with_suffix(".search")
+        if net.endswith(".pt") and search.is_file():
+            try:
+                found[Path(net).name] = load_checkpoint(search, kind=CHECKPOINT_KIND)[1]["history"]
+            except CheckpointError:
+                continue  # not a SPEAR search checkpoint
+    return found

@@ -24,8 +24,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--sparsity", type=fraction, help="wanted fraction of removed synapses (unstructured methods)")
     parser.add_argument("--out", required=True, help="pruned model checkpoint to write (.pt); "
                         "the netx export (.net) and summary (.json) go beside it")
-    parser.add_argument("--data",
-                        help="data set: digits, synthetic or a .npz (default: the one the model was trained on)")
+    parser.add_argument("--data", help="data set: digits, synthetic, fashion-mnist, an IDX folder or a .npz "
+                        "(default: the one the model was trained on)")
+    parser.add_argument("--resize", type=positive_int, metavar="N", help="resize images to N x N (default: as in training)")
     parser.add_argument("--seed", type=nonnegative_int, default=0, help="seed of everything random (default 0)")
     parser.add_argument("--chip", default=DEFAULT_CHIP,
                         help=f"chip preset or TOML file for the fit check (default {DEFAULT_CHIP})")
@@ -34,6 +35,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--finetune-steps", type=nonnegative_int, default=200,
                         help="optimizer steps of the final fine-tune")
     parser.add_argument("--eval-samples", type=positive_int, default=512, help="validation samples per candidate")
+    parser.add_argument("--calibration-samples", type=positive_int, metavar="N",
+                        help="calibrate keep ratios to the SynOps target on the first N validation + test inputs "
+                             "(default: all; the delivered net is checked on all of them either way)")
     runs = parser.add_argument_group("SPEAR runs")
     runs.add_argument("--checkpoint", help="search checkpoint (default: OUT with .search suffix)")
     runs.add_argument("--resume", action="store_true", help="continue the search from its checkpoint")
@@ -64,6 +68,6 @@ def run(args: argparse.Namespace) -> int:
     plan_outputs({**prune_outputs(out), "--checkpoint": args.checkpoint},
                  {"MODEL": args.model, "--data": args.data, "--chip": args.chip})
     check_prune_options(args)
-    trained = load_trained(args.model, data=args.data, seed=args.seed)
+    trained = load_trained(args.model, data=args.data, seed=args.seed, resize=args.resize)
     summary = prune_and_report(trained, args, out)
     return 0 if summary["fits"] else 1

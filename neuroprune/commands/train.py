@@ -16,7 +16,10 @@ DEFAULT_ARCH = "c16,c32s2,f"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--data", default="digits", help="digits (default), synthetic, or a .npz with x, y")
+    parser.add_argument("--data", default="digits", help="digits (default), synthetic, fashion-mnist, a folder of IDX "
+                        "files, a .npz with x, y, or an image folder")
+    parser.add_argument("--resize", type=positive_int, metavar="N", help="resize images to N x N pixels (area down-sampling, "
+                        "e.g. 14 for 28x28 Fashion-MNIST on a CPU budget); prune reuses it")
     parser.add_argument("--arch", default=DEFAULT_ARCH,
                         help=f"layers, e.g. '{DEFAULT_ARCH}' (c<out>[k][s][p][g] conv, f flatten, d<out> dense); "
                              "the classifier layer is appended")
@@ -42,6 +45,7 @@ def run(args: argparse.Namespace) -> int:
     from neuroprune.data import load
     from neuroprune.outputs import plan_outputs
     from neuroprune.pipeline import fixed_point_accuracy, print_table, write_model_files
+    from neuroprune.resize import resize_dataset
     from neuroprune.snn import model as snn_model
     from neuroprune.snn.train import TrainConfig, evaluate, train
 
@@ -49,12 +53,12 @@ def run(args: argparse.Namespace) -> int:
     state = out.with_name(out.name + ".train")
     plan_outputs({"--out": out, "--out (training state)": state, "--net": args.net}, {"--data": args.data})
     arch = snn_model.parse_arch(args.arch)
-    dataset = load(args.data, seed=args.seed)
+    dataset = resize_dataset(load(args.data, seed=args.seed), args.resize)
     config = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, optimizer=args.optimizer,
                          steps=args.steps, encoder=args.encoder, loss=args.loss, seed=args.seed, device=args.device)
     model = snn_model.build(arch, dataset.input_shape, num_classes=dataset.num_classes,
                             input_neuron=args.encoder == "direct", seed=args.seed, name=out.stem)
-    meta = {"model": model.meta(), "dataset": args.data, "data_seed": args.seed}
+    meta = {"model": model.meta(), "dataset": args.data, "data_seed": args.seed, "resize": args.resize}
     if args.resume and not state.is_file():
         print(f"no training state at {state}; starting from epoch 1")
     # Per-epoch state goes to OUT.train only: OUT itself is written once, finished.

@@ -52,6 +52,9 @@ class PruneTask:
     finetune_lr : learning rate of fine-tunes (default: a tenth of the training lr).
     eval_samples : validation samples used to measure candidates during a search.
     seed : seeds everything random in the method.
+    calibration_samples : inputs (the first of validation + test) on which keep ratios
+        are calibrated to the SynOps target before delivery (None: all of them; the
+        delivery itself always checks all of them).
     """
 
     dataset: Dataset
@@ -63,6 +66,7 @@ class PruneTask:
     finetune_lr: float | None = None
     eval_samples: int = 512
     seed: int = 0
+    calibration_samples: int | None = None
 
     def __post_init__(self) -> None:
         if self.synops_target is not None and not 0.0 < self.synops_target <= 1.0:
@@ -71,6 +75,8 @@ class PruneTask:
             raise PruneError(f"sparsity {self.sparsity} must be in [0, 1)")
         if self.finetune_steps < 0 or self.eval_samples < 1:
             raise PruneError("finetune_steps must be >= 0 and eval_samples >= 1")
+        if self.calibration_samples is not None and self.calibration_samples < 1:
+            raise PruneError(f"calibration_samples {self.calibration_samples} must be >= 1 (or None: all inputs)")
 
     @property
     def lr(self) -> float:

@@ -100,12 +100,12 @@ def keep_ratio_for_task(network: Network, graph: DependencyGraph, layers: list[i
 def measured_synops(model, task: PruneTask, graph: DependencyGraph,  # type: ignore[no-untyped-def]
                     importance: Mapping[int, np.ndarray]) -> Callable[[dict[int, float]], float]:
     """``measure(ratios)``: SynOps fraction of the dense ``model`` measured on the inputs
-    the delivery is checked on, after keeping the most important ``ratios`` of each
-    layer's channels (no fine-tuning)."""
+    the delivery is checked on (the first ``task.calibration_samples`` of them), after
+    keeping the most important ``ratios`` of each layer's channels (no fine-tuning)."""
     from neuroprune.prune.base import Measurer, synops_inputs
     from neuroprune.prune.structured import prune_model
 
-    check = Measurer(synops_inputs(task.dataset), task.train, "val")
+    check = Measurer(synops_inputs(task.dataset), task.train, "val", task.calibration_samples)
     dense = check.measure(model).synops or 1.0
 
     def measure(ratios: dict[int, float]) -> float:
