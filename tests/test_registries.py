@@ -37,9 +37,9 @@ def _not_input(cls: type[ir.Layer]) -> bool:
 REGISTRIES = [
     ("converters.netx", "_READERS", _all),
     ("converters.netx", "_WRITERS", _all),
-    ("converters.nir", "_EXPORTERS", _all),
-    ("converters.nir", "_RAW_SYNAPSES", _synaptic),      # NIR synapse nodes -> weights
-    ("converters.nir", "_LAYER_BUILDERS", _synaptic),    # synapse + neuron nodes -> IR layer
+    ("converters.nir_write", "_EXPORTERS", _all),
+    ("converters.nir_read", "_RAW_SYNAPSES", _synaptic),      # NIR synapse nodes -> weights
+    ("converters.nir_read", "_LAYER_BUILDERS", _synaptic),    # synapse + neuron nodes -> IR layer
     ("converters.onnx_write", "_ONNX_EXPORTERS", _all),
     ("converters.ann", "_ANN_FORWARD", _not_input),     # an ANN's input is its input_shape, not a layer
     ("converters.ann_to_snn", "_SNN_LAYERS", _not_input),
