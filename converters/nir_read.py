@@ -18,7 +18,14 @@ from neuroprune.errors import FormatError, ShapeError, UnsupportedLayerError
 from neuroprune.ir import ConvLayer, DenseLayer, FlattenLayer, InputLayer, Layer, Network, Neuron, PoolLayer
 from neuroprune.loihi_arith import DECAY_UNITY, MAX_V_TH_MANT, threshold_for, to_mantissa
 from neuroprune.registry import lookup
-from neuroprune.validate import check_h5_datasets, check_h5_numeric, check_node_fields, check_shape, naming
+from neuroprune.validate import (
+    check_h5_datasets,
+    check_h5_numeric,
+    check_input_file,
+    check_node_fields,
+    check_shape,
+    naming,
+)
 
 __all__ = ["from_nir", "read", "SUPPORTED_NODES", "IMPORT_DT"]
 
@@ -660,11 +667,7 @@ def _check_node_types(path: Path) -> None:
 def read(path: str | os.PathLike[str], dt: float | None = None) -> Network:
     """Read a NIR HDF5 file (``nir.read``) into an IR network (see :func:`from_nir`)."""
     nir = _nir()
-    path = Path(path)
-    if not path.exists():
-        raise FormatError(f"{path}: no such file")
-    if path.is_dir():
-        raise FormatError(f"{path}: is a folder, expected a NIR HDF5 file")
+    path = check_input_file(path, "a NIR HDF5 file")
     with naming(path):
         _check_node_types(path)
         try:

@@ -36,7 +36,7 @@ import numpy as np
 from converters.ann import Ann, AnnLayer
 from neuroprune.errors import FormatError, UnsupportedLayerError
 from neuroprune.ir import LAYER_TYPES, conv_output_size
-from neuroprune.validate import check_shape, naming, onnx_tensor
+from neuroprune.validate import check_input_file, check_shape, naming, onnx_tensor
 
 __all__ = ["read_ann", "check_against_onnxruntime", "SUPPORTED_OPS"]
 
@@ -447,11 +447,7 @@ def _fold(node: Any, constants: dict[str, np.ndarray]) -> None:
 
 def _load_model(path: str | os.PathLike[str]) -> Any:
     onnx = _onnx()
-    path = Path(path)
-    if not path.exists():
-        raise FormatError(f"{path}: no such file")
-    if path.is_dir():
-        raise FormatError(f"{path}: is a folder, expected an .onnx model file")
+    path = check_input_file(path, "an .onnx model file")
     try:
         model = onnx.load(str(path))
     except Exception as err:  # protobuf DecodeError and friends
