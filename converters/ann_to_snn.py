@@ -54,17 +54,8 @@ import numpy as np
 from converters.ann import Ann, AnnLayer, _fit_input
 from converters.onnx_read import check_against_onnxruntime, read_ann
 from neuroprune.errors import ShapeError
-from neuroprune.ir import (
-    LAYER_TYPES,
-    ConvLayer,
-    DenseLayer,
-    FlattenLayer,
-    InputLayer,
-    Layer,
-    Network,
-    Neuron,
-    PoolLayer,
-)
+from neuroprune.ir import (LAYER_TYPES, ConvLayer, DenseLayer, FlattenLayer, InputLayer, Layer, Network, Neuron,
+                           PoolLayer)
 from neuroprune.loihi_arith import DECAY_UNITY, MAX_ACTIVATION, MAX_BIAS_MANT, threshold_for, to_mantissa
 from neuroprune.registry import lookup
 from neuroprune.validate import check_finite_array, check_int_range
