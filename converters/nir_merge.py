@@ -26,7 +26,8 @@ from typing import Any
 
 import numpy as np
 
-from converters.nir import _nir, _per_channel, _raw_synapse, _shaped, _Stage
+from converters.nir_common import _nir
+from converters.nir_read import _per_channel, _raw_synapse, _shaped, _Stage
 from neuroprune.errors import UnsupportedLayerError
 
 __all__ = ["merge_into_next", "MAX_MATRIX_ENTRIES"]

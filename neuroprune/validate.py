@@ -37,6 +37,7 @@ __all__ = [
     "onnx_tensor",
     "check_h5_datasets",
     "naming",
+    "check_input_file",
 ]
 
 MAX_LAYER_NEURONS = 1 << 24  # 16.8M neurons in one layer: 16 Loihi 2 chips' worth
@@ -310,3 +311,16 @@ def naming(path: Any) -> Iterator[None]:
         detail = str(err).splitlines()[0][:160] if str(err) else ""
         raise FormatError(f"{text}: damaged file ({type(err).__name__}: {detail}); "
                           "write it again or check where it came from") from None
+
+
+def check_input_file(path: Any, expected: str) -> Any:
+    """``path`` as a ``pathlib.Path`` when it names an existing file; else a
+    :class:`FormatError` saying it is missing or a folder (``expected`` names the file kind)."""
+    from pathlib import Path
+
+    path = Path(path)
+    if not path.exists():
+        raise FormatError(f"{path}: no such file")
+    if path.is_dir():
+        raise FormatError(f"{path}: is a folder, expected {expected}")
+    return path

@@ -37,12 +37,12 @@ def _not_input(cls: type[ir.Layer]) -> bool:
 REGISTRIES = [
     ("converters.netx", "_READERS", _all),
     ("converters.netx", "_WRITERS", _all),
-    ("converters.nir", "_EXPORTERS", _all),
-    ("converters.nir", "_RAW_SYNAPSES", _synaptic),      # NIR synapse nodes -> weights
-    ("converters.nir", "_LAYER_BUILDERS", _synaptic),    # synapse + neuron nodes -> IR layer
-    ("converters.onnx", "_ONNX_EXPORTERS", _all),
-    ("converters.onnx", "_ANN_FORWARD", _not_input),     # an ANN's input is its input_shape, not a layer
-    ("converters.onnx", "_SNN_LAYERS", _not_input),
+    ("converters.nir_write", "_EXPORTERS", _all),
+    ("converters.nir_read", "_RAW_SYNAPSES", _synaptic),      # NIR synapse nodes -> weights
+    ("converters.nir_read", "_LAYER_BUILDERS", _synaptic),    # synapse + neuron nodes -> IR layer
+    ("converters.onnx_write", "_ONNX_EXPORTERS", _all),
+    ("converters.ann", "_ANN_FORWARD", _not_input),     # an ANN's input is its input_shape, not a layer
+    ("converters.ann_to_snn", "_SNN_LAYERS", _not_input),
     ("hw_models.cost", "COSTERS", _not_passthrough),     # a pass-through holds no compartments: no cost
     ("hw_models.cost", "SYNAPSE_BITS", _not_passthrough),
     ("neuroprune.snn.fixed", "SYNAPSES", _synaptic),     # input neurons and pass-throughs have no synapse

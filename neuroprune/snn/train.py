@@ -1,4 +1,8 @@
-"""BPTT training loop, fast no-grad evaluation and a shared recovery fine-tune.
+"""BPTT training loop, its configuration and a shared recovery fine-tune.
+
+Evaluation lives in :mod:`neuroprune.snn.evaluate` and the resumable training state in
+:mod:`neuroprune.snn.train_state`; :func:`evaluate`, :class:`EvalResult`, :func:`classify`
+and :func:`resolve_device` are re-exported here.
 
 Model contract
 --------------
@@ -23,7 +27,6 @@ step: re-apply masks, regrow, ...) and ``extra_loss(model, output) -> scalar ten
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import math
 import os
 import time
@@ -31,14 +34,15 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 
 from neuroprune.data import Dataset, batches
-from neuroprune.errors import CheckpointError, NeuropruneError
-from neuroprune.snn.checkpoint import load_checkpoint, save_checkpoint
+from neuroprune.errors import NeuropruneError
+from neuroprune.snn import train_state
+from neuroprune.snn.checkpoint import save_checkpoint
 from neuroprune.snn.encoders import ENCODERS, get_encoder
+from neuroprune.snn.evaluate import EvalResult, check_output, classify, evaluate, resolve_device
 
 __all__ = [
     "TrainConfig",
@@ -170,68 +174,7 @@ class TrainHistory:
         return dataclasses.asdict(self)
 
 
-@dataclass(frozen=True, eq=False)
-class EvalResult:
-    """Outcome of :func:`evaluate` on ``total`` samples."""
-
-    accuracy: float
-    """fraction classified right, in [0, 1]."""
-    correct: int
-    total: int
-    predictions: np.ndarray
-    """predicted class per sample, int64 (N,)."""
-    spike_counts: np.ndarray
-    """output spikes per sample and class summed over time, float32 (N, num_classes)."""
-    mean_output_rate: float
-    """output spikes per neuron per time step, averaged over samples."""
-    seconds: float
-    """wall time of the evaluation in seconds."""
-
-    @property
-    def samples_per_second(self) -> float:
-        return self.total / self.seconds if self.seconds > 0 else float("inf")
-
-
 # --------------------------------------------------------------------------- helpers
-def resolve_device(device: str) -> torch.device:
-    """``torch.device`` for ``"cpu"`` / ``"cuda[:k]"``; error if CUDA is not available."""
-    if device.startswith("cuda"):
-        if not torch.cuda.is_available():
-            raise NeuropruneError(
-                f"device {device!r} requested but no CUDA GPU is available to torch "
-                "(torch.cuda.is_available() is False); use device 'cpu'"
-            )
-        return torch.device(device)
-    if device != "cpu":
-        raise NeuropruneError(f"unknown device {device!r}; choose 'cpu' or 'cuda'")
-    return torch.device("cpu")
-
-
-def _check_output(output: Any, n: int, num_classes: int | None, steps: int) -> torch.Tensor:
-    if isinstance(output, (tuple, list)):
-        raise NeuropruneError(
-            "model.forward returned a tuple; return only the output spikes "
-            "(N, num_classes, T) — disable count_log on slayer blocks"
-        )
-    if not isinstance(output, torch.Tensor) or output.dim() != 3 or output.shape[0] != n:
-        shape = tuple(output.shape) if isinstance(output, torch.Tensor) else type(output).__name__
-        raise NeuropruneError(
-            f"model output has shape {shape}; expected (N={n}, num_classes, T={steps}) "
-            "— end the model with a Dense block (Flatten first for conv outputs)"
-        )
-    if num_classes is not None and output.shape[1] != num_classes:
-        raise NeuropruneError(
-            f"model has {output.shape[1]} output neurons but the data set has "
-            f"{num_classes} classes; size the last layer to {num_classes}"
-        )
-    return output
-
-
-def classify(output: torch.Tensor) -> torch.Tensor:
-    """Predicted class: argmax of spike count over time (first index on ties)."""
-    return output.sum(dim=-1).argmax(dim=1)
-
-
 def compute_loss(output: torch.Tensor, y: torch.Tensor, config: TrainConfig) -> torch.Tensor:
     """Training loss of output spikes ``(N, K, T)`` for labels ``y`` (see module docstring)."""
     if config.loss == "rate":
@@ -335,8 +278,9 @@ def train(
     first_epoch = 0
     generators = {"shuffle": shuffle_gen, "encode": encode_gen}
     if resume and state is not None and os.path.exists(state):
-        first_epoch, step, history = _load_train_state(state, model, optimizer, scheduler, generators, config,
-                                                       dataset)
+        first_epoch, step, done = train_state.load_train_state(state, model, optimizer, scheduler, generators,
+                                                               config, dataset)
+        history = TrainHistory(**done)
         start -= history.wall_time_s
     with _progress(progress) as bar:
         task = bar.add_task("train", total=planned, status="", completed=step)
@@ -354,7 +298,7 @@ def train(
                     break
                 step_start = time.perf_counter()
                 inputs = encoder(xb, config.steps, generator=encode_gen)
-                output = _check_output(model(inputs), len(yb), dataset.num_classes, config.steps)
+                output = check_output(model(inputs), len(yb), dataset.num_classes, config.steps)
                 loss = compute_loss(output, yb, config)
                 if extra_loss is not None:
                     loss = loss + extra_loss(model, output)
@@ -406,140 +350,11 @@ def train(
                 )
                 save_checkpoint(checkpoint, model.state_dict(), meta)
             if state is not None:
-                _save_train_state(state, model, optimizer, scheduler, generators, config, epoch + 1, step, history,
-                                  dataset)
+                train_state.save_train_state(state, model, optimizer, scheduler, generators, config, epoch + 1,
+                                             step, history, dataset)
     history.optimizer_steps = step
     history.wall_time_s = time.perf_counter() - start
     return history
-
-
-TRAIN_STATE_KIND = "train-state"
-
-
-def _save_train_state(path: str | os.PathLike[str], model: torch.nn.Module, optimizer: torch.optim.Optimizer,
-                      scheduler: Any, generators: dict[str, torch.Generator], config: TrainConfig,
-                      epoch: int, step: int, history: TrainHistory, dataset: Dataset) -> None:
-    tensors = {
-        "model": model.state_dict(),
-        "optimizer": optimizer.state_dict(),
-        "rng": {"torch": torch.get_rng_state(), **{k: g.get_state() for k, g in generators.items()}},
-    }
-    meta = {"epoch": epoch, "step": step, "config": config.to_dict(), "history": history.to_dict(),
-            "scheduler": None if scheduler is None else scheduler.state_dict(), "data": _data_identity(dataset)}
-    save_checkpoint(path, tensors, meta, kind=TRAIN_STATE_KIND)
-
-
-def _data_identity(dataset: Dataset) -> dict[str, str]:
-    """Name and SHA-256 of the training split (arrays, shapes, dtypes): what a resumed
-    run must train on to continue the same run."""
-    digest = hashlib.sha256()
-    for array in (dataset.x_train, dataset.y_train):
-        array = np.ascontiguousarray(array)
-        digest.update(f"{array.dtype.str}{array.shape}".encode())
-        digest.update(array.data)
-    return {"name": str(dataset.name), "sha256": digest.hexdigest()}
-
-
-def _load_train_state(path: str | os.PathLike[str], model: torch.nn.Module, optimizer: torch.optim.Optimizer,
-                      scheduler: Any, generators: dict[str, torch.Generator],
-                      config: TrainConfig, dataset: Dataset) -> tuple[int, int, TrainHistory]:
-    tensors, meta = load_checkpoint(path, kind=TRAIN_STATE_KIND)
-    made_on, now = meta.get("data"), _data_identity(dataset)
-    if made_on is not None and made_on != now:
-        raise CheckpointError(
-            f"{path}: training state was made on data set {made_on.get('name')!r} (training split SHA-256 "
-            f"{str(made_on.get('sha256'))[:12]}), this run trains on {now['name']!r} ({now['sha256'][:12]}); "
-            "resume with the same --data or delete the file to start over"
-        )
-    if meta["config"] != config.to_dict():
-        changed = sorted(k for k, v in config.to_dict().items() if meta["config"].get(k) != v)
-        raise CheckpointError(
-            f"{path}: training state belongs to another run ({', '.join(changed)} differ); "
-            "resume with the same options or delete the file to start over"
-        )
-    try:
-        model.load_state_dict(tensors["model"])
-    except RuntimeError as exc:
-        raise CheckpointError(
-            f"{path}: training state does not match this model ({str(exc).splitlines()[0][:120]}); "
-            "resume with the same --arch or delete the file"
-        ) from None
-    broken = [name for name, tensor in model.state_dict().items()
-              if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all())]
-    if broken:
-        raise CheckpointError(f"{path}: {broken[0]} holds NaN or infinite values; the training state is corrupt, "
-                              "delete the file to start over")
-    optimizer.load_state_dict(tensors["optimizer"])
-    if scheduler is not None and meta["scheduler"] is not None:
-        scheduler.load_state_dict(meta["scheduler"])
-    torch.set_rng_state(tensors["rng"]["torch"])
-    for name, generator in generators.items():
-        generator.set_state(tensors["rng"][name])
-    history = TrainHistory(**meta["history"])
-    return int(meta["epoch"]), int(meta["step"]), history
-
-
-# --------------------------------------------------------------------------- evaluate
-def evaluate(
-    model: torch.nn.Module,
-    x: np.ndarray | torch.Tensor,
-    y: np.ndarray | torch.Tensor,
-    config: TrainConfig | None = None,
-    *,
-    steps: int | None = None,
-    encoder: str | None = None,
-    batch_size: int | None = None,
-    seed: int | None = None,
-    device: str | None = None,
-) -> EvalResult:
-    """Accuracy and output spike counts of ``model`` on ``(x, y)``, without gradients.
-
-    Time steps, encoder, batch size, seed and device come from ``config`` unless given
-    explicitly (defaults without a config: the :class:`TrainConfig` defaults). Runs under
-    ``torch.inference_mode`` with ``model.eval()`` and restores the model's training mode.
-    Stochastic encoders draw from a generator seeded with ``seed`` (repeatable).
-    """
-    base = config or TrainConfig()
-    steps = base.steps if steps is None else steps
-    encode = get_encoder(base.encoder if encoder is None else encoder)
-    batch_size = base.eval_batch_size if batch_size is None else batch_size
-    seed = base.seed if seed is None else seed
-    dev = resolve_device(base.device if device is None else device)
-    x_np = x.detach().cpu().numpy() if isinstance(x, torch.Tensor) else np.asarray(x)
-    y_np = y.detach().cpu().numpy() if isinstance(y, torch.Tensor) else np.asarray(y)
-    if len(x_np) != len(y_np):
-        raise NeuropruneError(f"evaluate: x has {len(x_np)} samples but y has {len(y_np)}")
-    gen = torch.Generator(device=dev).manual_seed(seed + 1)
-    was_training = model.training
-    model.to(dev)
-    model.eval()
-    counts: list[torch.Tensor] = []
-    start = time.perf_counter()
-    try:
-        with torch.inference_mode():
-            for xb, _ in batches(x_np, y_np, batch_size, device=dev):
-                output = _check_output(model(encode(xb, steps, generator=gen)), len(xb), None, steps)
-                counts.append(output.sum(dim=-1).float().cpu())
-    finally:
-        model.train(was_training)
-    seconds = time.perf_counter() - start
-    if counts:
-        spike_counts = torch.cat(counts)
-        predictions = spike_counts.argmax(dim=1).numpy().astype(np.int64)
-        rate = float(spike_counts.mean()) / steps
-    else:
-        spike_counts, predictions, rate = torch.zeros((0, 0)), np.zeros(0, np.int64), 0.0
-    correct = int((predictions == y_np.astype(np.int64)).sum())
-    total = len(y_np)
-    return EvalResult(
-        accuracy=correct / total if total else float("nan"),
-        correct=correct,
-        total=total,
-        predictions=predictions,
-        spike_counts=spike_counts.numpy().astype(np.float32),
-        mean_output_rate=rate,
-        seconds=seconds,
-    )
 
 
 # --------------------------------------------------------------------------- fine-tune

@@ -148,24 +148,24 @@ def _tiny_model_file(path: Path, seed: int = 0) -> Path:
 
 
 def test_interrupted_training_never_replaces_a_finished_model(tmp_path, monkeypatch, capsys) -> None:
-    from neuroprune.snn import train as train_module
+    from neuroprune.snn import train_state
     from neuroprune.snn.model import load_model
 
     out = _tiny_model_file(tmp_path / "m.pt")
     before = out.read_bytes()
-    save_state = train_module._save_train_state
+    save_state = train_state.save_train_state
 
     def killed_after_first_epoch(*args, **kwargs):
         save_state(*args, **kwargs)
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(train_module, "_save_train_state", killed_after_first_epoch)
+    monkeypatch.setattr(train_state, "save_train_state", killed_after_first_epoch)
     argv = TRAIN + ["--epochs", "2", "--out", str(out)]
     assert main(argv) == 130
     assert out.read_bytes() == before  # the finished model is untouched; the epoch went to OUT.train
     assert (tmp_path / "m.pt.train").is_file()
     assert not [p for p in tmp_path.iterdir() if ".tmp-" in p.name]
-    monkeypatch.setattr(train_module, "_save_train_state", save_state)
+    monkeypatch.setattr(train_state, "save_train_state", save_state)
     assert main(argv + ["--resume"]) == 0
     _, meta = load_model(str(out))
     assert meta["history"]["optimizer_steps"] == 2 * 3 and "test_accuracy" in meta  # 260 samples / 128 = 3 steps
