@@ -48,9 +48,11 @@ from neuroprune.validate import (
     check_declared_size,
     check_finite_array,
     check_h5_datasets,
+    check_input_file,
     check_int_range,
     check_shape,
     naming,
+    open_h5,
 )
 from neuroprune.registry import lookup
 
@@ -461,18 +463,8 @@ def read(path: str | os.PathLike[str], input_shape: tuple[int, ...] | None = Non
     """
     import h5py
 
-    path = Path(path)
-    if not path.exists():
-        raise FormatError(f"{path}: no such file")
-    if path.is_dir():
-        raise FormatError(f"{path}: is a folder, expected a netx .net (HDF5) file")
-    try:
-        handle = h5py.File(path, "r")
-    except (OSError, RuntimeError, ValueError) as err:
-        raise FormatError(
-            f"{path}: not a readable HDF5 file ({str(err).split('(')[0].strip().rstrip(':,')}); "
-            "is it corrupt, truncated or of another format?"
-        ) from None
+    path = check_input_file(path, "a netx .net (HDF5) file")
+    handle = open_h5(path, "is it corrupt, truncated or of another format?")
     with naming(path):
         with handle:
             if "layer" not in handle or not isinstance(handle["layer"], h5py.Group):

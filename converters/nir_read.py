@@ -25,6 +25,7 @@ from neuroprune.validate import (
     check_node_fields,
     check_shape,
     naming,
+    open_h5,
 )
 
 __all__ = ["from_nir", "read", "SUPPORTED_NODES", "IMPORT_DT"]
@@ -636,15 +637,7 @@ def _delays(stage: _Stage, weight_shape: tuple[int, ...], where: str) -> np.ndar
 def _check_node_types(path: Path) -> None:
     """List every unsupported node type in a NIR file before ``nir.read`` (which stops at
     the first type it does not know)."""
-    import h5py
-
-    try:
-        handle = h5py.File(path, "r")
-    except (OSError, RuntimeError, ValueError) as err:
-        raise FormatError(
-            f"{path}: not a readable HDF5 file ({str(err).split('(')[0].strip().rstrip(':,')}); "
-            "is it a NIR graph file?"
-        ) from None
+    handle = open_h5(path, "is it a NIR graph file?")
     with handle:
         check_h5_datasets(handle, str(path))
         nodes = handle.get("node/nodes")

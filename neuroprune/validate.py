@@ -24,6 +24,7 @@ import numpy as np
 from neuroprune.errors import FormatError, NeuropruneError
 
 __all__ = [
+    "open_h5",
     "MAX_LAYER_NEURONS",
     "MAX_TENSOR_ELEMENTS",
     "MAX_COMPRESSION_RATIO",
@@ -324,3 +325,16 @@ def check_input_file(path: Any, expected: str) -> Any:
     if path.is_dir():
         raise FormatError(f"{path}: is a folder, expected {expected}")
     return path
+
+
+def open_h5(path: Any, hint: str) -> Any:
+    """``h5py.File(path, "r")``, or a :class:`FormatError` naming the file when libhdf5
+    cannot open it (``hint`` says what the file should be)."""
+    import h5py
+
+    try:
+        return h5py.File(path, "r")
+    except (OSError, RuntimeError, ValueError) as err:
+        raise FormatError(
+            f"{path}: not a readable HDF5 file ({str(err).split('(')[0].strip().rstrip(':,')}); {hint}"
+        ) from None
