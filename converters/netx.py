@@ -8,6 +8,9 @@ Layout (the one ``lava.lib.dl.netx.hdf5.Network`` loads and lava-dl's slayer wri
     /layer/{i}/bias         optional neuron bias mantissa
     /layer/{i}/delay        optional synaptic delays (per output, per input or full)
     /layer/{i}/neuron/type  "CUBA" | "LOIHI"   (+ iDecay, vDecay, vThMant, refDelay, gradedSpike)
+                            "SDNN"             (+ vThMant, activation, sigma_output: present or not)
+                            "RF_PHASE" | "RF_IZHIKEVICH" (+ vThMant, sinDecay, cosDecay, gradedSpike)
+                            any type: messageBits (payload bits of graded spikes)
     conv only:              inChannels, outChannels, kernelSize, stride, padding, dilation, groups
     dense only:             inFeatures, outFeatures
     pool only:              kernelSize, stride, padding, dilation; weight (1, 1, kH, kW), one value
@@ -42,6 +45,7 @@ from neuroprune.ir import (
     Neuron,
     PoolLayer,
 )
+from neuroprune.ir import MAX_MESSAGE_BITS
 from neuroprune.loihi_arith import DECAY_UNITY, MAX_BIAS_MANT, MAX_V_TH_MANT, MAX_WEIGHT_MANT, STATE_BITS
 from neuroprune.validate import (
     MAX_LAYER_NEURONS,
@@ -56,14 +60,28 @@ from neuroprune.registry import lookup
 
 __all__ = ["read", "write", "stored_types", "SUPPORTED_TYPES", "LAVA_UNBUILT"]
 
-# IR neuron field -> netx key
-_NEURON_KEYS = {
-    "i_decay": "iDecay",
-    "v_decay": "vDecay",
-    "v_th_mant": "vThMant",
-    "ref_delay": "refDelay",
-    "graded_spike": "gradedSpike",
+# IR neuron field -> (netx key, required), per neuron type (lava-dl slayer's ``device_params``)
+_LIF_KEYS = {
+    "i_decay": ("iDecay", True),
+    "v_decay": ("vDecay", True),
+    "v_th_mant": ("vThMant", True),
+    "ref_delay": ("refDelay", False),
+    "graded_spike": ("gradedSpike", False),
 }
+_RF_KEYS = {
+    "v_th_mant": ("vThMant", True),
+    "sin_decay": ("sinDecay", True),
+    "cos_decay": ("cosDecay", True),
+    "graded_spike": ("gradedSpike", False),
+}
+_NEURON_KEYS: dict[str, dict[str, tuple[str, bool]]] = {
+    "CUBA": _LIF_KEYS,
+    "LOIHI": _LIF_KEYS,
+    "SDNN": {"v_th_mant": ("vThMant", True)},  # + 'activation' (text) and 'sigma_output' (its presence)
+    "RF_PHASE": _RF_KEYS,
+    "RF_IZHIKEVICH": _RF_KEYS,
+}
+_MESSAGE_BITS = "messageBits"  # any type: payload bits of a graded spike (lava-dl netx)
 
 
 # ----------------------------------------------------------------------------- writing
@@ -75,8 +93,14 @@ def _write_neuron(group: Any, neuron: Neuron | None) -> None:
     if neuron is None:
         return
     group.create_dataset("neuron/type", data=neuron.kind)
-    for field_name, key in _NEURON_KEYS.items():
+    for field_name, (key, _) in _NEURON_KEYS[neuron.kind].items():
         group.create_dataset(f"neuron/{key}", data=getattr(neuron, field_name))
+    if neuron.activation is not None:
+        group.create_dataset("neuron/activation", data=neuron.activation)
+    if neuron.sigma_output:  # lava-dl's netx looks at the key's presence only
+        group.create_dataset("neuron/sigma_output", data=True)
+    if neuron.message_bits is not None:
+        group.create_dataset(f"neuron/{_MESSAGE_BITS}", data=neuron.message_bits)
 
 
 def _write_synapse_extras(group: Any, layer: DenseLayer | ConvLayer) -> None:
@@ -171,6 +195,9 @@ _NEURON_RANGES = {
     "vThMant": (0, MAX_V_TH_MANT),
     "refDelay": (0, int(_INT32.max)),
     "gradedSpike": (0, 1),
+    "sinDecay": (-DECAY_UNITY, DECAY_UNITY),
+    "cosDecay": (-DECAY_UNITY, DECAY_UNITY),
+    _MESSAGE_BITS: (0, MAX_MESSAGE_BITS),
 }
 _SIZE_FIX = "the file is damaged, or the network is far too large for a neuromorphic chip"
 
@@ -232,6 +259,20 @@ def _shape(values: np.ndarray, where: str) -> tuple[int, ...]:
     return check_shape(values, "shape", where, _SIZE_FIX)
 
 
+def _neuron_value(config: Any, key: str, where: str, index: int) -> int | None:
+    """One integer neuron parameter in its chip range (None when absent)."""
+    raw = _scalar(config, key, where)
+    if raw is None:
+        return None
+    if isinstance(raw, np.ndarray) and raw.dtype.kind in "biuf":
+        raise UnsupportedLayerError(
+            f"layer {index}: per-neuron {key} values are not supported (one value per layer)"
+        )
+    low, high = _NEURON_RANGES[key]
+    return int(check_int_range(np.asarray(raw).reshape(-1), key, where, low, high,
+                               f"the chip holds {key} in [{low}, {high}]")[0])
+
+
 def _read_neuron(group: Any, index: int) -> Neuron | None:
     if "neuron" not in group:
         return None
@@ -240,26 +281,27 @@ def _read_neuron(group: Any, index: int) -> Neuron | None:
     if "type" not in config:
         raise FormatError(f"{where} has no 'type'")
     kind = _decode(_dataset(config, "type", where))
-    if kind not in ("CUBA", "LOIHI"):
+    if kind not in _NEURON_KEYS:
         raise UnsupportedLayerError(
-            f"layer {index}: neuron type {kind!r} is not supported (supported: CUBA, LOIHI)"
+            f"layer {index}: neuron type {kind!r} is not supported (supported: {', '.join(_NEURON_KEYS)})"
         )
-    values = {}
-    for field_name, key in _NEURON_KEYS.items():
-        raw = _scalar(config, key, where)
-        if raw is None:
-            if field_name in ("ref_delay", "graded_spike"):
-                continue
-            raise FormatError(f"layer {index}: neuron has no {key!r} entry")
-        if isinstance(raw, np.ndarray) and raw.dtype.kind in "biuf":
-            raise UnsupportedLayerError(
-                f"layer {index}: per-neuron {key} values are not supported (one value per layer)"
-            )
-        low, high = _NEURON_RANGES[key]
-        value = float(check_int_range(np.asarray(raw).reshape(-1), key, where, low, high,
-                                      f"the chip holds {key} in [{low}, {high}]")[0])
-        values[field_name] = bool(value) if field_name == "graded_spike" else int(value)
-    return Neuron(kind=kind, **values)
+    values: dict[str, Any] = {}
+    for field_name, (key, required) in _NEURON_KEYS[kind].items():
+        value = _neuron_value(config, key, where, index)
+        if value is None:
+            if required:
+                raise FormatError(f"layer {index}: {kind} neuron has no {key!r} entry")
+            continue
+        values[field_name] = bool(value) if field_name == "graded_spike" else value
+    values["message_bits"] = _neuron_value(config, _MESSAGE_BITS, where, index)
+    if kind == "SDNN":
+        if "activation" in config:
+            values["activation"] = _decode(_dataset(config, "activation", where))
+        values["sigma_output"] = "sigma_output" in config
+    try:
+        return Neuron(kind=kind, **values)
+    except NeuropruneError as err:
+        raise type(err)(f"layer {index}: {err}") from None
 
 
 def _pair_from(group: Any, key: str, default: int, where: str) -> tuple[int, int]:

@@ -42,6 +42,7 @@ from neuroprune.ir import ConvLayer, DenseLayer, InputLayer, Layer, PoolLayer
 
 if TYPE_CHECKING:  # pragma: no cover
     from hw_models.chip import Chip
+    from neuroprune.ir import Network
 
 __all__ = [
     "BlockCosts",
@@ -53,6 +54,7 @@ __all__ = [
     "make_coster",
     "COSTERS",
     "chip_order",
+    "neuron_violations",
 ]
 
 Shape = tuple[int, ...]
@@ -584,3 +586,25 @@ def make_coster(layer: Layer, in_shape: Shape, out_shape: Shape, chip: "Chip",
     factory = lookup(COSTERS, layer.kind, "hardware cost model", f"layer {layer.name!r}")
     fmt, required, delay = _synapse_format(layer, chip, weight_bits)
     return factory(layer, in_shape, out_shape, fmt, chip), required, delay
+
+
+# ----------------------------------------------------------------------------- neuron features
+def neuron_violations(network: "Network", chip: "Chip") -> list[tuple[int, str, str]]:
+    """(layer, limit, fix) for every layer whose neurons need a feature ``chip`` lacks:
+    graded spikes (``graded_spikes``: sigma-delta neurons, ``gradedSpike``) or a neuron
+    model other than the CUBA compartment (``programmable_neurons``). One entry per layer,
+    the graded-spike one first."""
+    found = []
+    for index, layer in enumerate(network.layers):
+        neuron = getattr(layer, "neuron", None)
+        if neuron is None:
+            continue
+        if neuron.sends_graded and not chip.graded_spikes:
+            found.append((index, "graded_spikes",
+                          f"{chip.name} sends binary spikes only; run {neuron.kind} neurons with graded spikes on a "
+                          "chip with graded spikes (--chip loihi2)"))
+        elif not neuron.is_lif and not chip.programmable_neurons:
+            found.append((index, "programmable_neurons",
+                          f"{chip.name} runs CUBA neurons only; run {neuron.kind} neurons on a chip with "
+                          "programmable neurons (--chip loihi2)"))
+    return found

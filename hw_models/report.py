@@ -27,7 +27,7 @@ from typing import Any, Callable, Mapping, Union
 import numpy as np
 
 from hw_models.chip import Chip, load_chip
-from hw_models.cost import chip_order, synapse_memory_bits
+from hw_models.cost import chip_order, neuron_violations, synapse_memory_bits
 from hw_models.energy import EnergyBreakdown, EnergyCounts, energy
 from hw_models.mapper import Allocation, LayerAllocation, map_network, remap_cores
 from neuroprune.errors import FitError, ShapeError
@@ -66,6 +66,8 @@ _LIMIT_WORDS = {
     "max_cores": "cores",
     "max_chips": "chips",
     "max_synops_per_step": "SynOps per time step",
+    "graded_spikes": "graded-spike neuron layers",
+    "programmable_neurons": "non-CUBA neuron layers",
 }
 
 
@@ -477,6 +479,8 @@ def _violations(network: Network, chip: Chip, allocation: Allocation, synops: di
     def add(limit: str, layer: int | None, budget: float, actual: float, fix: str) -> None:
         found.append(Violation(limit, layer, budget, actual, fix, names.get(layer, "") if layer is not None else ""))
 
+    for index, limit, fix in neuron_violations(network, chip):
+        add(limit, index, 0, 1, fix)
     for layer in allocation.layers:
         if layer.required_weight_bits > chip.max_weight_bits:
             add("weight_bits", layer.index, chip.max_weight_bits, layer.required_weight_bits,

@@ -35,6 +35,8 @@ if TYPE_CHECKING:  # pragma: no cover
 
 __all__ = [
     "Neuron",
+    "NEURON_TYPES",
+    "require_lif",
     "Layer",
     "InputLayer",
     "DenseLayer",
@@ -48,20 +50,38 @@ __all__ = [
 
 Shape = tuple[int, ...]
 
-NEURON_TYPES = ("CUBA", "LOIHI")
+#: neuron types lava-dl's netx runs: Loihi's CUBA compartment (``CUBA``, ``LOIHI``),
+#: sigma-delta with ReLU (``SDNN``, graded spikes) and resonate-and-fire (``RF_PHASE``,
+#: ``RF_IZHIKEVICH``), as lava-dl's slayer writes them (``neuron.device_params``)
+NEURON_TYPES = ("CUBA", "LOIHI", "SDNN", "RF_PHASE", "RF_IZHIKEVICH")
+#: the types Loihi 1's fixed compartment runs (the others need programmable neurons)
+LIF_TYPES = ("CUBA", "LOIHI")
+#: activations of lava-dl's sigma-delta neurons Lava runs (its SigmaDelta process: ReLU)
+SDNN_ACTIVATIONS = ("relu",)
+#: payload bits of a graded spike when the file does not say (lava-dl netx's default for SDNN)
+SDNN_MESSAGE_BITS = 16
+#: largest payload of a graded spike (Loihi 2 graded spikes carry up to 32-bit payloads)
+MAX_MESSAGE_BITS = 32
+
 
 @dataclass(frozen=True)
 class Neuron:
-    """CUBA leaky integrate-and-fire parameters in chip units.
+    """Neuron parameters in chip units, as lava-dl's netx stores them.
 
     Parameters
     ----------
-    kind : "CUBA" or "LOIHI" (both are the same compartment on Loihi).
-    i_decay : current decay per step, in 1/4096 (0 = no decay, 4096 = no memory).
-    v_decay : voltage decay per step, in 1/4096.
-    v_th_mant : threshold mantissa; the neuron spikes when ``v > v_th_mant << 6``.
+    kind : one of :data:`NEURON_TYPES` ("CUBA" and "LOIHI" are the same compartment on Loihi).
+    i_decay : current decay per step, in 1/4096 (0 = no decay, 4096 = no memory); CUBA only.
+    v_decay : voltage decay per step, in 1/4096; CUBA only.
+    v_th_mant : threshold mantissa; a CUBA neuron spikes when ``v > v_th_mant << 6``; a
+        sigma-delta neuron sends a delta when it exceeds ``v_th_mant << 6``.
     ref_delay : refractory delay in time steps.
-    graded_spike : whether spikes carry a payload (graded spikes).
+    graded_spike : whether spikes carry a payload (graded spikes); always so for SDNN.
+    activation : SDNN activation (lava-dl writes the function's name, ``"relu"``).
+    sigma_output : SDNN output layer that integrates (sigma) instead of sending deltas.
+    message_bits : netx ``messageBits``, payload bits of a graded spike; ``None``: lava-dl's
+        default for the type.
+    sin_decay, cos_decay : resonate-and-fire rotation, in 1/4096 (``sinDecay``, ``cosDecay``).
     """
 
     kind: str = "CUBA"
@@ -70,6 +90,11 @@ class Neuron:
     v_th_mant: int = 80
     ref_delay: int = 1
     graded_spike: bool = False
+    activation: str | None = None
+    sigma_output: bool = False
+    message_bits: int | None = None
+    sin_decay: int = 0
+    cos_decay: int = 0
 
     def __post_init__(self) -> None:
         if self.kind not in NEURON_TYPES:
@@ -80,6 +105,11 @@ class Neuron:
             value = getattr(self, name)
             if not 0 <= value <= DECAY_UNITY:
                 raise ShapeError(f"neuron {name}={value} is outside [0, {DECAY_UNITY}] (units of 1/{DECAY_UNITY})")
+        for name in ("sin_decay", "cos_decay"):
+            value = getattr(self, name)
+            if not -DECAY_UNITY <= value <= DECAY_UNITY:
+                raise ShapeError(f"neuron {name}={value} is outside [-{DECAY_UNITY}, {DECAY_UNITY}] "
+                                 f"(units of 1/{DECAY_UNITY})")
         if not 0 <= self.v_th_mant <= MAX_V_TH_MANT:
             raise ShapeError(
                 f"neuron v_th_mant={self.v_th_mant} is outside [0, {MAX_V_TH_MANT}] (v_th_mant << {VTH_SHIFT} must "
@@ -87,6 +117,46 @@ class Neuron:
             )
         if self.ref_delay < 0:
             raise ShapeError(f"neuron ref_delay={self.ref_delay} must be >= 0 time steps")
+        if self.kind == "SDNN" and (self.activation or "relu") not in SDNN_ACTIVATIONS:
+            raise UnsupportedLayerError(
+                f"SDNN activation {self.activation!r} is not supported: Lava's sigma-delta neuron runs "
+                f"{', '.join(SDNN_ACTIVATIONS)}; train the network with a ReLU activation"
+            )
+        if self.sigma_output and self.kind != "SDNN":
+            raise ShapeError(f"sigma_output belongs to SDNN neurons, not {self.kind}")
+        if self.message_bits is not None and not 0 <= self.message_bits <= MAX_MESSAGE_BITS:
+            raise ShapeError(f"neuron message_bits={self.message_bits} is outside [0, {MAX_MESSAGE_BITS}]")
+
+    @property
+    def is_lif(self) -> bool:
+        """Loihi's CUBA leaky integrate-and-fire compartment (runs on Loihi 1 and 2)."""
+        return self.kind in LIF_TYPES
+
+    @property
+    def sends_graded(self) -> bool:
+        """Spikes carry an integer payload (graded spikes): SDNN always, others when flagged."""
+        return self.kind == "SDNN" or self.graded_spike
+
+    @property
+    def payload_bits(self) -> int:
+        """Bits of payload each spike carries (0: binary spikes)."""
+        if not self.sends_graded:
+            return 0
+        if self.message_bits is not None:
+            return self.message_bits
+        return SDNN_MESSAGE_BITS if self.kind == "SDNN" else 0
+
+
+def require_lif(network: "Network", what: str) -> None:
+    """:class:`UnsupportedLayerError` naming the first layer whose neuron is not Loihi's
+    CUBA compartment, for the parts (``what``) that model only that neuron."""
+    for index, layer in enumerate(network.layers):
+        neuron = getattr(layer, "neuron", None)
+        if neuron is not None and not neuron.is_lif:
+            raise UnsupportedLayerError(
+                f"layer {index} ({layer.name}): {what} supports {'/'.join(LIF_TYPES)} neurons, not {neuron.kind}; "
+                "info and fit read this network, the rest does not yet"
+            )
 
 
 def conv_output_size(size: int, kernel: int, stride: int, padding: int, dilation: int) -> int:

@@ -83,8 +83,8 @@ def test_unsupported_neuron_type_is_named(tmp_path, dense_net):
     path = netx.write(dense_net, tmp_path / "x.net")
     with h5py.File(path, "a") as handle:
         del handle["layer/1/neuron/type"]
-        handle["layer/1/neuron"].create_dataset("type", data="SDNN")
-    with pytest.raises(UnsupportedLayerError, match="layer 1: neuron type 'SDNN'"):
+        handle["layer/1/neuron"].create_dataset("type", data="ADAPTIVE")
+    with pytest.raises(UnsupportedLayerError, match="layer 1: neuron type 'ADAPTIVE'"):
         netx.read(path)
 
 
