@@ -2,7 +2,7 @@
 
 Layout (the one ``lava.lib.dl.netx.hdf5.Network`` loads and lava-dl's slayer writes)::
 
-    /layer/{i}/type         b"input" | b"dense" | b"conv" | b"pool" | b"flatten"
+    /layer/{i}/type         b"input" | b"dense" | b"conv" | b"pool" | b"flatten" | b"average"
     /layer/{i}/shape        output shape in torch order (C, H, W) or (N,)
     /layer/{i}/weight       dense (out, in); conv (out, in/groups, kH, kW); integers
     /layer/{i}/bias         optional neuron bias mantissa
@@ -14,6 +14,7 @@ Layout (the one ``lava.lib.dl.netx.hdf5.Network`` loads and lava-dl's slayer wri
     conv only:              inChannels, outChannels, kernelSize, stride, padding, dilation, groups
     dense only:             inFeatures, outFeatures
     pool only:              kernelSize, stride, padding, dilation; weight (1, 1, kH, kW), one value
+    average:                shape (num_outputs, 1, 1): the mean of num_outputs groups (host-side)
 
 Lava reverses the stored shapes (it works in W, H, C). File keys keep the format's
 spelling (``vThMant``); the IR uses snake_case names (``v_th_mant``).
@@ -36,6 +37,7 @@ import numpy as np
 from neuroprune.atomic import atomic_path
 from neuroprune.errors import FormatError, NeuropruneError, ShapeError, UnsupportedLayerError
 from neuroprune.ir import (
+    AverageLayer,
     ConvLayer,
     DenseLayer,
     FlattenLayer,
@@ -143,9 +145,10 @@ def _write_conv(group: Any, layer: ConvLayer, shape: tuple[int, ...], in_shape: 
     _write_synapse_extras(group, layer)
 
 
-#: netx types lava-dl 0.6's netx builds no Lava process for (it raises NotImplementedError);
-#: :func:`write` emits a form Lava runs instead
-LAVA_UNBUILT = ("pool",)
+#: netx types lava-dl 0.6's netx builds no Lava process for (it raises NotImplementedError):
+#: :func:`write` emits a form Lava runs instead (pool), or Lava runs the network without
+#: them (host-side readouts such as average, see ``Network.chip_part``)
+LAVA_UNBUILT = ("pool", "average")
 
 
 def _write_pool(group: Any, layer: PoolLayer, shape: tuple[int, ...], in_shape: tuple[int, ...]) -> None:
@@ -159,12 +162,18 @@ def _write_flatten(group: Any, layer: FlattenLayer, shape: tuple[int, ...], in_s
     group.create_dataset("shape", data=np.array([shape[0], 1, 1]))  # lava-dl's convention
 
 
+def _write_average(group: Any, layer: AverageLayer, shape: tuple[int, ...], in_shape: tuple[int, ...]) -> None:
+    _write_type(group, "average")
+    group.create_dataset("shape", data=np.array([layer.num_outputs, 1, 1]))  # slayer's Average.shape
+
+
 _WRITERS: dict[str, Callable[..., None]] = {
     "input": _write_input,
     "dense": _write_dense,
     "conv": _write_conv,
     "pool": _write_pool,
     "flatten": _write_flatten,
+    "average": _write_average,
 }
 
 
@@ -423,12 +432,22 @@ def _read_flatten(group: Any, index: int) -> FlattenLayer:
     return FlattenLayer()
 
 
+def _read_average(group: Any, index: int) -> AverageLayer:
+    """slayer's ``Average`` block: its group count is ``shape[0]`` (as slayer's auto loader reads it)."""
+    where = f"layer {index} (average)"
+    shape = _array(group, "shape", where)
+    if shape is None:
+        raise FormatError(f"{where}: no 'shape'; an average layer stores (num_outputs, 1, 1)")
+    return AverageLayer(num_outputs=_shape(shape, where)[0])
+
+
 _READERS: dict[str, Callable[[Any, int], Layer]] = {
     "input": _read_input,
     "dense": _read_dense,
     "conv": _read_conv,
     "pool": _read_pool,
     "flatten": _read_flatten,
+    "average": _read_average,
 }
 SUPPORTED_TYPES = tuple(_READERS)
 

@@ -1,9 +1,10 @@
 """The neutral network description every part of neuroprune speaks.
 
 A :class:`Network` is an ordered chain of layers (``input``, ``dense``, ``conv``,
-``pool``, ``flatten``) with shapes inferred and checked at construction, integer-valued
-numpy weights (Loihi weight mantissas), optional unstructured masks, synaptic delays and
-CUBA neuron parameters in the units the chip uses.
+``pool``, ``flatten``; host-side readouts such as ``average`` at the end) with shapes
+inferred and checked at construction, integer-valued numpy weights (Loihi weight
+mantissas), optional unstructured masks, synaptic delays and neuron parameters (CUBA,
+sigma-delta, resonate-and-fire) in the units the chip uses.
 
 Conventions
 -----------
@@ -43,6 +44,7 @@ __all__ = [
     "ConvLayer",
     "PoolLayer",
     "FlattenLayer",
+    "AverageLayer",
     "Network",
     "LAYER_TYPES",
     "conv_output_size",
@@ -190,6 +192,9 @@ class Layer:
     passthrough: ClassVar[bool] = False
     #: one kernel shared by every position: spikes in reach it as population spikes
     shared_weights: ClassVar[bool] = False
+    #: computed by the host from the chip's output spikes (a readout such as average):
+    #: no compartments, no synapses, no cost; only host-side layers may follow it
+    on_host: ClassVar[bool] = False
     name: str = ""
 
     @property
@@ -474,8 +479,36 @@ class FlattenLayer(Layer):
         return (int(np.prod(in_shape)),)
 
 
+@dataclass(frozen=True, eq=False)
+class AverageLayer(Layer):
+    """Mean of ``num_outputs`` equal contiguous groups of the flattened input (lava-dl
+    slayer's ``Average`` block: a population-coded readout, output ``i`` the mean spike of
+    group ``i``). lava-dl's netx builds no Lava process for it: the host computes it from
+    the chip's output spikes, so it holds no compartments and ends the network."""
+
+    kind: ClassVar[str] = "average"
+    on_host: ClassVar[bool] = True
+    num_outputs: int = 1
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "num_outputs", int(self.num_outputs))
+        if self.num_outputs < 1:
+            raise ShapeError(f"average layer {self.name!r}: num_outputs={self.num_outputs} must be >= 1")
+
+    def output_shape(self, in_shape: Shape) -> Shape:
+        size = int(np.prod(in_shape))
+        if size % self.num_outputs:
+            raise ShapeError(
+                f"average layer {self.name!r}: {size} inputs do not split into {self.num_outputs} equal groups"
+            )
+        return (self.num_outputs,)
+
+    def describe(self) -> str:
+        return f"mean of {self.num_outputs} groups (host)"
+
+
 LAYER_TYPES: dict[str, type[Layer]] = {
-    cls.kind: cls for cls in (InputLayer, DenseLayer, ConvLayer, PoolLayer, FlattenLayer)
+    cls.kind: cls for cls in (InputLayer, DenseLayer, ConvLayer, PoolLayer, FlattenLayer, AverageLayer)
 }
 
 
@@ -499,6 +532,11 @@ class Network:
                 )
             if index > 0 and isinstance(layer, InputLayer):
                 raise ShapeError(f"layer {index}: only the first layer may be an input layer")
+            if index > 0 and layers[index - 1].on_host and not layer.on_host:
+                raise ShapeError(
+                    f"layer {index}: a {layer.kind} layer cannot follow the {layers[index - 1].kind} layer {index - 1}, "
+                    "which the host computes from the chip's output; move the readout to the end"
+                )
         named = []
         for index, layer in enumerate(layers):
             named.append(layer if layer.name else dataclasses.replace(layer, name=f"{layer.kind}{index}"))
@@ -556,8 +594,15 @@ class Network:
 
     def source_indices(self) -> list[int]:
         """Indices of layers whose output is spikes another layer receives (every layer
-        but pass-through reshapes such as flatten)."""
-        return [i for i, layer in enumerate(self.layers) if not layer.passthrough]
+        but pass-through reshapes such as flatten and host-side readouts such as average)."""
+        return [i for i, layer in enumerate(self.layers) if not (layer.passthrough or layer.on_host)]
+
+    def chip_part(self) -> "Network":
+        """The layers the chip runs: the network without its trailing host-side readouts."""
+        keep = len(self.layers)
+        while keep > 1 and self.layers[keep - 1].on_host:
+            keep -= 1
+        return self if keep == len(self.layers) else Network(self.layers[:keep], name=self.name)
 
     def producer_of(self, index: int) -> int | None:
         """The layer whose spikes feed layer ``index`` (pass-through layers such as
