@@ -2,7 +2,7 @@
 
 Layout (the one ``lava.lib.dl.netx.hdf5.Network`` loads and lava-dl's slayer writes)::
 
-    /layer/{i}/type         b"input" | b"dense" | b"conv" | b"pool" | b"flatten" | b"average"
+    /layer/{i}/type         b"input" | b"dense" | b"dense_rec" | b"conv" | b"pool" | b"flatten" | b"average"
     /layer/{i}/shape        output shape in torch order (C, H, W) or (N,)
     /layer/{i}/weight       dense (out, in); conv (out, in/groups, kH, kW); integers
     /layer/{i}/bias         optional neuron bias mantissa
@@ -13,6 +13,7 @@ Layout (the one ``lava.lib.dl.netx.hdf5.Network`` loads and lava-dl's slayer wri
                             any type: messageBits (payload bits of graded spikes)
     conv only:              inChannels, outChannels, kernelSize, stride, padding, dilation, groups
     dense only:             inFeatures, outFeatures
+    dense_rec:              as dense, plus weight_rec (out, out): the layer's own spikes of the last step
     pool only:              kernelSize, stride, padding, dilation; weight (1, 1, kH, kW), one value
     average:                shape (num_outputs, 1, 1): the mean of num_outputs groups (host-side)
 
@@ -46,6 +47,7 @@ from neuroprune.ir import (
     Network,
     Neuron,
     PoolLayer,
+    RecurrentDenseLayer,
 )
 from neuroprune.ir import MAX_MESSAGE_BITS
 from neuroprune.loihi_arith import DECAY_UNITY, MAX_BIAS_MANT, MAX_V_TH_MANT, MAX_WEIGHT_MANT, STATE_BITS
@@ -132,6 +134,14 @@ def _write_dense(group: Any, layer: DenseLayer, shape: tuple[int, ...], in_shape
     _write_synapse_extras(group, layer)
 
 
+def _write_dense_rec(group: Any, layer: RecurrentDenseLayer, shape: tuple[int, ...],
+                     in_shape: tuple[int, ...]) -> None:
+    _write_dense(group, layer, shape, in_shape)
+    del group["type"]
+    _write_type(group, "dense_rec")
+    group.create_dataset("weight_rec", data=layer.weight_rec)
+
+
 def _write_conv(group: Any, layer: ConvLayer, shape: tuple[int, ...], in_shape: tuple[int, ...]) -> None:
     _write_type(group, "conv")
     group.create_dataset("shape", data=np.array(shape))
@@ -170,6 +180,7 @@ def _write_average(group: Any, layer: AverageLayer, shape: tuple[int, ...], in_s
 _WRITERS: dict[str, Callable[..., None]] = {
     "input": _write_input,
     "dense": _write_dense,
+    "dense_rec": _write_dense_rec,
     "conv": _write_conv,
     "pool": _write_pool,
     "flatten": _write_flatten,
@@ -366,21 +377,38 @@ def _extras(group: Any, index: int, kind: str) -> dict[str, Any]:
     }
 
 
-def _read_dense(group: Any, index: int) -> DenseLayer:
-    weight = _weight(group, index, "dense")
+def _dense_weight(group: Any, index: int, kind: str, key: str = "weight") -> np.ndarray:
+    """A dense weight ``(out, in)``; a 1-D one is split by the layer's stored ``shape``."""
+    where = f"layer {index} ({kind})"
+    if key == "weight":
+        weight = _weight(group, index, kind)
+    else:
+        if key not in group:
+            raise FormatError(f"{where}: no {key!r}; a {kind} layer needs it")
+        weight = _integer_array(_array(group, key, where), key, where, MAX_WEIGHT_MANT)  # type: ignore[arg-type]
     if weight.ndim == 1:
-        where = f"layer {index} (dense)"
         shape = _array(group, "shape", where)
         if shape is None:
-            raise FormatError(f"{where}: a 1-D weight needs the layer's 'shape' to know its outputs")
+            raise FormatError(f"{where}: a 1-D {key} needs the layer's 'shape' to know its outputs")
         out = math.prod(_shape(shape, where))
         if weight.size % out:
             raise FormatError(
-                f"{where}: 1-D weight of {weight.size} values does not split into {out} outputs (from 'shape'); "
-                "store the weight as (out, in)"
+                f"{where}: 1-D {key} of {weight.size} values does not split into {out} outputs (from 'shape'); "
+                f"store the {key} as (out, in)"
             )
         weight = weight.reshape(out, -1)
-    return DenseLayer(weight=weight, **_extras(group, index, "dense"))
+    return weight
+
+
+def _read_dense(group: Any, index: int) -> DenseLayer:
+    return DenseLayer(weight=_dense_weight(group, index, "dense"), **_extras(group, index, "dense"))
+
+
+def _read_dense_rec(group: Any, index: int) -> RecurrentDenseLayer:
+    """lava-dl netx's ``dense_rec``: ``weight`` and ``weight_rec`` (Lava's RecurrentDense block)."""
+    return RecurrentDenseLayer(weight=_dense_weight(group, index, "dense_rec"),
+                               weight_rec=_dense_weight(group, index, "dense_rec", "weight_rec"),
+                               **_extras(group, index, "dense_rec"))
 
 
 def _read_conv(group: Any, index: int) -> ConvLayer:
@@ -444,6 +472,7 @@ def _read_average(group: Any, index: int) -> AverageLayer:
 _READERS: dict[str, Callable[[Any, int], Layer]] = {
     "input": _read_input,
     "dense": _read_dense,
+    "dense_rec": _read_dense_rec,
     "conv": _read_conv,
     "pool": _read_pool,
     "flatten": _read_flatten,

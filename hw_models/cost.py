@@ -38,7 +38,7 @@ from typing import TYPE_CHECKING, Any, Callable
 import numpy as np
 
 from neuroprune.registry import lookup
-from neuroprune.ir import ConvLayer, DenseLayer, InputLayer, Layer, PoolLayer
+from neuroprune.ir import ConvLayer, DenseLayer, InputLayer, Layer, PoolLayer, RecurrentDenseLayer
 
 if TYPE_CHECKING:  # pragma: no cover
     from hw_models.chip import Chip
@@ -269,10 +269,12 @@ class DenseCoster(Coster):
     matrices: no index bits unless the chip file says ``sparse_index_bits = true``).
     """
 
-    def __init__(self, layer: DenseLayer, fmt: SynapseFormat, chip: "Chip") -> None:
+    def __init__(self, layer: DenseLayer, fmt: SynapseFormat, chip: "Chip",
+                 weight: np.ndarray | None = None) -> None:
         super().__init__(layer.out_channels, fmt, chip)
-        rows, cols, self.count_zeros = _cached(layer, "minority", lambda: _minority(layer.effective_weight))
-        self.rows, self.cols, self.inputs = rows, cols, layer.effective_weight.shape[1]
+        weight = layer.effective_weight if weight is None else weight
+        rows, cols, self.count_zeros = _cached(layer, "minority", lambda: _minority(weight))
+        self.rows, self.cols, self.inputs = rows, cols, weight.shape[1]
         per_column = np.bincount(cols, minlength=self.inputs)
         self.fanout = (self.neurons - per_column if self.count_zeros else per_column).astype(np.int64)
         self.used_inputs = int(np.count_nonzero(self.fanout))
@@ -319,6 +321,28 @@ class DenseCoster(Coster):
         bits = self.used_inputs * synapse_memory_bits(chunks, self.fmt.dense_bits, chip)
         fitting = chunks[bits <= chip.max_synapse_bits_per_core]
         return int(fitting.max()) if fitting.size else None
+
+
+class RecurrentDenseCoster(DenseCoster):
+    """Recurrent dense layer: a dense layer over ``(out, in + out)`` inputs, so the layer's
+    own neurons count as input axons of every block they reach (recurrent fan-in) and its
+    recurrent synapses share the blocks' synapse memory. The input-axon pairs and fan-out
+    handed to the mapper are the feed-forward ones (the producer's); the recurrent axons
+    are the layer's own."""
+
+    def __init__(self, layer: RecurrentDenseLayer, fmt: SynapseFormat, chip: "Chip") -> None:
+        self.feed_forward = layer.in_features
+        super().__init__(layer, fmt, chip, _cached(layer, "all_weights", lambda: layer.all_weights))
+
+    def evaluate(self, chunk: int) -> BlockCosts:
+        costs = super().evaluate(chunk)
+        return replace(costs, fanout_synapses=self.fanout[:self.feed_forward])
+
+    def with_pairs(self, costs: BlockCosts) -> BlockCosts:
+        costs = super().with_pairs(costs)
+        keep = costs.pair_units < self.feed_forward
+        return replace(costs, pair_blocks=costs.pair_blocks[keep], pair_units=costs.pair_units[keep],
+                       pair_axons=costs.pair_axons[keep], pair_share=costs.pair_share[keep])
 
 
 def _taps_out(size: int, kernel: int, stride: int, padding: int, dilation: int, out_size: int) -> np.ndarray:
@@ -525,6 +549,13 @@ def _weight_synapse_bits(layer: DenseLayer | ConvLayer) -> tuple[int, int]:
     return required, required_delay_bits(layer.delay)
 
 
+def _recurrent_synapse_bits(layer: RecurrentDenseLayer) -> tuple[int, int]:
+    """One weight format for both matrices (lava-dl's netx quantizes them together)."""
+    required = layer.weight_bits if layer.weight_bits is not None else _cached(
+        layer, "weight_bits", lambda: required_weight_bits(layer.all_weights))
+    return required, required_delay_bits(layer.delay)
+
+
 def _pool_synapse_bits(layer: PoolLayer) -> tuple[int, int]:
     return required_weight_bits(np.array([layer.weight])), 0
 
@@ -533,6 +564,7 @@ def _pool_synapse_bits(layer: PoolLayer) -> tuple[int, int]:
 SYNAPSE_BITS: dict[str, Callable[[Any], tuple[int, int]]] = {
     "input": _no_synapse_bits,
     "dense": _weight_synapse_bits,
+    "dense_rec": _recurrent_synapse_bits,
     "conv": _weight_synapse_bits,
     "pool": _pool_synapse_bits,
 }
@@ -558,6 +590,11 @@ def _dense_coster(layer: DenseLayer, in_shape: Shape, out_shape: Shape, fmt: Syn
     return DenseCoster(layer, fmt, chip)
 
 
+def _dense_rec_coster(layer: RecurrentDenseLayer, in_shape: Shape, out_shape: Shape, fmt: SynapseFormat,
+                      chip: "Chip") -> Coster:
+    return RecurrentDenseCoster(layer, fmt, chip)
+
+
 def _conv_coster(layer: ConvLayer, in_shape: Shape, out_shape: Shape, fmt: SynapseFormat,
                  chip: "Chip") -> Coster:
     return ConvCoster(layer, in_shape, out_shape, fmt, chip)
@@ -572,6 +609,7 @@ def _pool_coster(layer: PoolLayer, in_shape: Shape, out_shape: Shape, fmt: Synap
 COSTERS: dict[str, Callable[..., Coster]] = {
     "input": _input_coster,
     "dense": _dense_coster,
+    "dense_rec": _dense_rec_coster,
     "conv": _conv_coster,
     "pool": _pool_coster,
 }

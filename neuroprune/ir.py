@@ -1,6 +1,6 @@
 """The neutral network description every part of neuroprune speaks.
 
-A :class:`Network` is an ordered chain of layers (``input``, ``dense``, ``conv``,
+A :class:`Network` is an ordered chain of layers (``input``, ``dense``, ``dense_rec``, ``conv``,
 ``pool``, ``flatten``; host-side readouts such as ``average`` at the end) with shapes
 inferred and checked at construction, integer-valued numpy weights (Loihi weight
 mantissas), optional unstructured masks, synaptic delays and neuron parameters (CUBA,
@@ -41,6 +41,7 @@ __all__ = [
     "Layer",
     "InputLayer",
     "DenseLayer",
+    "RecurrentDenseLayer",
     "ConvLayer",
     "PoolLayer",
     "FlattenLayer",
@@ -346,6 +347,51 @@ class DenseLayer(_SynapticLayer):
 
 
 @dataclass(frozen=True, eq=False)
+class RecurrentDenseLayer(DenseLayer):
+    """Dense layer whose neurons also feed themselves: ``weight`` ``(out, in)`` from the
+    previous layer and ``weight_rec`` ``(out, out)`` from the layer's own spikes of the
+    previous step (lava-dl netx's ``dense_rec``, Lava's ``RecurrentDense`` block). The
+    mask applies to ``weight``. No synaptic delays: lava-dl's ``RecurrentDense`` gives the
+    recurrent synapses the feed-forward delays too (and fails unless ``in == out``)."""
+
+    kind: ClassVar[str] = "dense_rec"
+    weight_rec: np.ndarray = field(default_factory=lambda: np.zeros((1, 1), dtype=np.int32))
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        weight_rec = np.asarray(self.weight_rec)
+        object.__setattr__(self, "weight_rec", weight_rec)
+        if weight_rec.shape != (self.out_channels, self.out_channels):
+            raise ShapeError(
+                f"dense_rec layer {self.name!r}: weight_rec has shape {weight_rec.shape}; a recurrent weight "
+                f"connects the layer's {self.out_channels} neurons to themselves: ({self.out_channels}, "
+                f"{self.out_channels})"
+            )
+        if self.delay is not None and np.any(self.delay):
+            raise UnsupportedLayerError(
+                f"dense_rec layer {self.name!r} with synaptic delays is not supported: lava-dl's RecurrentDense "
+                "applies them to the recurrent synapses too; train it without delays"
+            )
+
+    @property
+    def all_weights(self) -> np.ndarray:
+        """``(out, in + out)``: the effective feed-forward weight, then the recurrent one
+        (one synapse memory, one weight format, as lava-dl's netx quantizes them together)."""
+        return np.hstack((self.effective_weight, self.weight_rec))
+
+    @property
+    def num_params(self) -> int:
+        return int(self.weight.size + self.weight_rec.size)
+
+    @property
+    def num_nonzero(self) -> int:
+        return super().num_nonzero + int(np.count_nonzero(self.weight_rec))
+
+    def describe(self) -> str:
+        return f"{self.in_features}->{self.out_channels} +{self.out_channels}x{self.out_channels} recurrent"
+
+
+@dataclass(frozen=True, eq=False)
 class ConvLayer(_SynapticLayer):
     """2-D convolution ``(out, in // groups, kH, kW)`` with torch's semantics."""
 
@@ -508,7 +554,8 @@ class AverageLayer(Layer):
 
 
 LAYER_TYPES: dict[str, type[Layer]] = {
-    cls.kind: cls for cls in (InputLayer, DenseLayer, ConvLayer, PoolLayer, FlattenLayer, AverageLayer)
+    cls.kind: cls for cls in (InputLayer, DenseLayer, RecurrentDenseLayer, ConvLayer, PoolLayer, FlattenLayer,
+                              AverageLayer)
 }
 
 
