@@ -2,7 +2,7 @@
 
 Layout (the one ``lava.lib.dl.netx.hdf5.Network`` loads and lava-dl's slayer writes)::
 
-    /layer/{i}/type         b"input" | b"dense" | b"dense_rec" | b"conv" | b"pool" | b"flatten" | b"average"
+    /layer/{i}/type         b"input" | b"dense" | b"dense_rec" | b"dense_comp" | b"conv" | b"pool" | b"flatten" | b"average"
     /layer/{i}/shape        output shape in torch order (C, H, W) or (N,)
     /layer/{i}/weight       dense (out, in); conv (out, in/groups, kH, kW); integers
     /layer/{i}/bias         optional neuron bias mantissa
@@ -14,6 +14,8 @@ Layout (the one ``lava.lib.dl.netx.hdf5.Network`` loads and lava-dl's slayer wri
     conv only:              inChannels, outChannels, kernelSize, stride, padding, dilation, groups
     dense only:             inFeatures, outFeatures
     dense_rec:              as dense, plus weight_rec (out, out): the layer's own spikes of the last step
+    dense_comp:             as dense, with weight/real and weight/imag (out, in) instead of weight
+                            (slayer writes them under type dense; both forms are read)
     pool only:              kernelSize, stride, padding, dilation; weight (1, 1, kH, kW), one value
     average:                shape (num_outputs, 1, 1): the mean of num_outputs groups (host-side)
 
@@ -39,6 +41,7 @@ from neuroprune.atomic import atomic_path
 from neuroprune.errors import FormatError, NeuropruneError, ShapeError, UnsupportedLayerError
 from neuroprune.ir import (
     AverageLayer,
+    ComplexDenseLayer,
     ConvLayer,
     DenseLayer,
     FlattenLayer,
@@ -142,6 +145,19 @@ def _write_dense_rec(group: Any, layer: RecurrentDenseLayer, shape: tuple[int, .
     group.create_dataset("weight_rec", data=layer.weight_rec)
 
 
+def _write_dense_comp(group: Any, layer: ComplexDenseLayer, shape: tuple[int, ...],
+                      in_shape: tuple[int, ...]) -> None:
+    _write_type(group, "dense_comp")
+    group.create_dataset("shape", data=np.array(shape))
+    group.create_dataset("inFeatures", data=layer.in_features)
+    group.create_dataset("outFeatures", data=layer.out_channels)
+    group.create_dataset("weight/real", data=layer.effective_weight)  # slayer's complex synapse keys
+    group.create_dataset("weight/imag", data=layer.weight_imag)
+    if layer.bias is not None:
+        group.create_dataset("bias", data=layer.bias)
+    _write_neuron(group, layer.neuron)
+
+
 def _write_conv(group: Any, layer: ConvLayer, shape: tuple[int, ...], in_shape: tuple[int, ...]) -> None:
     _write_type(group, "conv")
     group.create_dataset("shape", data=np.array(shape))
@@ -181,6 +197,7 @@ _WRITERS: dict[str, Callable[..., None]] = {
     "input": _write_input,
     "dense": _write_dense,
     "dense_rec": _write_dense_rec,
+    "dense_comp": _write_dense_comp,
     "conv": _write_conv,
     "pool": _write_pool,
     "flatten": _write_flatten,
@@ -401,7 +418,18 @@ def _dense_weight(group: Any, index: int, kind: str, key: str = "weight") -> np.
 
 
 def _read_dense(group: Any, index: int) -> DenseLayer:
+    import h5py
+
+    if isinstance(group.get("weight"), h5py.Group):  # slayer writes a complex synapse as dense + weight/{real,imag}
+        return _read_dense_comp(group, index)
     return DenseLayer(weight=_dense_weight(group, index, "dense"), **_extras(group, index, "dense"))
+
+
+def _read_dense_comp(group: Any, index: int) -> ComplexDenseLayer:
+    """A complex synapse: ``weight/real`` and ``weight/imag`` (slayer's keys)."""
+    return ComplexDenseLayer(weight=_dense_weight(group, index, "dense_comp", "weight/real"),
+                             weight_imag=_dense_weight(group, index, "dense_comp", "weight/imag"),
+                             **_extras(group, index, "dense_comp"))
 
 
 def _read_dense_rec(group: Any, index: int) -> RecurrentDenseLayer:
@@ -473,6 +501,7 @@ _READERS: dict[str, Callable[[Any, int], Layer]] = {
     "input": _read_input,
     "dense": _read_dense,
     "dense_rec": _read_dense_rec,
+    "dense_comp": _read_dense_comp,
     "conv": _read_conv,
     "pool": _read_pool,
     "flatten": _read_flatten,

@@ -38,7 +38,8 @@ from typing import TYPE_CHECKING, Any, Callable
 import numpy as np
 
 from neuroprune.registry import lookup
-from neuroprune.ir import ConvLayer, DenseLayer, InputLayer, Layer, PoolLayer, RecurrentDenseLayer
+from neuroprune.ir import (ComplexDenseLayer, ConvLayer, DenseLayer, InputLayer, Layer, PoolLayer,
+                           RecurrentDenseLayer)
 
 if TYPE_CHECKING:  # pragma: no cover
     from hw_models.chip import Chip
@@ -270,13 +271,16 @@ class DenseCoster(Coster):
     """
 
     def __init__(self, layer: DenseLayer, fmt: SynapseFormat, chip: "Chip",
-                 weight: np.ndarray | None = None) -> None:
+                 weight: np.ndarray | None = None, copies: int = 1) -> None:
         super().__init__(layer.out_channels, fmt, chip)
         weight = layer.effective_weight if weight is None else weight
         rows, cols, self.count_zeros = _cached(layer, "minority", lambda: _minority(weight))
         self.rows, self.cols, self.inputs = rows, cols, weight.shape[1]
+        # ``copies`` weight matrices side by side share each input axon (complex dense: real, imag)
+        self.copies, self.axons = copies, self.inputs // copies
         per_column = np.bincount(cols, minlength=self.inputs)
-        self.fanout = (self.neurons - per_column if self.count_zeros else per_column).astype(np.int64)
+        fanout = (self.neurons - per_column if self.count_zeros else per_column).astype(np.int64)
+        self.fanout = fanout.reshape(copies, self.axons).sum(axis=0)
         self.used_inputs = int(np.count_nonzero(self.fanout))
         self._counts: tuple[int, np.ndarray | None] = (0, None)
 
@@ -285,9 +289,11 @@ class DenseCoster(Coster):
         hits = np.bincount((self.rows // chunk) * self.inputs + self.cols,
                            minlength=len(starts) * self.inputs).reshape(len(starts), self.inputs)
         counts = (stops - starts)[:, None] - hits if self.count_zeros else hits  # (blocks, in) synapses
+        if self.copies > 1:  # an axon's synapses in every matrix
+            counts = counts.reshape(len(starts), self.copies, self.axons).sum(axis=1)
         in_axons = np.count_nonzero(counts, axis=1)
         neurons = stops - starts
-        dense = in_axons * synapse_memory_bits(neurons, self.fmt.dense_bits, self.chip)
+        dense = in_axons * synapse_memory_bits(self.copies * neurons, self.fmt.dense_bits, self.chip)
         per_synapse = self.fmt.sparse_bits(int(neurons.max()), self.chip)
         if per_synapse is None:
             sparse = np.full(len(starts), _INFEASIBLE, dtype=np.int64)
@@ -318,9 +324,18 @@ class DenseCoster(Coster):
         if self.used_inputs > chip.max_in_axons_per_core:
             return None
         chunks = np.arange(1, min(self.neurons, chip.max_neurons_per_core) + 1)
-        bits = self.used_inputs * synapse_memory_bits(chunks, self.fmt.dense_bits, chip)
+        bits = self.used_inputs * synapse_memory_bits(self.copies * chunks, self.fmt.dense_bits, chip)
         fitting = chunks[bits <= chip.max_synapse_bits_per_core]
         return int(fitting.max()) if fitting.size else None
+
+
+class ComplexDenseCoster(DenseCoster):
+    """Complex dense layer: each input axon carries its spike to a real and an imaginary
+    synapse of every target (two weight matrices in the block's synapse memory, one set
+    of input axons)."""
+
+    def __init__(self, layer: ComplexDenseLayer, fmt: SynapseFormat, chip: "Chip") -> None:
+        super().__init__(layer, fmt, chip, _cached(layer, "all_weights", lambda: layer.all_weights), copies=2)
 
 
 class RecurrentDenseCoster(DenseCoster):
@@ -549,8 +564,9 @@ def _weight_synapse_bits(layer: DenseLayer | ConvLayer) -> tuple[int, int]:
     return required, required_delay_bits(layer.delay)
 
 
-def _recurrent_synapse_bits(layer: RecurrentDenseLayer) -> tuple[int, int]:
-    """One weight format for both matrices (lava-dl's netx quantizes them together)."""
+def _two_matrix_synapse_bits(layer: RecurrentDenseLayer | ComplexDenseLayer) -> tuple[int, int]:
+    """One weight format for both matrices (lava-dl's netx quantizes a recurrent layer's
+    together; a complex layer's real and imaginary parts are charged at the wider)."""
     required = layer.weight_bits if layer.weight_bits is not None else _cached(
         layer, "weight_bits", lambda: required_weight_bits(layer.all_weights))
     return required, required_delay_bits(layer.delay)
@@ -564,7 +580,8 @@ def _pool_synapse_bits(layer: PoolLayer) -> tuple[int, int]:
 SYNAPSE_BITS: dict[str, Callable[[Any], tuple[int, int]]] = {
     "input": _no_synapse_bits,
     "dense": _weight_synapse_bits,
-    "dense_rec": _recurrent_synapse_bits,
+    "dense_rec": _two_matrix_synapse_bits,
+    "dense_comp": _two_matrix_synapse_bits,
     "conv": _weight_synapse_bits,
     "pool": _pool_synapse_bits,
 }
@@ -595,6 +612,11 @@ def _dense_rec_coster(layer: RecurrentDenseLayer, in_shape: Shape, out_shape: Sh
     return RecurrentDenseCoster(layer, fmt, chip)
 
 
+def _dense_comp_coster(layer: ComplexDenseLayer, in_shape: Shape, out_shape: Shape, fmt: SynapseFormat,
+                       chip: "Chip") -> Coster:
+    return ComplexDenseCoster(layer, fmt, chip)
+
+
 def _conv_coster(layer: ConvLayer, in_shape: Shape, out_shape: Shape, fmt: SynapseFormat,
                  chip: "Chip") -> Coster:
     return ConvCoster(layer, in_shape, out_shape, fmt, chip)
@@ -610,6 +632,7 @@ COSTERS: dict[str, Callable[..., Coster]] = {
     "input": _input_coster,
     "dense": _dense_coster,
     "dense_rec": _dense_rec_coster,
+    "dense_comp": _dense_comp_coster,
     "conv": _conv_coster,
     "pool": _pool_coster,
 }

@@ -1,6 +1,6 @@
 """The neutral network description every part of neuroprune speaks.
 
-A :class:`Network` is an ordered chain of layers (``input``, ``dense``, ``dense_rec``, ``conv``,
+A :class:`Network` is an ordered chain of layers (``input``, ``dense``, ``dense_rec``, ``dense_comp``, ``conv``,
 ``pool``, ``flatten``; host-side readouts such as ``average`` at the end) with shapes
 inferred and checked at construction, integer-valued numpy weights (Loihi weight
 mantissas), optional unstructured masks, synaptic delays and neuron parameters (CUBA,
@@ -42,6 +42,7 @@ __all__ = [
     "InputLayer",
     "DenseLayer",
     "RecurrentDenseLayer",
+    "ComplexDenseLayer",
     "ConvLayer",
     "PoolLayer",
     "FlattenLayer",
@@ -346,6 +347,19 @@ class DenseLayer(_SynapticLayer):
         return f"{self.in_features}->{self.out_channels}"
 
 
+def _second_matrix(layer: DenseLayer, key: str, shape: tuple[int, int], meaning: str, lava_block: str) -> None:
+    """Check and store a dense layer's second weight matrix (``key``) of ``shape``; no delays."""
+    matrix = np.asarray(getattr(layer, key))
+    object.__setattr__(layer, key, matrix)
+    if matrix.shape != shape:
+        raise ShapeError(f"{layer.kind} layer {layer.name!r}: {key} has shape {matrix.shape}; {meaning}: {shape}")
+    if layer.delay is not None and np.any(layer.delay):
+        raise UnsupportedLayerError(
+            f"{layer.kind} layer {layer.name!r} with synaptic delays is not supported: lava-dl's {lava_block} "
+            "has no delays of its own; train it without delays"
+        )
+
+
 @dataclass(frozen=True, eq=False)
 class RecurrentDenseLayer(DenseLayer):
     """Dense layer whose neurons also feed themselves: ``weight`` ``(out, in)`` from the
@@ -359,19 +373,9 @@ class RecurrentDenseLayer(DenseLayer):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        weight_rec = np.asarray(self.weight_rec)
-        object.__setattr__(self, "weight_rec", weight_rec)
-        if weight_rec.shape != (self.out_channels, self.out_channels):
-            raise ShapeError(
-                f"dense_rec layer {self.name!r}: weight_rec has shape {weight_rec.shape}; a recurrent weight "
-                f"connects the layer's {self.out_channels} neurons to themselves: ({self.out_channels}, "
-                f"{self.out_channels})"
-            )
-        if self.delay is not None and np.any(self.delay):
-            raise UnsupportedLayerError(
-                f"dense_rec layer {self.name!r} with synaptic delays is not supported: lava-dl's RecurrentDense "
-                "applies them to the recurrent synapses too; train it without delays"
-            )
+        out = self.out_channels
+        _second_matrix(self, "weight_rec", (out, out), f"a recurrent weight connects the layer's {out} neurons "
+                       "to themselves", "RecurrentDense (it would give the recurrent synapses the same delays)")
 
     @property
     def all_weights(self) -> np.ndarray:
@@ -389,6 +393,38 @@ class RecurrentDenseLayer(DenseLayer):
 
     def describe(self) -> str:
         return f"{self.in_features}->{self.out_channels} +{self.out_channels}x{self.out_channels} recurrent"
+
+
+@dataclass(frozen=True, eq=False)
+class ComplexDenseLayer(DenseLayer):
+    """Complex dense synapses: ``weight`` (real part) and ``weight_imag``, both ``(out, in)``,
+    drive the real and imaginary inputs of resonate-and-fire neurons (lava-dl's complex
+    synapse, Lava's ``ComplexDense`` block; netx type ``dense_comp``, or ``dense`` with a
+    ``weight/real``, ``weight/imag`` pair as slayer writes it). The mask applies to ``weight``."""
+
+    kind: ClassVar[str] = "dense_comp"
+    weight_imag: np.ndarray = field(default_factory=lambda: np.zeros((1, 1), dtype=np.int32))
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        _second_matrix(self, "weight_imag", self.weight.shape, "the imaginary part has the real part's shape",
+                       "ComplexDense")
+
+    @property
+    def all_weights(self) -> np.ndarray:
+        """``(out, 2 in)``: the effective real part, then the imaginary part."""
+        return np.hstack((self.effective_weight, self.weight_imag))
+
+    @property
+    def num_params(self) -> int:
+        return int(self.weight.size + self.weight_imag.size)
+
+    @property
+    def num_nonzero(self) -> int:
+        return super().num_nonzero + int(np.count_nonzero(self.weight_imag))
+
+    def describe(self) -> str:
+        return f"{self.in_features}->{self.out_channels} complex (real, imag)"
 
 
 @dataclass(frozen=True, eq=False)
@@ -554,8 +590,8 @@ class AverageLayer(Layer):
 
 
 LAYER_TYPES: dict[str, type[Layer]] = {
-    cls.kind: cls for cls in (InputLayer, DenseLayer, RecurrentDenseLayer, ConvLayer, PoolLayer, FlattenLayer,
-                              AverageLayer)
+    cls.kind: cls for cls in (InputLayer, DenseLayer, RecurrentDenseLayer, ComplexDenseLayer, ConvLayer, PoolLayer,
+                              FlattenLayer, AverageLayer)
 }
 
 

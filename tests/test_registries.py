@@ -71,22 +71,24 @@ ALLOWED_MISSING = {
     ("neuroprune.snn.model._IR_LAYERS", "average"): "models hold no slayer Average block (see _BLOCK_BUILDERS)",
     ("neuroprune.snn.model._SPECS", "average"):
         "an average readout cannot be converted to a trainable block yet; `convert` to .pt refuses it in one line",
-    # dense_rec (lava-dl netx's recurrent dense; read, written, fitted from netx)
-    **{(registry, "dense_rec"): reason for registry, reason in (
-        ("converters.nir._EXPORTERS", "not mapped yet (a recurrent CubaLIF is a NIR cycle); `convert` refuses it"),
-        ("converters.nir._RAW_SYNAPSES", "NIR import builds no recurrent layer yet"),
-        ("converters.nir._LAYER_BUILDERS", "NIR import builds no recurrent layer yet"),
-        ("converters.onnx._ONNX_EXPORTERS", "ONNX has no recurrent spiking primitive; `convert` refuses it"),
-        ("converters.onnx._ANN_FORWARD", "ONNX import builds no recurrent layer"),
-        ("converters.onnx._SNN_LAYERS", "ONNX import builds no recurrent layer"),
+    # dense_rec (recurrent) and dense_comp (complex) dense layers: read, written and fitted from netx
+    **{(registry, kind): reason.format(what=what)
+       for kind, what in (("dense_rec", "recurrent"), ("dense_comp", "complex"))
+       for registry, reason in (
+        ("converters.nir._EXPORTERS", "not mapped yet (NIR has no {what} synapse node); `convert` refuses it"),
+        ("converters.nir._RAW_SYNAPSES", "NIR import builds no {what} layer yet"),
+        ("converters.nir._LAYER_BUILDERS", "NIR import builds no {what} layer yet"),
+        ("converters.onnx._ONNX_EXPORTERS", "ONNX has no {what} spiking primitive; `convert` refuses it"),
+        ("converters.onnx._ANN_FORWARD", "ONNX import builds no {what} layer"),
+        ("converters.onnx._SNN_LAYERS", "ONNX import builds no {what} layer"),
         ("neuroprune.snn.fixed.SYNAPSES",
-         "not modelled yet: recurrence needs a step-by-step synapse (run_fixed batches a layer over time); "
+         "no bit-exact {what} model yet (run_fixed batches each layer's synapses over time); "
          "verify and energy refuse it in one line"),
-        ("neuroprune.prune.structured.SLICERS", "pruning runs on trained checkpoints, which hold no dense_rec"),
-        ("neuroprune.prune.spear.LAYER_FEATURES", "pruning runs on trained checkpoints, which hold no dense_rec"),
-        ("neuroprune.snn.model._BLOCK_BUILDERS", "training builds no recurrent block yet"),
-        ("neuroprune.snn.model._IR_LAYERS", "models hold no recurrent slayer block (see _BLOCK_BUILDERS)"),
-        ("neuroprune.snn.model._SPECS", "a recurrent layer cannot be converted to a trainable block yet"),
+        ("neuroprune.prune.structured.SLICERS", "pruning runs on trained checkpoints, which hold no {what} layer"),
+        ("neuroprune.prune.spear.LAYER_FEATURES", "pruning runs on trained checkpoints, which hold no {what} layer"),
+        ("neuroprune.snn.model._BLOCK_BUILDERS", "training builds no {what} block yet"),
+        ("neuroprune.snn.model._IR_LAYERS", "models hold no {what} slayer block (see _BLOCK_BUILDERS)"),
+        ("neuroprune.snn.model._SPECS", "a {what} layer cannot be converted to a trainable block yet"),
     )},
 }
 
@@ -119,7 +121,7 @@ def test_flatten_has_no_cost_model_and_says_what_has():
     from hw_models.chip import load_chip
     from hw_models.cost import make_coster
 
-    with pytest.raises(UnsupportedLayerError, match=r"'flatten' has no hardware cost model; supported: input, dense, dense_rec, conv, pool"):
+    with pytest.raises(UnsupportedLayerError, match=r"'flatten' has no hardware cost model; supported: input, dense, dense_rec, dense_comp, conv, pool"):
         make_coster(ir.FlattenLayer(name="f"), (2, 2, 2), (8,), load_chip("loihi2"))
 
 
