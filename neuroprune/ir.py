@@ -361,14 +361,37 @@ def _second_matrix(layer: DenseLayer, key: str, shape: tuple[int, int], meaning:
 
 
 @dataclass(frozen=True, eq=False)
-class RecurrentDenseLayer(DenseLayer):
+class _PairedDenseLayer(DenseLayer):
+    """A dense layer with a second weight matrix (the field named by ``second``) into the
+    same neurons: one synapse memory, one weight format."""
+
+    second: ClassVar[str] = ""
+
+    @property
+    def all_weights(self) -> np.ndarray:
+        """The effective ``weight``, then the second matrix, side by side ``(out, in + ...)``."""
+        return np.hstack((self.effective_weight, getattr(self, self.second)))
+
+    @property
+    def num_params(self) -> int:
+        return int(self.weight.size + getattr(self, self.second).size)
+
+    @property
+    def num_nonzero(self) -> int:
+        return super().num_nonzero + int(np.count_nonzero(getattr(self, self.second)))
+
+
+@dataclass(frozen=True, eq=False)
+class RecurrentDenseLayer(_PairedDenseLayer):
     """Dense layer whose neurons also feed themselves: ``weight`` ``(out, in)`` from the
     previous layer and ``weight_rec`` ``(out, out)`` from the layer's own spikes of the
     previous step (lava-dl netx's ``dense_rec``, Lava's ``RecurrentDense`` block). The
-    mask applies to ``weight``. No synaptic delays: lava-dl's ``RecurrentDense`` gives the
+    mask applies to ``weight``; ``all_weights`` is ``(out, in + out)`` (lava-dl's netx
+    quantizes both together). No synaptic delays: lava-dl's ``RecurrentDense`` gives the
     recurrent synapses the feed-forward delays too (and fails unless ``in == out``)."""
 
     kind: ClassVar[str] = "dense_rec"
+    second: ClassVar[str] = "weight_rec"
     weight_rec: np.ndarray = field(default_factory=lambda: np.zeros((1, 1), dtype=np.int32))
 
     def __post_init__(self) -> None:
@@ -377,51 +400,25 @@ class RecurrentDenseLayer(DenseLayer):
         _second_matrix(self, "weight_rec", (out, out), f"a recurrent weight connects the layer's {out} neurons "
                        "to themselves", "RecurrentDense (it would give the recurrent synapses the same delays)")
 
-    @property
-    def all_weights(self) -> np.ndarray:
-        """``(out, in + out)``: the effective feed-forward weight, then the recurrent one
-        (one synapse memory, one weight format, as lava-dl's netx quantizes them together)."""
-        return np.hstack((self.effective_weight, self.weight_rec))
-
-    @property
-    def num_params(self) -> int:
-        return int(self.weight.size + self.weight_rec.size)
-
-    @property
-    def num_nonzero(self) -> int:
-        return super().num_nonzero + int(np.count_nonzero(self.weight_rec))
-
     def describe(self) -> str:
         return f"{self.in_features}->{self.out_channels} +{self.out_channels}x{self.out_channels} recurrent"
 
 
 @dataclass(frozen=True, eq=False)
-class ComplexDenseLayer(DenseLayer):
+class ComplexDenseLayer(_PairedDenseLayer):
     """Complex dense synapses: ``weight`` (real part) and ``weight_imag``, both ``(out, in)``,
     drive the real and imaginary inputs of resonate-and-fire neurons (lava-dl's complex
     synapse, Lava's ``ComplexDense`` block; netx type ``dense_comp``, or ``dense`` with a
     ``weight/real``, ``weight/imag`` pair as slayer writes it). The mask applies to ``weight``."""
 
     kind: ClassVar[str] = "dense_comp"
+    second: ClassVar[str] = "weight_imag"
     weight_imag: np.ndarray = field(default_factory=lambda: np.zeros((1, 1), dtype=np.int32))
 
     def __post_init__(self) -> None:
         super().__post_init__()
         _second_matrix(self, "weight_imag", self.weight.shape, "the imaginary part has the real part's shape",
                        "ComplexDense")
-
-    @property
-    def all_weights(self) -> np.ndarray:
-        """``(out, 2 in)``: the effective real part, then the imaginary part."""
-        return np.hstack((self.effective_weight, self.weight_imag))
-
-    @property
-    def num_params(self) -> int:
-        return int(self.weight.size + self.weight_imag.size)
-
-    @property
-    def num_nonzero(self) -> int:
-        return super().num_nonzero + int(np.count_nonzero(self.weight_imag))
 
     def describe(self) -> str:
         return f"{self.in_features}->{self.out_channels} complex (real, imag)"
