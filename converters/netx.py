@@ -2,7 +2,8 @@
 
 Layout (the one ``lava.lib.dl.netx.hdf5.Network`` loads and lava-dl's slayer writes)::
 
-    /layer/{i}/type         b"input" | b"dense" | b"dense_rec" | b"dense_comp" | b"conv" | b"pool" | b"flatten" | b"average"
+    /layer/{i}/type         b"input" | b"dense" | b"dense_rec" | b"dense_comp" | b"conv" | b"pool"
+                            | b"flatten" | b"average"
     /layer/{i}/shape        output shape in torch order (C, H, W) or (N,)
     /layer/{i}/weight       dense (out, in); conv (out, in/groups, kH, kW); integers
     /layer/{i}/bias         optional neuron bias mantissa

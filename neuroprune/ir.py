@@ -614,8 +614,8 @@ class Network:
                 raise ShapeError(f"layer {index}: only the first layer may be an input layer")
             if index > 0 and layers[index - 1].on_host and not layer.on_host:
                 raise ShapeError(
-                    f"layer {index}: a {layer.kind} layer cannot follow the {layers[index - 1].kind} layer {index - 1}, "
-                    "which the host computes from the chip's output; move the readout to the end"
+                    f"layer {index}: a {layer.kind} layer cannot follow the {layers[index - 1].kind} layer "
+                    f"{index - 1}, which the host computes from the chip's output; move the readout to the end"
                 )
         named = []
         for index, layer in enumerate(layers):

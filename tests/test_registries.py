@@ -121,7 +121,8 @@ def test_flatten_has_no_cost_model_and_says_what_has():
     from hw_models.chip import load_chip
     from hw_models.cost import make_coster
 
-    with pytest.raises(UnsupportedLayerError, match=r"'flatten' has no hardware cost model; supported: input, dense, dense_rec, dense_comp, conv, pool"):
+    with pytest.raises(UnsupportedLayerError, match=r"'flatten' has no hardware cost model; "
+                                                    r"supported: input, dense, dense_rec, dense_comp, conv, pool"):
         make_coster(ir.FlattenLayer(name="f"), (2, 2, 2), (8,), load_chip("loihi2"))
 
 
