@@ -150,7 +150,8 @@ class BlockCosts:
     :func:`chip_order`). ``pair_axons[i]`` is the number of output-axon slots that input
     costs the producer, ``pair_share[i]`` the fraction of the unit's spikes it carries.
     ``fanout_synapses[j]`` counts producer neuron ``j``'s (torch order) non-zero
-    outgoing synapses in this layer. Pair arrays are ``None`` for layers without synapses.
+    outgoing synapses in this layer; ``recurrent_fanout[j]`` the layer's own neuron ``j``'s
+    recurrent synapses (recurrent layers). Pair arrays are ``None`` for layers without synapses.
     """
 
     starts: np.ndarray
@@ -166,6 +167,7 @@ class BlockCosts:
     fanout_synapses: np.ndarray | None = None
     unit_size: int = 1
     population: bool = False
+    recurrent_fanout: np.ndarray | None = None
 
     @property
     def neurons(self) -> np.ndarray:
@@ -351,7 +353,8 @@ class RecurrentDenseCoster(DenseCoster):
 
     def evaluate(self, chunk: int) -> BlockCosts:
         costs = super().evaluate(chunk)
-        return replace(costs, fanout_synapses=self.fanout[:self.feed_forward])
+        return replace(costs, fanout_synapses=self.fanout[:self.feed_forward],
+                       recurrent_fanout=self.fanout[self.feed_forward:])
 
     def with_pairs(self, costs: BlockCosts) -> BlockCosts:
         costs = super().with_pairs(costs)

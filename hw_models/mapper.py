@@ -88,6 +88,8 @@ class LayerAllocation:
     producer: int | None = None
     inputs: "AxonPairs | None" = field(default=None, repr=False, compare=False)
     fanout_synapses: np.ndarray | None = field(default=None, repr=False, compare=False)
+    #: non-zero recurrent synapses out of each of the layer's own neurons (recurrent layers)
+    recurrent_fanout: np.ndarray | None = field(default=None, repr=False, compare=False)
 
     @property
     def cores(self) -> int:
@@ -319,7 +321,7 @@ def map_network(network: Network, chip: "Chip", weight_bits: Mapping[int, int] |
             index=index, kind=layer.kind, name=layer.name, neurons=int(np.prod(network.shapes[index])),
             blocks=tuple(blocks), weight_bits=stored_bits if layer.synaptic else 0,
             required_weight_bits=required, delay_bits=delay, over_limits=broken, producer=producer,
-            inputs=inputs, fanout_synapses=costs.fanout_synapses,
+            inputs=inputs, fanout_synapses=costs.fanout_synapses, recurrent_fanout=costs.recurrent_fanout,
         ))
     return Allocation(chip=chip.name, layers=tuple(layers), cores_per_chip=chip.cores_per_chip, fanouts=fanouts)
 

@@ -579,6 +579,8 @@ def fit(
             continue
         pre_rates = rates[layer.producer]
         ops = float(pre_rates @ layer.fanout_synapses)
+        if layer.recurrent_fanout is not None:  # the layer's own spikes reach its recurrent synapses
+            ops += float(rates[layer.index] @ layer.recurrent_fanout)
         if graded_input and layer.producer == 0 and by_index.get(0) is None:
             macs += float(layer.fanout_synapses.sum())
             synops[layer.index] = 0.0

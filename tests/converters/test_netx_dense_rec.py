@@ -59,6 +59,14 @@ def test_recurrent_axons_count_in_fan_in_and_memory_holds_both_matrices():
     assert producer.out_axons == 2  # the producer owes axons for inputs 0 and 2 only
 
 
+def test_synops_count_the_recurrent_synapses_the_layer_own_spikes_reach():
+    activity = {1: np.array([0.5, 0.0, 0.25]), 2: np.array([0.2, 0.4])}
+    report = fit(_net(), "loihi2", activity)
+    # feed-forward: input 0 (rate 0.5) reaches 1 synapse, input 2 (0.25) reaches 2;
+    # recurrent: neuron 0 (0.2) reaches neuron 1 (weight 5), neuron 1 (0.4) reaches neuron 0 (weight 4)
+    assert report.layers[2].synops_per_step == pytest.approx(0.5 * 1 + 0.25 * 2 + 0.2 * 1 + 0.4 * 1)
+
+
 @pytest.mark.slow
 def test_lava_dl_netx_builds_the_written_recurrent_block(tmp_path):
     from lava.lib.dl.netx import hdf5
