@@ -151,7 +151,9 @@ class BlockCosts:
     costs the producer, ``pair_share[i]`` the fraction of the unit's spikes it carries.
     ``fanout_synapses[j]`` counts producer neuron ``j``'s (torch order) non-zero
     outgoing synapses in this layer; ``recurrent_fanout[j]`` the layer's own neuron ``j``'s
-    recurrent synapses (recurrent layers). Pair arrays are ``None`` for layers without synapses.
+    recurrent synapses (recurrent layers), and ``own_out_axons[b]`` the output axons block
+    ``b`` sends to the layer's own blocks (one per own neuron and block it reaches).
+    Pair arrays are ``None`` for layers without synapses.
     """
 
     starts: np.ndarray
@@ -168,6 +170,7 @@ class BlockCosts:
     unit_size: int = 1
     population: bool = False
     recurrent_fanout: np.ndarray | None = None
+    own_out_axons: np.ndarray | None = None
 
     @property
     def neurons(self) -> np.ndarray:
@@ -353,8 +356,11 @@ class RecurrentDenseCoster(DenseCoster):
 
     def evaluate(self, chunk: int) -> BlockCosts:
         costs = super().evaluate(chunk)
+        reach = np.count_nonzero(self._counts[1][:, self.feed_forward:], axis=0)  # own blocks per own neuron
+        prefix = np.concatenate(([0], np.cumsum(reach)))
         return replace(costs, fanout_synapses=self.fanout[:self.feed_forward],
-                       recurrent_fanout=self.fanout[self.feed_forward:])
+                       recurrent_fanout=self.fanout[self.feed_forward:],
+                       own_out_axons=(prefix[costs.stops] - prefix[costs.starts]).astype(np.int64))
 
     def with_pairs(self, costs: BlockCosts) -> BlockCosts:
         costs = super().with_pairs(costs)

@@ -266,6 +266,8 @@ def _place(network: Network, chip: "Chip", index: int, weight_bits: int | None,
         if chunk not in cache:
             costs = coster.evaluate(chunk)
             out = _out_axons(costs.starts, costs.stops, fan)
+            if costs.own_out_axons is not None:  # a recurrent layer's axons back into its own blocks
+                out = out + costs.own_out_axons
             usage = _usage(costs, out, chip)
             broken = [(name, actual, limit) for name, actual, limit in usage if actual > limit]
             cache[chunk] = (costs, out, broken, max(actual / limit for _, actual, limit in usage))

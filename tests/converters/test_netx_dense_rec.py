@@ -57,6 +57,23 @@ def test_recurrent_axons_count_in_fan_in_and_memory_holds_both_matrices():
     assert row.weight_bits == 3  # largest weight 5 over both matrices, one format
     producer = report.layers[1]
     assert producer.out_axons == 2  # the producer owes axons for inputs 0 and 2 only
+    assert row.out_axons == 2  # each neuron sends one axon back into the layer's one block
+
+
+def test_recurrent_out_axons_follow_the_split():
+    import dataclasses
+
+    from hw_models.chip import load_chip
+
+    chip = dataclasses.replace(load_chip("loihi2"), max_neurons_per_core=2)
+    rec = np.zeros((4, 4), dtype=np.int32)
+    rec[0, 3] = rec[1, 3] = 1  # neuron 3 reaches neurons 0, 1 (block 0)
+    rec[2, 0] = rec[3, 0] = 1  # neuron 0 reaches neurons 2, 3 (block 1)
+    rec[1, 1] = 1              # neuron 1 reaches itself (block 0)
+    net = Network([InputLayer(shape=(2,)),
+                   RecurrentDenseLayer(weight=np.ones((4, 2), dtype=np.int32), weight_rec=rec, neuron=Neuron())])
+    blocks = fit(net, chip).allocation.layers[0].blocks
+    assert [block.out_axons for block in blocks] == [2, 1]  # block 0: neurons 0 and 1; block 1: neuron 3
 
 
 def test_synops_count_the_recurrent_synapses_the_layer_own_spikes_reach():
