@@ -319,6 +319,8 @@ def _read_neuron(group: Any, index: int) -> Neuron | None:
     if "type" not in config:
         raise FormatError(f"{where} has no 'type'")
     kind = _decode(_dataset(config, "type", where))
+    if kind not in _NEURON_KEYS and "RF" in kind:  # lava-dl's netx: any "RF" type, RF_PHASE when it says PHASE
+        kind = "RF_PHASE" if "PHASE" in kind else "RF_IZHIKEVICH"
     if kind not in _NEURON_KEYS:
         raise UnsupportedLayerError(
             f"layer {index}: neuron type {kind!r} is not supported (supported: {', '.join(_NEURON_KEYS)})"

@@ -117,3 +117,11 @@ def test_commands_without_a_sdnn_model_refuse_in_one_line(tmp_path, capsys):
         err = capsys.readouterr().err.strip()
         assert err.count("\n") == 0 and "supports CUBA/LOIHI neurons, not SDNN" in err, err
     assert not (tmp_path / "x.nir").exists() and not (tmp_path / "x.onnx").exists()
+
+
+@pytest.mark.parametrize("stored,kind", [("RF", "RF_IZHIKEVICH"), ("RF_IZ", "RF_IZHIKEVICH"),
+                                         ("RF_PHASE", "RF_PHASE"), ("RF_PHASE_X", "RF_PHASE")])
+def test_rf_type_names_are_read_as_lava_dl_netx_reads_them(tmp_path, stored, kind):
+    path = netx.write(_net(RF, Neuron()), tmp_path / "rf.net")
+    _rewrite_neuron(path, 1, "type", stored)
+    assert netx.read(path)[1].neuron.kind == kind
