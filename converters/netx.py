@@ -2,15 +2,23 @@
 
 Layout (the one ``lava.lib.dl.netx.hdf5.Network`` loads and lava-dl's slayer writes)::
 
-    /layer/{i}/type         b"input" | b"dense" | b"conv" | b"pool" | b"flatten"
+    /layer/{i}/type         b"input" | b"dense" | b"dense_rec" | b"dense_comp" | b"conv" | b"pool"
+                            | b"flatten" | b"average"
     /layer/{i}/shape        output shape in torch order (C, H, W) or (N,)
     /layer/{i}/weight       dense (out, in); conv (out, in/groups, kH, kW); integers
     /layer/{i}/bias         optional neuron bias mantissa
     /layer/{i}/delay        optional synaptic delays (per output, per input or full)
     /layer/{i}/neuron/type  "CUBA" | "LOIHI"   (+ iDecay, vDecay, vThMant, refDelay, gradedSpike)
+                            "SDNN"             (+ vThMant, activation, sigma_output: present or not)
+                            "RF_PHASE" | "RF_IZHIKEVICH" (+ vThMant, sinDecay, cosDecay, gradedSpike)
+                            any type: messageBits (payload bits of graded spikes)
     conv only:              inChannels, outChannels, kernelSize, stride, padding, dilation, groups
     dense only:             inFeatures, outFeatures
+    dense_rec:              as dense, plus weight_rec (out, out): the layer's own spikes of the last step
+    dense_comp:             as dense, with weight/real and weight/imag (out, in) instead of weight
+                            (slayer writes them under type dense; both forms are read)
     pool only:              kernelSize, stride, padding, dilation; weight (1, 1, kH, kW), one value
+    average:                shape (num_outputs, 1, 1): the mean of num_outputs groups (host-side)
 
 Lava reverses the stored shapes (it works in W, H, C). File keys keep the format's
 spelling (``vThMant``); the IR uses snake_case names (``v_th_mant``).
@@ -33,6 +41,8 @@ import numpy as np
 from neuroprune.atomic import atomic_path
 from neuroprune.errors import FormatError, NeuropruneError, ShapeError, UnsupportedLayerError
 from neuroprune.ir import (
+    AverageLayer,
+    ComplexDenseLayer,
     ConvLayer,
     DenseLayer,
     FlattenLayer,
@@ -41,7 +51,9 @@ from neuroprune.ir import (
     Network,
     Neuron,
     PoolLayer,
+    RecurrentDenseLayer,
 )
+from neuroprune.ir import MAX_MESSAGE_BITS
 from neuroprune.loihi_arith import DECAY_UNITY, MAX_BIAS_MANT, MAX_V_TH_MANT, MAX_WEIGHT_MANT, STATE_BITS
 from neuroprune.validate import (
     MAX_LAYER_NEURONS,
@@ -58,14 +70,28 @@ from neuroprune.registry import lookup
 
 __all__ = ["read", "write", "stored_types", "SUPPORTED_TYPES", "LAVA_UNBUILT"]
 
-# IR neuron field -> netx key
-_NEURON_KEYS = {
-    "i_decay": "iDecay",
-    "v_decay": "vDecay",
-    "v_th_mant": "vThMant",
-    "ref_delay": "refDelay",
-    "graded_spike": "gradedSpike",
+# IR neuron field -> (netx key, required), per neuron type (lava-dl slayer's ``device_params``)
+_LIF_KEYS = {
+    "i_decay": ("iDecay", True),
+    "v_decay": ("vDecay", True),
+    "v_th_mant": ("vThMant", True),
+    "ref_delay": ("refDelay", False),
+    "graded_spike": ("gradedSpike", False),
 }
+_RF_KEYS = {
+    "v_th_mant": ("vThMant", True),
+    "sin_decay": ("sinDecay", True),
+    "cos_decay": ("cosDecay", True),
+    "graded_spike": ("gradedSpike", False),
+}
+_NEURON_KEYS: dict[str, dict[str, tuple[str, bool]]] = {
+    "CUBA": _LIF_KEYS,
+    "LOIHI": _LIF_KEYS,
+    "SDNN": {"v_th_mant": ("vThMant", True)},  # + 'activation' (text) and 'sigma_output' (its presence)
+    "RF_PHASE": _RF_KEYS,
+    "RF_IZHIKEVICH": _RF_KEYS,
+}
+_MESSAGE_BITS = "messageBits"  # any type: payload bits of a graded spike (lava-dl netx)
 
 
 # ----------------------------------------------------------------------------- writing
@@ -77,8 +103,14 @@ def _write_neuron(group: Any, neuron: Neuron | None) -> None:
     if neuron is None:
         return
     group.create_dataset("neuron/type", data=neuron.kind)
-    for field_name, key in _NEURON_KEYS.items():
+    for field_name, (key, _) in _NEURON_KEYS[neuron.kind].items():
         group.create_dataset(f"neuron/{key}", data=getattr(neuron, field_name))
+    if neuron.activation is not None:
+        group.create_dataset("neuron/activation", data=neuron.activation)
+    if neuron.sigma_output:  # lava-dl's netx looks at the key's presence only
+        group.create_dataset("neuron/sigma_output", data=True)
+    if neuron.message_bits is not None:
+        group.create_dataset(f"neuron/{_MESSAGE_BITS}", data=neuron.message_bits)
 
 
 def _write_synapse_extras(group: Any, layer: DenseLayer | ConvLayer) -> None:
@@ -108,6 +140,27 @@ def _write_dense(group: Any, layer: DenseLayer, shape: tuple[int, ...], in_shape
     _write_synapse_extras(group, layer)
 
 
+def _write_dense_rec(group: Any, layer: RecurrentDenseLayer, shape: tuple[int, ...],
+                     in_shape: tuple[int, ...]) -> None:
+    _write_dense(group, layer, shape, in_shape)
+    del group["type"]
+    _write_type(group, "dense_rec")
+    group.create_dataset("weight_rec", data=layer.weight_rec)
+
+
+def _write_dense_comp(group: Any, layer: ComplexDenseLayer, shape: tuple[int, ...],
+                      in_shape: tuple[int, ...]) -> None:
+    _write_type(group, "dense_comp")
+    group.create_dataset("shape", data=np.array(shape))
+    group.create_dataset("inFeatures", data=layer.in_features)
+    group.create_dataset("outFeatures", data=layer.out_channels)
+    group.create_dataset("weight/real", data=layer.effective_weight)  # slayer's complex synapse keys
+    group.create_dataset("weight/imag", data=layer.weight_imag)
+    if layer.bias is not None:
+        group.create_dataset("bias", data=layer.bias)
+    _write_neuron(group, layer.neuron)
+
+
 def _write_conv(group: Any, layer: ConvLayer, shape: tuple[int, ...], in_shape: tuple[int, ...]) -> None:
     _write_type(group, "conv")
     group.create_dataset("shape", data=np.array(shape))
@@ -121,9 +174,10 @@ def _write_conv(group: Any, layer: ConvLayer, shape: tuple[int, ...], in_shape: 
     _write_synapse_extras(group, layer)
 
 
-#: netx types lava-dl 0.6's netx builds no Lava process for (it raises NotImplementedError);
-#: :func:`write` emits a form Lava runs instead
-LAVA_UNBUILT = ("pool",)
+#: netx types lava-dl 0.6's netx builds no Lava process for (it raises NotImplementedError):
+#: :func:`write` emits a form Lava runs instead (pool), or Lava runs the network without
+#: them (host-side readouts such as average, see ``Network.chip_part``)
+LAVA_UNBUILT = ("pool", "average")
 
 
 def _write_pool(group: Any, layer: PoolLayer, shape: tuple[int, ...], in_shape: tuple[int, ...]) -> None:
@@ -137,12 +191,20 @@ def _write_flatten(group: Any, layer: FlattenLayer, shape: tuple[int, ...], in_s
     group.create_dataset("shape", data=np.array([shape[0], 1, 1]))  # lava-dl's convention
 
 
+def _write_average(group: Any, layer: AverageLayer, shape: tuple[int, ...], in_shape: tuple[int, ...]) -> None:
+    _write_type(group, "average")
+    group.create_dataset("shape", data=np.array([layer.num_outputs, 1, 1]))  # slayer's Average.shape
+
+
 _WRITERS: dict[str, Callable[..., None]] = {
     "input": _write_input,
     "dense": _write_dense,
+    "dense_rec": _write_dense_rec,
+    "dense_comp": _write_dense_comp,
     "conv": _write_conv,
     "pool": _write_pool,
     "flatten": _write_flatten,
+    "average": _write_average,
 }
 
 
@@ -173,6 +235,9 @@ _NEURON_RANGES = {
     "vThMant": (0, MAX_V_TH_MANT),
     "refDelay": (0, int(_INT32.max)),
     "gradedSpike": (0, 1),
+    "sinDecay": (-DECAY_UNITY, DECAY_UNITY),
+    "cosDecay": (-DECAY_UNITY, DECAY_UNITY),
+    _MESSAGE_BITS: (0, MAX_MESSAGE_BITS),
 }
 _SIZE_FIX = "the file is damaged, or the network is far too large for a neuromorphic chip"
 
@@ -234,6 +299,20 @@ def _shape(values: np.ndarray, where: str) -> tuple[int, ...]:
     return check_shape(values, "shape", where, _SIZE_FIX)
 
 
+def _neuron_value(config: Any, key: str, where: str, index: int) -> int | None:
+    """One integer neuron parameter in its chip range (None when absent)."""
+    raw = _scalar(config, key, where)
+    if raw is None:
+        return None
+    if isinstance(raw, np.ndarray) and raw.dtype.kind in "biuf":
+        raise UnsupportedLayerError(
+            f"layer {index}: per-neuron {key} values are not supported (one value per layer)"
+        )
+    low, high = _NEURON_RANGES[key]
+    return int(check_int_range(np.asarray(raw).reshape(-1), key, where, low, high,
+                               f"the chip holds {key} in [{low}, {high}]")[0])
+
+
 def _read_neuron(group: Any, index: int) -> Neuron | None:
     if "neuron" not in group:
         return None
@@ -242,26 +321,29 @@ def _read_neuron(group: Any, index: int) -> Neuron | None:
     if "type" not in config:
         raise FormatError(f"{where} has no 'type'")
     kind = _decode(_dataset(config, "type", where))
-    if kind not in ("CUBA", "LOIHI"):
+    if kind not in _NEURON_KEYS and "RF" in kind:  # lava-dl's netx: any "RF" type, RF_PHASE when it says PHASE
+        kind = "RF_PHASE" if "PHASE" in kind else "RF_IZHIKEVICH"
+    if kind not in _NEURON_KEYS:
         raise UnsupportedLayerError(
-            f"layer {index}: neuron type {kind!r} is not supported (supported: CUBA, LOIHI)"
+            f"layer {index}: neuron type {kind!r} is not supported (supported: {', '.join(_NEURON_KEYS)})"
         )
-    values = {}
-    for field_name, key in _NEURON_KEYS.items():
-        raw = _scalar(config, key, where)
-        if raw is None:
-            if field_name in ("ref_delay", "graded_spike"):
-                continue
-            raise FormatError(f"layer {index}: neuron has no {key!r} entry")
-        if isinstance(raw, np.ndarray) and raw.dtype.kind in "biuf":
-            raise UnsupportedLayerError(
-                f"layer {index}: per-neuron {key} values are not supported (one value per layer)"
-            )
-        low, high = _NEURON_RANGES[key]
-        value = float(check_int_range(np.asarray(raw).reshape(-1), key, where, low, high,
-                                      f"the chip holds {key} in [{low}, {high}]")[0])
-        values[field_name] = bool(value) if field_name == "graded_spike" else int(value)
-    return Neuron(kind=kind, **values)
+    values: dict[str, Any] = {}
+    for field_name, (key, required) in _NEURON_KEYS[kind].items():
+        value = _neuron_value(config, key, where, index)
+        if value is None:
+            if required:
+                raise FormatError(f"layer {index}: {kind} neuron has no {key!r} entry")
+            continue
+        values[field_name] = bool(value) if field_name == "graded_spike" else value
+    values["message_bits"] = _neuron_value(config, _MESSAGE_BITS, where, index)
+    if kind == "SDNN":
+        if "activation" in config:
+            values["activation"] = _decode(_dataset(config, "activation", where))
+        values["sigma_output"] = "sigma_output" in config
+    try:
+        return Neuron(kind=kind, **values)
+    except NeuropruneError as err:
+        raise type(err)(f"layer {index}: {err}") from None
 
 
 def _pair_from(group: Any, key: str, default: int, where: str) -> tuple[int, int]:
@@ -317,21 +399,49 @@ def _extras(group: Any, index: int, kind: str) -> dict[str, Any]:
     }
 
 
-def _read_dense(group: Any, index: int) -> DenseLayer:
-    weight = _weight(group, index, "dense")
+def _dense_weight(group: Any, index: int, kind: str, key: str = "weight") -> np.ndarray:
+    """A dense weight ``(out, in)``; a 1-D one is split by the layer's stored ``shape``."""
+    where = f"layer {index} ({kind})"
+    if key == "weight":
+        weight = _weight(group, index, kind)
+    else:
+        if key not in group:
+            raise FormatError(f"{where}: no {key!r}; a {kind} layer needs it")
+        weight = _integer_array(_array(group, key, where), key, where, MAX_WEIGHT_MANT)  # type: ignore[arg-type]
     if weight.ndim == 1:
-        where = f"layer {index} (dense)"
         shape = _array(group, "shape", where)
         if shape is None:
-            raise FormatError(f"{where}: a 1-D weight needs the layer's 'shape' to know its outputs")
+            raise FormatError(f"{where}: a 1-D {key} needs the layer's 'shape' to know its outputs")
         out = math.prod(_shape(shape, where))
         if weight.size % out:
             raise FormatError(
-                f"{where}: 1-D weight of {weight.size} values does not split into {out} outputs (from 'shape'); "
-                "store the weight as (out, in)"
+                f"{where}: 1-D {key} of {weight.size} values does not split into {out} outputs (from 'shape'); "
+                f"store the {key} as (out, in)"
             )
         weight = weight.reshape(out, -1)
-    return DenseLayer(weight=weight, **_extras(group, index, "dense"))
+    return weight
+
+
+def _read_dense(group: Any, index: int) -> DenseLayer:
+    import h5py
+
+    if isinstance(group.get("weight"), h5py.Group):  # slayer writes a complex synapse as dense + weight/{real,imag}
+        return _read_dense_comp(group, index)
+    return DenseLayer(weight=_dense_weight(group, index, "dense"), **_extras(group, index, "dense"))
+
+
+def _read_dense_comp(group: Any, index: int) -> ComplexDenseLayer:
+    """A complex synapse: ``weight/real`` and ``weight/imag`` (slayer's keys)."""
+    return ComplexDenseLayer(weight=_dense_weight(group, index, "dense_comp", "weight/real"),
+                             weight_imag=_dense_weight(group, index, "dense_comp", "weight/imag"),
+                             **_extras(group, index, "dense_comp"))
+
+
+def _read_dense_rec(group: Any, index: int) -> RecurrentDenseLayer:
+    """lava-dl netx's ``dense_rec``: ``weight`` and ``weight_rec`` (Lava's RecurrentDense block)."""
+    return RecurrentDenseLayer(weight=_dense_weight(group, index, "dense_rec"),
+                               weight_rec=_dense_weight(group, index, "dense_rec", "weight_rec"),
+                               **_extras(group, index, "dense_rec"))
 
 
 def _read_conv(group: Any, index: int) -> ConvLayer:
@@ -383,12 +493,24 @@ def _read_flatten(group: Any, index: int) -> FlattenLayer:
     return FlattenLayer()
 
 
+def _read_average(group: Any, index: int) -> AverageLayer:
+    """slayer's ``Average`` block: its group count is ``shape[0]`` (as slayer's auto loader reads it)."""
+    where = f"layer {index} (average)"
+    shape = _array(group, "shape", where)
+    if shape is None:
+        raise FormatError(f"{where}: no 'shape'; an average layer stores (num_outputs, 1, 1)")
+    return AverageLayer(num_outputs=_shape(shape, where)[0])
+
+
 _READERS: dict[str, Callable[[Any, int], Layer]] = {
     "input": _read_input,
     "dense": _read_dense,
+    "dense_rec": _read_dense_rec,
+    "dense_comp": _read_dense_comp,
     "conv": _read_conv,
     "pool": _read_pool,
     "flatten": _read_flatten,
+    "average": _read_average,
 }
 SUPPORTED_TYPES = tuple(_READERS)
 

@@ -63,6 +63,8 @@ class Chip:
     compartment_base_limit: int = 256
     population_axon_slots: int = 2
     sparse_index_bits: bool = False
+    graded_spikes: bool = False
+    programmable_neurons: bool = False
 
     @property
     def max_weight_bits(self) -> int:
@@ -169,6 +171,8 @@ _SCHEMA: dict[str, dict[str, tuple[Callable[[Any], bool], str, bool]]] = {
         "max_threshold_cfgs": (_positive_int, "max_threshold_cfgs_per_core", False),
         "max_synapse_cfgs": (_positive_int, "max_synapse_cfgs_per_core", False),
         "compartment_base_limit": (_positive_int, "compartment_base_limit", False),
+        "graded_spikes": (_flag, "graded_spikes", False),
+        "programmable_neurons": (_flag, "programmable_neurons", False),
     },
     "synapse": {
         "weight_bits": (_bit_list, "weight_bits", True),

@@ -38,10 +38,12 @@ from typing import TYPE_CHECKING, Any, Callable
 import numpy as np
 
 from neuroprune.registry import lookup
-from neuroprune.ir import ConvLayer, DenseLayer, InputLayer, Layer, PoolLayer
+from neuroprune.ir import (ComplexDenseLayer, ConvLayer, DenseLayer, InputLayer, Layer, PoolLayer,
+                           RecurrentDenseLayer)
 
 if TYPE_CHECKING:  # pragma: no cover
     from hw_models.chip import Chip
+    from neuroprune.ir import Network
 
 __all__ = [
     "BlockCosts",
@@ -53,6 +55,7 @@ __all__ = [
     "make_coster",
     "COSTERS",
     "chip_order",
+    "neuron_violations",
 ]
 
 Shape = tuple[int, ...]
@@ -147,7 +150,10 @@ class BlockCosts:
     :func:`chip_order`). ``pair_axons[i]`` is the number of output-axon slots that input
     costs the producer, ``pair_share[i]`` the fraction of the unit's spikes it carries.
     ``fanout_synapses[j]`` counts producer neuron ``j``'s (torch order) non-zero
-    outgoing synapses in this layer. Pair arrays are ``None`` for layers without synapses.
+    outgoing synapses in this layer; ``recurrent_fanout[j]`` the layer's own neuron ``j``'s
+    recurrent synapses (recurrent layers), and ``own_out_axons[b]`` the output axons block
+    ``b`` sends to the layer's own blocks (one per own neuron and block it reaches).
+    Pair arrays are ``None`` for layers without synapses.
     """
 
     starts: np.ndarray
@@ -163,6 +169,8 @@ class BlockCosts:
     fanout_synapses: np.ndarray | None = None
     unit_size: int = 1
     population: bool = False
+    recurrent_fanout: np.ndarray | None = None
+    own_out_axons: np.ndarray | None = None
 
     @property
     def neurons(self) -> np.ndarray:
@@ -267,12 +275,17 @@ class DenseCoster(Coster):
     matrices: no index bits unless the chip file says ``sparse_index_bits = true``).
     """
 
-    def __init__(self, layer: DenseLayer, fmt: SynapseFormat, chip: "Chip") -> None:
+    def __init__(self, layer: DenseLayer, fmt: SynapseFormat, chip: "Chip",
+                 weight: np.ndarray | None = None, copies: int = 1) -> None:
         super().__init__(layer.out_channels, fmt, chip)
-        rows, cols, self.count_zeros = _cached(layer, "minority", lambda: _minority(layer.effective_weight))
-        self.rows, self.cols, self.inputs = rows, cols, layer.effective_weight.shape[1]
+        weight = layer.effective_weight if weight is None else weight
+        rows, cols, self.count_zeros = _cached(layer, "minority", lambda: _minority(weight))
+        self.rows, self.cols, self.inputs = rows, cols, weight.shape[1]
+        # ``copies`` weight matrices side by side share each input axon (complex dense: real, imag)
+        self.copies, self.axons = copies, self.inputs // copies
         per_column = np.bincount(cols, minlength=self.inputs)
-        self.fanout = (self.neurons - per_column if self.count_zeros else per_column).astype(np.int64)
+        fanout = (self.neurons - per_column if self.count_zeros else per_column).astype(np.int64)
+        self.fanout = fanout.reshape(copies, self.axons).sum(axis=0)
         self.used_inputs = int(np.count_nonzero(self.fanout))
         self._counts: tuple[int, np.ndarray | None] = (0, None)
 
@@ -281,9 +294,11 @@ class DenseCoster(Coster):
         hits = np.bincount((self.rows // chunk) * self.inputs + self.cols,
                            minlength=len(starts) * self.inputs).reshape(len(starts), self.inputs)
         counts = (stops - starts)[:, None] - hits if self.count_zeros else hits  # (blocks, in) synapses
+        if self.copies > 1:  # an axon's synapses in every matrix
+            counts = counts.reshape(len(starts), self.copies, self.axons).sum(axis=1)
         in_axons = np.count_nonzero(counts, axis=1)
         neurons = stops - starts
-        dense = in_axons * synapse_memory_bits(neurons, self.fmt.dense_bits, self.chip)
+        dense = in_axons * synapse_memory_bits(self.copies * neurons, self.fmt.dense_bits, self.chip)
         per_synapse = self.fmt.sparse_bits(int(neurons.max()), self.chip)
         if per_synapse is None:
             sparse = np.full(len(starts), _INFEASIBLE, dtype=np.int64)
@@ -314,9 +329,44 @@ class DenseCoster(Coster):
         if self.used_inputs > chip.max_in_axons_per_core:
             return None
         chunks = np.arange(1, min(self.neurons, chip.max_neurons_per_core) + 1)
-        bits = self.used_inputs * synapse_memory_bits(chunks, self.fmt.dense_bits, chip)
+        bits = self.used_inputs * synapse_memory_bits(self.copies * chunks, self.fmt.dense_bits, chip)
         fitting = chunks[bits <= chip.max_synapse_bits_per_core]
         return int(fitting.max()) if fitting.size else None
+
+
+class ComplexDenseCoster(DenseCoster):
+    """Complex dense layer: each input axon carries its spike to a real and an imaginary
+    synapse of every target (two weight matrices in the block's synapse memory, one set
+    of input axons)."""
+
+    def __init__(self, layer: ComplexDenseLayer, fmt: SynapseFormat, chip: "Chip") -> None:
+        super().__init__(layer, fmt, chip, _cached(layer, "all_weights", lambda: layer.all_weights), copies=2)
+
+
+class RecurrentDenseCoster(DenseCoster):
+    """Recurrent dense layer: a dense layer over ``(out, in + out)`` inputs, so the layer's
+    own neurons count as input axons of every block they reach (recurrent fan-in) and its
+    recurrent synapses share the blocks' synapse memory. The input-axon pairs and fan-out
+    handed to the mapper are the feed-forward ones (the producer's); the recurrent axons
+    are the layer's own."""
+
+    def __init__(self, layer: RecurrentDenseLayer, fmt: SynapseFormat, chip: "Chip") -> None:
+        self.feed_forward = layer.in_features
+        super().__init__(layer, fmt, chip, _cached(layer, "all_weights", lambda: layer.all_weights))
+
+    def evaluate(self, chunk: int) -> BlockCosts:
+        costs = super().evaluate(chunk)
+        reach = np.count_nonzero(self._counts[1][:, self.feed_forward:], axis=0)  # own blocks per own neuron
+        prefix = np.concatenate(([0], np.cumsum(reach)))
+        return replace(costs, fanout_synapses=self.fanout[:self.feed_forward],
+                       recurrent_fanout=self.fanout[self.feed_forward:],
+                       own_out_axons=(prefix[costs.stops] - prefix[costs.starts]).astype(np.int64))
+
+    def with_pairs(self, costs: BlockCosts) -> BlockCosts:
+        costs = super().with_pairs(costs)
+        keep = costs.pair_units < self.feed_forward
+        return replace(costs, pair_blocks=costs.pair_blocks[keep], pair_units=costs.pair_units[keep],
+                       pair_axons=costs.pair_axons[keep], pair_share=costs.pair_share[keep])
 
 
 def _taps_out(size: int, kernel: int, stride: int, padding: int, dilation: int, out_size: int) -> np.ndarray:
@@ -523,6 +573,14 @@ def _weight_synapse_bits(layer: DenseLayer | ConvLayer) -> tuple[int, int]:
     return required, required_delay_bits(layer.delay)
 
 
+def _two_matrix_synapse_bits(layer: RecurrentDenseLayer | ComplexDenseLayer) -> tuple[int, int]:
+    """One weight format for both matrices (lava-dl's netx quantizes a recurrent layer's
+    together; a complex layer's real and imaginary parts are charged at the wider)."""
+    required = layer.weight_bits if layer.weight_bits is not None else _cached(
+        layer, "weight_bits", lambda: required_weight_bits(layer.all_weights))
+    return required, required_delay_bits(layer.delay)
+
+
 def _pool_synapse_bits(layer: PoolLayer) -> tuple[int, int]:
     return required_weight_bits(np.array([layer.weight])), 0
 
@@ -531,6 +589,8 @@ def _pool_synapse_bits(layer: PoolLayer) -> tuple[int, int]:
 SYNAPSE_BITS: dict[str, Callable[[Any], tuple[int, int]]] = {
     "input": _no_synapse_bits,
     "dense": _weight_synapse_bits,
+    "dense_rec": _two_matrix_synapse_bits,
+    "dense_comp": _two_matrix_synapse_bits,
     "conv": _weight_synapse_bits,
     "pool": _pool_synapse_bits,
 }
@@ -556,6 +616,16 @@ def _dense_coster(layer: DenseLayer, in_shape: Shape, out_shape: Shape, fmt: Syn
     return DenseCoster(layer, fmt, chip)
 
 
+def _dense_rec_coster(layer: RecurrentDenseLayer, in_shape: Shape, out_shape: Shape, fmt: SynapseFormat,
+                      chip: "Chip") -> Coster:
+    return RecurrentDenseCoster(layer, fmt, chip)
+
+
+def _dense_comp_coster(layer: ComplexDenseLayer, in_shape: Shape, out_shape: Shape, fmt: SynapseFormat,
+                       chip: "Chip") -> Coster:
+    return ComplexDenseCoster(layer, fmt, chip)
+
+
 def _conv_coster(layer: ConvLayer, in_shape: Shape, out_shape: Shape, fmt: SynapseFormat,
                  chip: "Chip") -> Coster:
     return ConvCoster(layer, in_shape, out_shape, fmt, chip)
@@ -570,6 +640,8 @@ def _pool_coster(layer: PoolLayer, in_shape: Shape, out_shape: Shape, fmt: Synap
 COSTERS: dict[str, Callable[..., Coster]] = {
     "input": _input_coster,
     "dense": _dense_coster,
+    "dense_rec": _dense_rec_coster,
+    "dense_comp": _dense_comp_coster,
     "conv": _conv_coster,
     "pool": _pool_coster,
 }
@@ -584,3 +656,25 @@ def make_coster(layer: Layer, in_shape: Shape, out_shape: Shape, chip: "Chip",
     factory = lookup(COSTERS, layer.kind, "hardware cost model", f"layer {layer.name!r}")
     fmt, required, delay = _synapse_format(layer, chip, weight_bits)
     return factory(layer, in_shape, out_shape, fmt, chip), required, delay
+
+
+# ----------------------------------------------------------------------------- neuron features
+def neuron_violations(network: "Network", chip: "Chip") -> list[tuple[int, str, str]]:
+    """(layer, limit, fix) for every layer whose neurons need a feature ``chip`` lacks:
+    graded spikes (``graded_spikes``: sigma-delta neurons, ``gradedSpike``) or a neuron
+    model other than the CUBA compartment (``programmable_neurons``). One entry per layer,
+    the graded-spike one first."""
+    found = []
+    for index, layer in enumerate(network.layers):
+        neuron = getattr(layer, "neuron", None)
+        if neuron is None:
+            continue
+        if neuron.sends_graded and not chip.graded_spikes:
+            found.append((index, "graded_spikes",
+                          f"{chip.name} sends binary spikes only; run {neuron.kind} neurons with graded spikes on a "
+                          "chip with graded spikes (--chip loihi2)"))
+        elif not neuron.is_lif and not chip.programmable_neurons:
+            found.append((index, "programmable_neurons",
+                          f"{chip.name} runs CUBA neurons only; run {neuron.kind} neurons on a chip with "
+                          "programmable neurons (--chip loihi2)"))
+    return found

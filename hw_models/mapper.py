@@ -88,6 +88,8 @@ class LayerAllocation:
     producer: int | None = None
     inputs: "AxonPairs | None" = field(default=None, repr=False, compare=False)
     fanout_synapses: np.ndarray | None = field(default=None, repr=False, compare=False)
+    #: non-zero recurrent synapses out of each of the layer's own neurons (recurrent layers)
+    recurrent_fanout: np.ndarray | None = field(default=None, repr=False, compare=False)
 
     @property
     def cores(self) -> int:
@@ -264,6 +266,8 @@ def _place(network: Network, chip: "Chip", index: int, weight_bits: int | None,
         if chunk not in cache:
             costs = coster.evaluate(chunk)
             out = _out_axons(costs.starts, costs.stops, fan)
+            if costs.own_out_axons is not None:  # a recurrent layer's axons back into its own blocks
+                out = out + costs.own_out_axons
             usage = _usage(costs, out, chip)
             broken = [(name, actual, limit) for name, actual, limit in usage if actual > limit]
             cache[chunk] = (costs, out, broken, max(actual / limit for _, actual, limit in usage))
@@ -319,7 +323,7 @@ def map_network(network: Network, chip: "Chip", weight_bits: Mapping[int, int] |
             index=index, kind=layer.kind, name=layer.name, neurons=int(np.prod(network.shapes[index])),
             blocks=tuple(blocks), weight_bits=stored_bits if layer.synaptic else 0,
             required_weight_bits=required, delay_bits=delay, over_limits=broken, producer=producer,
-            inputs=inputs, fanout_synapses=costs.fanout_synapses,
+            inputs=inputs, fanout_synapses=costs.fanout_synapses, recurrent_fanout=costs.recurrent_fanout,
         ))
     return Allocation(chip=chip.name, layers=tuple(layers), cores_per_chip=chip.cores_per_chip, fanouts=fanouts)
 

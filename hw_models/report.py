@@ -26,7 +26,7 @@ from typing import Any, Mapping, Union
 import numpy as np
 
 from hw_models.chip import Chip, load_chip
-from hw_models.cost import chip_order
+from hw_models.cost import chip_order, neuron_violations
 from hw_models.energy import EnergyBreakdown, EnergyCounts, energy
 from hw_models.fixes import chips_fix, core_fix, cores_fix, keep_channels, synops_fix
 from hw_models.mapper import Allocation, map_network
@@ -66,6 +66,8 @@ _LIMIT_WORDS = {
     "max_cores": "cores",
     "max_chips": "chips",
     "max_synops_per_step": "SynOps per time step",
+    "graded_spikes": "graded-spike neuron layers",
+    "programmable_neurons": "non-CUBA neuron layers",
 }
 
 
@@ -283,6 +285,8 @@ def _violations(network: Network, chip: Chip, allocation: Allocation, synops: di
     def add(limit: str, layer: int | None, budget: float, actual: float, fix: str) -> None:
         found.append(Violation(limit, layer, budget, actual, fix, names.get(layer, "") if layer is not None else ""))
 
+    for index, limit, fix in neuron_violations(network, chip):
+        add(limit, index, 0, 1, fix)
     for layer in allocation.layers:
         if layer.required_weight_bits > chip.max_weight_bits:
             add("weight_bits", layer.index, chip.max_weight_bits, layer.required_weight_bits,
@@ -360,6 +364,8 @@ def fit(
             continue
         pre_rates = rates[layer.producer]
         ops = float(pre_rates @ layer.fanout_synapses)
+        if layer.recurrent_fanout is not None:  # the layer's own spikes reach its recurrent synapses
+            ops += float(rates[layer.index] @ layer.recurrent_fanout)
         if graded_input and layer.producer == 0 and by_index.get(0) is None:
             macs += float(layer.fanout_synapses.sum())
             synops[layer.index] = 0.0

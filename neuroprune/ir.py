@@ -1,9 +1,10 @@
 """The neutral network description every part of neuroprune speaks.
 
-A :class:`Network` is an ordered chain of layers (``input``, ``dense``, ``conv``,
-``pool``, ``flatten``) with shapes inferred and checked at construction, integer-valued
-numpy weights (Loihi weight mantissas), optional unstructured masks, synaptic delays and
-CUBA neuron parameters in the units the chip uses.
+A :class:`Network` is an ordered chain of layers (``input``, ``dense``, ``dense_rec``, ``dense_comp``, ``conv``,
+``pool``, ``flatten``; host-side readouts such as ``average`` at the end) with shapes
+inferred and checked at construction, integer-valued numpy weights (Loihi weight
+mantissas), optional unstructured masks, synaptic delays and neuron parameters (CUBA,
+sigma-delta, resonate-and-fire) in the units the chip uses.
 
 Conventions
 -----------
@@ -35,12 +36,17 @@ if TYPE_CHECKING:  # pragma: no cover
 
 __all__ = [
     "Neuron",
+    "NEURON_TYPES",
+    "require_lif",
     "Layer",
     "InputLayer",
     "DenseLayer",
+    "RecurrentDenseLayer",
+    "ComplexDenseLayer",
     "ConvLayer",
     "PoolLayer",
     "FlattenLayer",
+    "AverageLayer",
     "Network",
     "LAYER_TYPES",
     "conv_output_size",
@@ -48,20 +54,38 @@ __all__ = [
 
 Shape = tuple[int, ...]
 
-NEURON_TYPES = ("CUBA", "LOIHI")
+#: neuron types lava-dl's netx runs: Loihi's CUBA compartment (``CUBA``, ``LOIHI``),
+#: sigma-delta with ReLU (``SDNN``, graded spikes) and resonate-and-fire (``RF_PHASE``,
+#: ``RF_IZHIKEVICH``), as lava-dl's slayer writes them (``neuron.device_params``)
+NEURON_TYPES = ("CUBA", "LOIHI", "SDNN", "RF_PHASE", "RF_IZHIKEVICH")
+#: the types Loihi 1's fixed compartment runs (the others need programmable neurons)
+LIF_TYPES = ("CUBA", "LOIHI")
+#: activations of lava-dl's sigma-delta neurons Lava runs (its SigmaDelta process: ReLU)
+SDNN_ACTIVATIONS = ("relu",)
+#: payload bits of a graded spike when the file does not say (lava-dl netx's default for SDNN)
+SDNN_MESSAGE_BITS = 16
+#: largest payload of a graded spike (Loihi 2 graded spikes carry up to 32-bit payloads)
+MAX_MESSAGE_BITS = 32
+
 
 @dataclass(frozen=True)
 class Neuron:
-    """CUBA leaky integrate-and-fire parameters in chip units.
+    """Neuron parameters in chip units, as lava-dl's netx stores them.
 
     Parameters
     ----------
-    kind : "CUBA" or "LOIHI" (both are the same compartment on Loihi).
-    i_decay : current decay per step, in 1/4096 (0 = no decay, 4096 = no memory).
-    v_decay : voltage decay per step, in 1/4096.
-    v_th_mant : threshold mantissa; the neuron spikes when ``v > v_th_mant << 6``.
+    kind : one of :data:`NEURON_TYPES` ("CUBA" and "LOIHI" are the same compartment on Loihi).
+    i_decay : current decay per step, in 1/4096 (0 = no decay, 4096 = no memory); CUBA only.
+    v_decay : voltage decay per step, in 1/4096; CUBA only.
+    v_th_mant : threshold mantissa; a CUBA neuron spikes when ``v > v_th_mant << 6``; a
+        sigma-delta neuron sends a delta when it exceeds ``v_th_mant << 6``.
     ref_delay : refractory delay in time steps.
-    graded_spike : whether spikes carry a payload (graded spikes).
+    graded_spike : whether spikes carry a payload (graded spikes); always so for SDNN.
+    activation : SDNN activation (lava-dl writes the function's name, ``"relu"``).
+    sigma_output : SDNN output layer that integrates (sigma) instead of sending deltas.
+    message_bits : netx ``messageBits``, payload bits of a graded spike; ``None``: lava-dl's
+        default for the type.
+    sin_decay, cos_decay : resonate-and-fire rotation, in 1/4096 (``sinDecay``, ``cosDecay``).
     """
 
     kind: str = "CUBA"
@@ -70,6 +94,11 @@ class Neuron:
     v_th_mant: int = 80
     ref_delay: int = 1
     graded_spike: bool = False
+    activation: str | None = None
+    sigma_output: bool = False
+    message_bits: int | None = None
+    sin_decay: int = 0
+    cos_decay: int = 0
 
     def __post_init__(self) -> None:
         if self.kind not in NEURON_TYPES:
@@ -80,6 +109,11 @@ class Neuron:
             value = getattr(self, name)
             if not 0 <= value <= DECAY_UNITY:
                 raise ShapeError(f"neuron {name}={value} is outside [0, {DECAY_UNITY}] (units of 1/{DECAY_UNITY})")
+        for name in ("sin_decay", "cos_decay"):
+            value = getattr(self, name)
+            if not -DECAY_UNITY <= value <= DECAY_UNITY:
+                raise ShapeError(f"neuron {name}={value} is outside [-{DECAY_UNITY}, {DECAY_UNITY}] "
+                                 f"(units of 1/{DECAY_UNITY})")
         if not 0 <= self.v_th_mant <= MAX_V_TH_MANT:
             raise ShapeError(
                 f"neuron v_th_mant={self.v_th_mant} is outside [0, {MAX_V_TH_MANT}] (v_th_mant << {VTH_SHIFT} must "
@@ -87,6 +121,46 @@ class Neuron:
             )
         if self.ref_delay < 0:
             raise ShapeError(f"neuron ref_delay={self.ref_delay} must be >= 0 time steps")
+        if self.kind == "SDNN" and (self.activation or "relu") not in SDNN_ACTIVATIONS:
+            raise UnsupportedLayerError(
+                f"SDNN activation {self.activation!r} is not supported: Lava's sigma-delta neuron runs "
+                f"{', '.join(SDNN_ACTIVATIONS)}; train the network with a ReLU activation"
+            )
+        if self.sigma_output and self.kind != "SDNN":
+            raise ShapeError(f"sigma_output belongs to SDNN neurons, not {self.kind}")
+        if self.message_bits is not None and not 0 <= self.message_bits <= MAX_MESSAGE_BITS:
+            raise ShapeError(f"neuron message_bits={self.message_bits} is outside [0, {MAX_MESSAGE_BITS}]")
+
+    @property
+    def is_lif(self) -> bool:
+        """Loihi's CUBA leaky integrate-and-fire compartment (runs on Loihi 1 and 2)."""
+        return self.kind in LIF_TYPES
+
+    @property
+    def sends_graded(self) -> bool:
+        """Spikes carry an integer payload (graded spikes): SDNN always, others when flagged."""
+        return self.kind == "SDNN" or self.graded_spike
+
+    @property
+    def payload_bits(self) -> int:
+        """Bits of payload each spike carries (0: binary spikes)."""
+        if not self.sends_graded:
+            return 0
+        if self.message_bits is not None:
+            return self.message_bits
+        return SDNN_MESSAGE_BITS if self.kind == "SDNN" else 0
+
+
+def require_lif(network: "Network", what: str) -> None:
+    """:class:`UnsupportedLayerError` naming the first layer whose neuron is not Loihi's
+    CUBA compartment, for the parts (``what``) that model only that neuron."""
+    for index, layer in enumerate(network.layers):
+        neuron = getattr(layer, "neuron", None)
+        if neuron is not None and not neuron.is_lif:
+            raise UnsupportedLayerError(
+                f"layer {index} ({layer.name}): {what} supports {'/'.join(LIF_TYPES)} neurons, not {neuron.kind}; "
+                "info and fit read this network, the rest does not yet"
+            )
 
 
 def conv_output_size(size: int, kernel: int, stride: int, padding: int, dilation: int) -> int:
@@ -120,6 +194,9 @@ class Layer:
     passthrough: ClassVar[bool] = False
     #: one kernel shared by every position: spikes in reach it as population spikes
     shared_weights: ClassVar[bool] = False
+    #: computed by the host from the chip's output spikes (a readout such as average):
+    #: no compartments, no synapses, no cost; only host-side layers may follow it
+    on_host: ClassVar[bool] = False
     name: str = ""
 
     @property
@@ -270,6 +347,83 @@ class DenseLayer(_SynapticLayer):
         return f"{self.in_features}->{self.out_channels}"
 
 
+def _second_matrix(layer: DenseLayer, key: str, shape: tuple[int, int], meaning: str, lava_block: str) -> None:
+    """Check and store a dense layer's second weight matrix (``key``) of ``shape``; no delays."""
+    matrix = np.asarray(getattr(layer, key))
+    object.__setattr__(layer, key, matrix)
+    if matrix.shape != shape:
+        raise ShapeError(f"{layer.kind} layer {layer.name!r}: {key} has shape {matrix.shape}; {meaning}: {shape}")
+    if layer.delay is not None and np.any(layer.delay):
+        raise UnsupportedLayerError(
+            f"{layer.kind} layer {layer.name!r} with synaptic delays is not supported: lava-dl's {lava_block} "
+            "has no delays of its own; train it without delays"
+        )
+
+
+@dataclass(frozen=True, eq=False)
+class _PairedDenseLayer(DenseLayer):
+    """A dense layer with a second weight matrix (the field named by ``second``) into the
+    same neurons: one synapse memory, one weight format."""
+
+    second: ClassVar[str] = ""
+
+    @property
+    def all_weights(self) -> np.ndarray:
+        """The effective ``weight``, then the second matrix, side by side ``(out, in + ...)``."""
+        return np.hstack((self.effective_weight, getattr(self, self.second)))
+
+    @property
+    def num_params(self) -> int:
+        return int(self.weight.size + getattr(self, self.second).size)
+
+    @property
+    def num_nonzero(self) -> int:
+        return super().num_nonzero + int(np.count_nonzero(getattr(self, self.second)))
+
+
+@dataclass(frozen=True, eq=False)
+class RecurrentDenseLayer(_PairedDenseLayer):
+    """Dense layer whose neurons also feed themselves: ``weight`` ``(out, in)`` from the
+    previous layer and ``weight_rec`` ``(out, out)`` from the layer's own spikes of the
+    previous step (lava-dl netx's ``dense_rec``, Lava's ``RecurrentDense`` block). The
+    mask applies to ``weight``; ``all_weights`` is ``(out, in + out)`` (lava-dl's netx
+    quantizes both together). No synaptic delays: lava-dl's ``RecurrentDense`` gives the
+    recurrent synapses the feed-forward delays too (and fails unless ``in == out``)."""
+
+    kind: ClassVar[str] = "dense_rec"
+    second: ClassVar[str] = "weight_rec"
+    weight_rec: np.ndarray = field(default_factory=lambda: np.zeros((1, 1), dtype=np.int32))
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        out = self.out_channels
+        _second_matrix(self, "weight_rec", (out, out), f"a recurrent weight connects the layer's {out} neurons "
+                       "to themselves", "RecurrentDense (it would give the recurrent synapses the same delays)")
+
+    def describe(self) -> str:
+        return f"{self.in_features}->{self.out_channels} +{self.out_channels}x{self.out_channels} recurrent"
+
+
+@dataclass(frozen=True, eq=False)
+class ComplexDenseLayer(_PairedDenseLayer):
+    """Complex dense synapses: ``weight`` (real part) and ``weight_imag``, both ``(out, in)``,
+    drive the real and imaginary inputs of resonate-and-fire neurons (lava-dl's complex
+    synapse, Lava's ``ComplexDense`` block; netx type ``dense_comp``, or ``dense`` with a
+    ``weight/real``, ``weight/imag`` pair as slayer writes it). The mask applies to ``weight``."""
+
+    kind: ClassVar[str] = "dense_comp"
+    second: ClassVar[str] = "weight_imag"
+    weight_imag: np.ndarray = field(default_factory=lambda: np.zeros((1, 1), dtype=np.int32))
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        _second_matrix(self, "weight_imag", self.weight.shape, "the imaginary part has the real part's shape",
+                       "ComplexDense")
+
+    def describe(self) -> str:
+        return f"{self.in_features}->{self.out_channels} complex (real, imag)"
+
+
 @dataclass(frozen=True, eq=False)
 class ConvLayer(_SynapticLayer):
     """2-D convolution ``(out, in // groups, kH, kW)`` with torch's semantics."""
@@ -404,8 +558,37 @@ class FlattenLayer(Layer):
         return (int(np.prod(in_shape)),)
 
 
+@dataclass(frozen=True, eq=False)
+class AverageLayer(Layer):
+    """Mean of ``num_outputs`` equal contiguous groups of the flattened input (lava-dl
+    slayer's ``Average`` block: a population-coded readout, output ``i`` the mean spike of
+    group ``i``). lava-dl's netx builds no Lava process for it: the host computes it from
+    the chip's output spikes, so it holds no compartments and ends the network."""
+
+    kind: ClassVar[str] = "average"
+    on_host: ClassVar[bool] = True
+    num_outputs: int = 1
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "num_outputs", int(self.num_outputs))
+        if self.num_outputs < 1:
+            raise ShapeError(f"average layer {self.name!r}: num_outputs={self.num_outputs} must be >= 1")
+
+    def output_shape(self, in_shape: Shape) -> Shape:
+        size = int(np.prod(in_shape))
+        if size % self.num_outputs:
+            raise ShapeError(
+                f"average layer {self.name!r}: {size} inputs do not split into {self.num_outputs} equal groups"
+            )
+        return (self.num_outputs,)
+
+    def describe(self) -> str:
+        return f"mean of {self.num_outputs} groups (host)"
+
+
 LAYER_TYPES: dict[str, type[Layer]] = {
-    cls.kind: cls for cls in (InputLayer, DenseLayer, ConvLayer, PoolLayer, FlattenLayer)
+    cls.kind: cls for cls in (InputLayer, DenseLayer, RecurrentDenseLayer, ComplexDenseLayer, ConvLayer, PoolLayer,
+                              FlattenLayer, AverageLayer)
 }
 
 
@@ -429,6 +612,11 @@ class Network:
                 )
             if index > 0 and isinstance(layer, InputLayer):
                 raise ShapeError(f"layer {index}: only the first layer may be an input layer")
+            if index > 0 and layers[index - 1].on_host and not layer.on_host:
+                raise ShapeError(
+                    f"layer {index}: a {layer.kind} layer cannot follow the {layers[index - 1].kind} layer "
+                    f"{index - 1}, which the host computes from the chip's output; move the readout to the end"
+                )
         named = []
         for index, layer in enumerate(layers):
             named.append(layer if layer.name else dataclasses.replace(layer, name=f"{layer.kind}{index}"))
@@ -486,8 +674,15 @@ class Network:
 
     def source_indices(self) -> list[int]:
         """Indices of layers whose output is spikes another layer receives (every layer
-        but pass-through reshapes such as flatten)."""
-        return [i for i, layer in enumerate(self.layers) if not layer.passthrough]
+        but pass-through reshapes such as flatten and host-side readouts such as average)."""
+        return [i for i, layer in enumerate(self.layers) if not (layer.passthrough or layer.on_host)]
+
+    def chip_part(self) -> "Network":
+        """The layers the chip runs: the network without its trailing host-side readouts."""
+        keep = len(self.layers)
+        while keep > 1 and self.layers[keep - 1].on_host:
+            keep -= 1
+        return self if keep == len(self.layers) else Network(self.layers[:keep], name=self.name)
 
     def producer_of(self, index: int) -> int | None:
         """The layer whose spikes feed layer ``index`` (pass-through layers such as

@@ -92,3 +92,14 @@ def slayer_export(tmp_path: Path) -> Callable[[str], tuple[Path, list]]:
         return export_blocks(blocks, tmp_path / f"slayer_{kind}.net", x), blocks
 
     return make
+
+
+@pytest.fixture(scope="session")
+def lava_dl_netx_dir() -> Path:
+    """The folder of netx files lava-dl's own netx tests load (installed with lava-dl)."""
+    import sysconfig
+
+    folder = Path(sysconfig.get_paths()["purelib"]) / "tests/lava/lib/dl/netx"
+    if not folder.is_dir():  # pragma: no cover - lava-dl installed without its tests
+        pytest.skip("lava-dl's netx test files are not installed")
+    return folder

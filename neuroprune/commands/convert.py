@@ -115,6 +115,7 @@ def run(args: argparse.Namespace) -> int:
     from converters import nir as nir_conv
     from converters import onnx as onnx_conv
     from neuroprune.errors import FormatError, UnsupportedLayerError
+    from neuroprune.ir import require_lif
     from neuroprune.outputs import plan_outputs
 
     source, target = Path(args.input), Path(args.output)
@@ -134,6 +135,8 @@ def run(args: argparse.Namespace) -> int:
         network = _read_checkpoint(source)
     else:
         network = _read_onnx(source, args)
+    if out_format != ".net":
+        require_lif(network, f"{FORMATS[out_format]} export")
     if out_format == ".net":
         netx.write(network, target)
     elif out_format == ".nir":

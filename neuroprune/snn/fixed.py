@@ -31,7 +31,7 @@ import torch
 import torch.nn.functional as F
 
 from neuroprune.errors import ShapeError
-from neuroprune.ir import ConvLayer, DenseLayer, Network, Neuron, PoolLayer
+from neuroprune.ir import ConvLayer, DenseLayer, Network, Neuron, PoolLayer, require_lif
 from neuroprune.loihi_arith import (
     ACT_SHIFT,
     BIAS_EXP,
@@ -253,6 +253,7 @@ def run_fixed(network: Network, x: torch.Tensor | np.ndarray, record_voltage: bo
     -------
     FixedPointResult with the spikes ``(N, *shape, T)`` of every layer that has neurons.
     """
+    require_lif(network, "the fixed-point model")
     device = torch.device(device)
     x = torch.as_tensor(np.asarray(x) if not torch.is_tensor(x) else x).to(device=device, dtype=torch.int64)
     if tuple(x.shape[1:-1]) != network.input_shape:

@@ -73,9 +73,10 @@ def test_unsupported_layer_type_names_index_and_type(tmp_path, dense_net):
     path = netx.write(dense_net, tmp_path / "x.net")
     with h5py.File(path, "a") as handle:
         del handle["layer/2/type"]
-        handle["layer/2"].create_dataset("type", (1,), "S10", [b"average"])
+        handle["layer/2"].create_dataset("type", (1,), "S10", [b"convT"])
     with pytest.raises(UnsupportedLayerError,
-                       match=r"layer 2: layer type 'average' has no netx reader; supported: input, dense, conv, pool, flatten"):
+                       match=r"layer 2: layer type 'convT' has no netx reader; supported: input, dense, dense_rec, dense_comp, conv, "
+                             r"pool, flatten, average"):
         netx.read(path)
 
 
@@ -83,8 +84,8 @@ def test_unsupported_neuron_type_is_named(tmp_path, dense_net):
     path = netx.write(dense_net, tmp_path / "x.net")
     with h5py.File(path, "a") as handle:
         del handle["layer/1/neuron/type"]
-        handle["layer/1/neuron"].create_dataset("type", data="SDNN")
-    with pytest.raises(UnsupportedLayerError, match="layer 1: neuron type 'SDNN'"):
+        handle["layer/1/neuron"].create_dataset("type", data="ADAPTIVE")
+    with pytest.raises(UnsupportedLayerError, match="layer 1: neuron type 'ADAPTIVE'"):
         netx.read(path)
 
 

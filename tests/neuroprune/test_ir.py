@@ -67,8 +67,10 @@ def test_bad_layer_parameters_are_refused():
         DenseLayer(weight=np.ones((3, 2)), mask=np.ones((2, 3)))
     with pytest.raises(ShapeError, match="outside"):
         Neuron(i_decay=5000)
-    with pytest.raises(UnsupportedLayerError, match="SDNN"):
-        Neuron(kind="SDNN")
+    with pytest.raises(UnsupportedLayerError, match="'ADAPTIVE' is not supported; use one of CUBA, LOIHI, SDNN"):
+        Neuron(kind="ADAPTIVE")
+    with pytest.raises(ShapeError, match="sigma_output belongs to SDNN neurons, not CUBA"):
+        Neuron(sigma_output=True)
 
 
 def test_mask_gives_effective_weight_and_nonzero_count():

@@ -1,0 +1,94 @@
+"""Every netx file lava-dl's own netx tests load: ``info`` reads it, ``fit`` checks it on
+Loihi 2 and Loihi 1 (exit 0, or 1 with violations; never 2), and ``fit --json`` keeps its
+schema. Files with sigma-delta (graded-spike) neurons break Loihi 1 by name."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import sysconfig
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from converters import netx
+from neuroprune.cli import main
+from neuroprune.ir import DenseLayer, InputLayer, Network, Neuron
+
+FOLDER = Path(sysconfig.get_paths()["purelib"]) / "tests/lava/lib/dl/netx"
+FILES = sorted(str(path.relative_to(FOLDER)) for path in FOLDER.rglob("*.net"))
+
+
+def test_lava_dl_ships_the_files_this_module_checks():
+    # the list is found, not typed: a lava-dl upgrade that adds a file is checked too
+    assert {"mnist.net", "tiny.net", "gts/ntidigits/ntidigits.net", "gts/pilotnet_sdnn/network.net"} <= set(FILES)
+
+
+def _keys(tree: dict) -> dict[str, set[str]]:
+    """The key sets of a fit JSON object: top level, totals, energy, per layer, per violation."""
+    keys = {"": set(tree), "totals": set(tree["totals"]), "energy": set(tree["energy"])}
+    keys["layer"] = set().union(*(set(row) for row in tree["layers"]))
+    keys["violation"] = set().union(set(), *(set(v) for v in tree["violations"]))
+    return keys
+
+
+@pytest.fixture(scope="module")
+def reference_schema(tmp_path_factory) -> dict[str, set[str]]:
+    """The JSON keys of a plain CUBA network that breaks a limit (so violations are listed)."""
+    net = Network([InputLayer(shape=(4,)),
+                   DenseLayer(weight=np.tile(np.array([1, 255, -256, 3], dtype=np.int32), (3, 1)),
+                              neuron=Neuron())])
+    path = netx.write(net, tmp_path_factory.mktemp("schema") / "ref.net")
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        assert main(["fit", str(path), "--json"]) == 1  # 255 and -256 need 9 weight bits
+    return _keys(json.loads(out.getvalue()))
+
+
+@pytest.mark.parametrize("name", FILES)
+def test_info_and_fit_read_every_lava_dl_test_file(name, reference_schema, capsys):
+    path = str(FOLDER / name)
+    assert main(["info", path]) == 0
+    net = netx.read(path)
+    graded = [i for i, layer in enumerate(net)
+              if getattr(layer, "neuron", None) is not None and layer.neuron.sends_graded]
+    for chip in ("loihi2", "loihi1"):
+        capsys.readouterr()
+        code = main(["fit", path, "--chip", chip, "--json"])
+        captured = capsys.readouterr()
+        assert code in (0, 1), captured.err
+        report = json.loads(captured.out)
+        assert (code == 0) == report["fits"] == (not report["violations"])
+        keys = _keys(report)
+        for part, expected in reference_schema.items():
+            if part != "violation" or report["violations"]:
+                assert expected <= keys[part], f"{chip} {name}: {part} lost keys {expected - keys[part]}"
+        limits = {(v["layer"], v["limit"]) for v in report["violations"]}
+        if chip == "loihi1":
+            assert {layer for layer, limit in limits if limit == "graded_spikes"} == set(graded)
+        else:
+            assert not any(limit in ("graded_spikes", "programmable_neurons") for _, limit in limits)
+
+
+def test_sigma_delta_files_are_the_graded_ones():
+    graded = {name for name in FILES
+              if any(getattr(layer, "neuron", None) is not None and layer.neuron.kind == "SDNN"
+                     for layer in netx.read(FOLDER / name))}
+    assert graded == {"gts/pilotnet_sdnn/network.net", "gts/pilotnet_sdnn/square_network.net"}
+
+
+@pytest.mark.parametrize("name", FILES)
+def test_energy_reports_every_lif_file_and_refuses_sigma_delta_in_one_line(name, capsys):
+    path = str(FOLDER / name)
+    lif = all(layer.neuron.is_lif for layer in netx.read(path) if getattr(layer, "neuron", None) is not None)
+    code = main(["energy", path, "--samples", "1", "--steps", "4", "--json"])
+    captured = capsys.readouterr()
+    if lif:
+        assert code == 0, captured.err
+        (entry,) = json.loads(captured.out)
+        assert entry["energy_j"]["total_j"] > 0 and entry["synops"] > 0
+    else:  # no bit-exact sigma-delta model to measure its activity yet
+        assert code == 2 and captured.err.strip().count("\n") == 0
+        assert "supports CUBA/LOIHI neurons, not SDNN" in captured.err
