@@ -65,6 +65,7 @@ class Chip:
     sparse_index_bits: bool = False
     graded_spikes: bool = False
     programmable_neurons: bool = False
+    successor: str | None = None
 
     @property
     def max_weight_bits(self) -> int:
@@ -161,6 +162,7 @@ _SCHEMA: dict[str, dict[str, tuple[Callable[[Any], bool], str, bool]]] = {
         "cores_per_chip": (_positive_int, "cores_per_chip", True),
         "chips_per_board": (_positive_int, "chips_per_board", True),
         "mesh_columns": (_positive_int, "mesh_columns", True),
+        "successor": (_text, "successor", False),
     },
     "core": {
         "max_neurons": (_positive_int, "max_neurons_per_core", True),

@@ -157,13 +157,13 @@ def _quantize_fix(network: Network, chip: Chip, allocation: Allocation, target_c
 
 
 def _other_chip_fix(network: Network, chip: Chip, target_chips: int) -> str | None:
-    if chip.name != "loihi1":
+    if chip.successor is None:
         return None
-    other = load_chip("loihi2").with_budget(max_chips=chip.max_chips)
+    other = load_chip(chip.successor).with_budget(max_chips=chip.max_chips)
     trial = map_network(network, other)  # one trial: the other chip
     if math.ceil(trial.cores / other.cores_per_chip) <= target_chips and not any(
             layer.over_limits for layer in trial.layers):
-        return f"use loihi2 (needs {trial.cores} cores on {trial.chips} chip{'s' if trial.chips > 1 else ''})"
+        return f"use {other.name} (needs {trial.cores} cores on {trial.chips} chip{'s' if trial.chips > 1 else ''})"
     return None
 
 

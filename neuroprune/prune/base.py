@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from hw_models import Constraints, fit, resource_use
+from hw_models import DEFAULT_CHIP, Constraints, fit, resource_use
 from neuroprune.atomic import atomic_path
 from neuroprune.data import Dataset
 from neuroprune.errors import PruneError
@@ -115,7 +115,7 @@ class Measurer:
     """
 
     def __init__(self, dataset: Dataset, config: TrainConfig, split: str = "val", max_samples: int | None = None,
-                 chip: str = "loihi2") -> None:
+                 chip: str = DEFAULT_CHIP) -> None:
         x, y = {"val": (dataset.x_val, dataset.y_val), "test": (dataset.x_test, dataset.y_test),
                 "train": (dataset.x_train, dataset.y_train)}[split]
         if max_samples is not None:
@@ -159,7 +159,7 @@ def fits(model: snn_model.SNN, task: PruneTask, activity: Activity | None = None
     """Whether ``model`` meets the task's hardware constraints, and its core count."""
     network = snn_model.to_ir(model)
     if task.constraints is None:
-        report = fit(network, "loihi2", None if activity is None else activity.rates, suggest_fixes=False)
+        report = fit(network, DEFAULT_CHIP, None if activity is None else activity.rates, suggest_fixes=False)
         return report.ok, report.totals.cores
     use = resource_use(network, task.constraints, None if activity is None else activity.rates)
     return use.ok, use.cores

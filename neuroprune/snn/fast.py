@@ -38,9 +38,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-__all__ = ["unsupported", "forward_all_fast"]
+from neuroprune.loihi_arith import DECAY_UNITY
 
-DECAY_ONE = 1 << 12  # slayer's decays are in 1/4096
+__all__ = ["unsupported", "forward_all_fast"]
 
 
 def _neuron_issue(neuron: Any) -> str | None:
@@ -103,7 +103,7 @@ def _shift_to_zero_(x: torch.Tensor, carry: torch.Tensor) -> torch.Tensor:
     ``right_shift_to_zero(x, 12)``): negative values get 4095 added before the
     arithmetic shift, so the shift rounds towards zero rather than down."""
     torch.bitwise_right_shift(x, x.element_size() * 8 - 1, out=carry)
-    carry.bitwise_and_(DECAY_ONE - 1)
+    carry.bitwise_and_(DECAY_UNITY - 1)
     return x.add_(carry).bitwise_right_shift_(12)
 
 
@@ -117,13 +117,13 @@ def _cuba(neuron: Any, z: torch.Tensor) -> torch.Tensor:
     from lava.lib.dl.slayer.utils import quantize
 
     scale = int(neuron.s_scale)
-    keep_i = DECAY_ONE - int(quantize(neuron.current_decay).item())
-    keep_v = DECAY_ONE - int(quantize(neuron.voltage_decay).item())
+    keep_i = DECAY_UNITY - int(quantize(neuron.current_decay).item())
+    keep_v = DECAY_UNITY - int(quantize(neuron.voltage_decay).item())
     # slayer compares the integer voltage, as float32, with the float32 threshold
     threshold = math.ceil(float(np.float32((neuron.threshold + neuron.threshold_eps) * scale)))
     steps = z.shape[0]
     scaled = z * scale
-    bound = float(scaled.abs().max()) * steps * steps * DECAY_ONE if scaled.numel() else 0.0
+    bound = float(scaled.abs().max()) * steps * steps * DECAY_UNITY if scaled.numel() else 0.0
     dtype = torch.int32 if bound < 2**31 - 1 else torch.int64
     drive = scaled.to(dtype)  # truncates towards zero, as slayer's (w_scale * input).to(int64)
     current = torch.zeros_like(drive[0])

@@ -196,3 +196,18 @@ def test_graded_input_counts_macs_apart(loihi1):
     assert graded.totals.macs_per_step == 12          # every input value meets every synapse
     assert graded.layers[1].synops_per_step == 0.0
     assert graded.totals.synops_per_step == pytest.approx(spiking.totals.synops_per_step - 0.1 * 12)
+
+
+def test_the_other_chip_fix_follows_the_chip_files_successor(tmp_path):
+    """Which chip a fit suggests is data (``[chip] successor``), not a chip name in the code."""
+    from hw_models.chip import CHIPS_DIR, load_chip
+
+    assert load_chip("loihi1").successor == "loihi2" and load_chip("loihi2").successor is None
+    text = (CHIPS_DIR / "loihi1.toml").read_text()
+    alone = tmp_path / "no_successor.toml"
+    alone.write_text("\n".join(line for line in text.splitlines() if not line.startswith("successor")))
+    fixes = [v.fix for v in fit(_big_conv_net(), load_chip(alone)).violations if v.limit == "max_chips"]
+    assert fixes and not any("use " in fix for fix in fixes)
+    renamed = load_chip(chip_variant(tmp_path, name='"my_loihi"'))
+    violation = next(v for v in fit(_big_conv_net(), renamed).violations if v.limit == "max_chips")
+    assert "use loihi2 (needs 31 cores on 1 chip)" in violation.fix  # a renamed copy keeps its successor
