@@ -30,7 +30,7 @@ import numpy as np
 import torch
 
 from neuroprune.errors import ShapeError, UnsupportedLayerError
-from neuroprune.loihi_arith import DECAY_UNITY, MANTISSA_MIN, WEIGHT_SCALE
+from neuroprune.loihi_arith import DECAY_UNITY, MANTISSA_MAX, MANTISSA_MIN, WEIGHT_SCALE
 from neuroprune.ir import (
     ConvLayer,
     DenseLayer,
@@ -61,7 +61,7 @@ __all__ = [
 MAX_CHANNELS = 16384  # output channels / features of one layer
 MAX_KERNEL = 31  # kernel side
 MAX_STRIDE = 16
-MAX_LAYER_NEURONS = 1 << 22  # neurons of one layer (C x H x W)
+MAX_ARCH_LAYER_NEURONS = 1 << 22  # neurons of one layer (C x H x W) of a net to train
 MAX_LAYER_WEIGHTS = 1 << 25  # weights of one layer (128 MiB of float32)
 # slayer clamps weight mantissas to [-256, 254] (8 bits); a trained weight drifts only a
 # little past the clamp (no gradient beyond it), so a stored one beyond twice that is corrupt.
@@ -300,7 +300,8 @@ def _check_blocks(blocks: Iterable[torch.nn.Module]) -> None:
 
 
 def _check_size(index: int, kind: str, neurons: int, weights: int) -> None:
-    for what, value, limit in (("neurons", neurons, MAX_LAYER_NEURONS), ("weights", weights, MAX_LAYER_WEIGHTS)):
+    for what, value, limit in (("neurons", neurons, MAX_ARCH_LAYER_NEURONS),
+                               ("weights", weights, MAX_LAYER_WEIGHTS)):
         if value > limit:
             raise ShapeError(
                 f"layer {index} ({kind}): {value:,} {what} exceed the limit of {limit:,} per layer; "
@@ -570,5 +571,6 @@ def check_weights(model: SNN, source: str) -> None:
             if largest > MAX_STORED_WEIGHT_MANTISSA:
                 raise CheckpointError(
                     f"{source}: {name} has a weight of mantissa {largest:.3g}, beyond {MAX_STORED_WEIGHT_MANTISSA} "
-                    "(the chip's 8-bit range is [-256, 254]); the checkpoint is corrupt, re-create it"
+                    f"(the chip's 8-bit range is [{MANTISSA_MIN}, {MANTISSA_MAX}]); the checkpoint is corrupt, "
+                    "re-create it"
                 )
