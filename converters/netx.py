@@ -572,15 +572,15 @@ def _check_sizes(network: Network) -> None:
 def read(path: str | os.PathLike[str], input_shape: tuple[int, ...] | None = None) -> Network:
     """Read a netx HDF5 file into a :class:`~neuroprune.ir.Network`.
 
-    Reads files written by neuroprune and by lava-dl (dense, conv, pool, flatten and
-    input layers; CUBA and LOIHI neurons; synaptic delays). Weights come back as int32, as
-    Lava casts them. Any other layer type raises :class:`UnsupportedLayerError` naming
-    the layer index and type.
+    Reads files written by neuroprune and by lava-dl (the layer types in
+    :data:`SUPPORTED_TYPES`, the neuron types :class:`~neuroprune.ir.Neuron` knows,
+    synaptic delays). Weights come back as int32, as Lava casts them. Any other layer
+    type raises :class:`UnsupportedLayerError` naming the layer index and type.
 
     Every dataset is checked before it is read: its declared size against the bytes the
     file holds and against :data:`neuroprune.validate.MAX_TENSOR_ELEMENTS`; weights,
     biases, delays and neuron parameters must be finite real numbers in the ranges the
-    chip's fixed-point state holds (:mod:`neuroprune.ir`). A failure raises a
+    chip's fixed-point state holds (:mod:`neuroprune.loihi_arith`). A failure raises a
     :class:`FormatError` naming the file and layer.
     """
     import h5py
