@@ -140,11 +140,6 @@ def _lava_modules() -> dict[str, Any]:
     return {"hdf5": hdf5, "RunSteps": RunSteps, "Loihi2SimCfg": Loihi2SimCfg, "Sink": Sink, "Source": Source}
 
 
-def _ir_layers_in_lava_order(network: Network) -> list[int]:
-    """IR indices of the layers netx turns into Lava blocks (input neuron, dense, conv, pool)."""
-    return network.compartment_indices()
-
-
 def run_lava(path: str | os.PathLike[str], network: Network, x: np.ndarray) -> dict[int, np.ndarray]:
     """Run one input ``(*input_shape, T)`` through the netx file in Lava.
 
@@ -154,7 +149,7 @@ def run_lava(path: str | os.PathLike[str], network: Network, x: np.ndarray) -> d
     steps = x.shape[-1]
     with contextlib.redirect_stdout(io.StringIO()):
         net = lava["hdf5"].Network(net_config=str(path))
-    ir_indices = _ir_layers_in_lava_order(network)
+    ir_indices = network.compartment_indices()  # the layers netx turns into Lava blocks, in order
     if len(ir_indices) != len(net.layers):
         raise ShapeError(f"{path}: Lava built {len(net.layers)} blocks, the reader found {len(ir_indices)}")
     data = np.transpose(x, tuple(reversed(range(x.ndim - 1))) + (x.ndim - 1,))  # (C,H,W,T) -> (W,H,C,T)
