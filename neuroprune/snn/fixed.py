@@ -30,8 +30,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from neuroprune.errors import ShapeError
-from neuroprune.ir import ConvLayer, DenseLayer, Network, Neuron, PoolLayer, require_lif
+from neuroprune.errors import ShapeError, UnsupportedLayerError
+from neuroprune.ir import ConvLayer, DenseLayer, Network, Neuron, PoolLayer
 from neuroprune.loihi_arith import (
     ACT_SHIFT,
     BIAS_EXP,
@@ -45,15 +45,16 @@ from neuroprune.loihi_arith import (
 )
 from neuroprune.registry import lookup
 
-__all__ = ["FixedPointResult", "run_fixed", "dense_synapse_weights"]
+__all__ = ["FixedPointResult", "run_fixed", "dense_synapse_weights", "NEURON_MODELS", "SYNAPSES"]
 
 MAX_UV = 1 << (STATE_BITS - 1)
 
 
 @dataclass
 class FixedPointResult:
-    """Spikes ``(N, *shape, T)`` (int8) of every neuron-bearing layer, keyed by layer
-    index; optionally voltages ``v`` (int64, after reset) of the same layers."""
+    """Output messages ``(N, *shape, T)`` of every neuron-bearing layer, keyed by layer
+    index: int8 spikes (0/1), or int32 payloads for neurons that send graded spikes;
+    optionally voltages ``v`` (int64, after reset) of the same layers."""
 
     spikes: dict[int, torch.Tensor]
     voltages: dict[int, torch.Tensor] | None = None
@@ -123,7 +124,7 @@ class _Lif:
     """Lava's PyLifModelBitAcc for a batch of populations."""
 
     def __init__(self, neuron: Neuron, shape: tuple[int, ...], batch: int, bias: np.ndarray | None,
-                 device: torch.device) -> None:
+                 device: torch.device, is_input: bool = False) -> None:
         self.u = torch.zeros((batch, *shape), dtype=torch.int64, device=device)
         self.v = torch.zeros_like(self.u)
         self.keep_u = DECAY_UNITY - neuron.i_decay  # du = iDecay - 1, plus ds_offset 1
@@ -152,6 +153,24 @@ class _Lif:
         spikes = self.v > self.vth
         self.v.masked_fill_(spikes, 0)
         return spikes
+
+
+#: the neuron model of each neuron type, from (neuron, shape, batch, bias or None, device,
+#: is_input: the network's input layer); ``step(activation)`` returns the layer's output
+#: messages for one time step (spikes, or graded payloads) and keeps the voltage in ``v``
+NEURON_MODELS: dict[str, Callable[..., Any]] = {
+    "CUBA": _Lif,
+    "LOIHI": _Lif,  # the same compartment on Loihi
+}
+
+
+def _neuron_model(neuron: Neuron, shape: tuple[int, ...], batch: int, bias: np.ndarray | None,
+                  device: torch.device, where: str, is_input: bool = False) -> Any:
+    factory = NEURON_MODELS.get(neuron.kind)
+    if factory is None:
+        raise UnsupportedLayerError(f"{where}: the fixed-point model supports {'/'.join(NEURON_MODELS)} neurons, "
+                                    f"not {neuron.kind}")
+    return factory(neuron, shape, batch, bias, device, is_input)
 
 
 class _DenseSynapse:
@@ -253,7 +272,6 @@ def run_fixed(network: Network, x: torch.Tensor | np.ndarray, record_voltage: bo
     -------
     FixedPointResult with the spikes ``(N, *shape, T)`` of every layer that has neurons.
     """
-    require_lif(network, "the fixed-point model")
     device = torch.device(device)
     x = torch.as_tensor(np.asarray(x) if not torch.is_tensor(x) else x).to(device=device, dtype=torch.int64)
     if tuple(x.shape[1:-1]) != network.input_shape:
@@ -265,13 +283,14 @@ def run_fixed(network: Network, x: torch.Tensor | np.ndarray, record_voltage: bo
     spikes: dict[int, torch.Tensor] = {}
     voltages: dict[int, torch.Tensor] | None = {} if record_voltage else None
 
-    def run_neurons(index: int, lif: _Lif, drive: torch.Tensor) -> torch.Tensor:
-        out = torch.empty(drive.shape, dtype=torch.int8, device=device)
+    def run_neurons(index: int, neuron: Neuron, model: Any, drive: torch.Tensor) -> torch.Tensor:
+        dtype = torch.int32 if neuron.sends_graded else torch.int8
+        out = torch.empty(drive.shape, dtype=dtype, device=device)
         trace = torch.empty(drive.shape, dtype=torch.int64, device=device) if voltages is not None else None
         for t in range(steps):
-            out[t] = lif.step(drive[t])
+            out[t] = model.step(drive[t])
             if trace is not None:
-                trace[t] = lif.v
+                trace[t] = model.v
         back = list(range(1, drive.ndim)) + [0]  # (T, N, ...) -> (N, ..., T)
         spikes[index] = out.permute(*back)
         if voltages is not None:
@@ -282,7 +301,9 @@ def run_fixed(network: Network, x: torch.Tensor | np.ndarray, record_voltage: bo
         shape = network.shapes[index]
         if not layer.synaptic:  # the input (its neurons encode), or a pass-through: the next synapse reshapes
             if layer.holds_compartments:
-                current = run_neurons(index, _Lif(layer.neuron, shape, batch, None, device), current)
+                model = _neuron_model(layer.neuron, shape, batch, None, device, f"layer {index} ({layer.name})",
+                                      is_input=True)
+                current = run_neurons(index, layer.neuron, model, current)
             continue
         synapse = lookup(SYNAPSES, layer.kind, "fixed-point synapse", f"layer {index}")(
             layer, network.input_shape_of(index), device)
@@ -294,5 +315,6 @@ def run_fixed(network: Network, x: torch.Tensor | np.ndarray, record_voltage: bo
         for delay, part in synapse(rows):
             drive += _delayed(part.reshape(steps, batch, *shape), 1 + delay)
         neuron = layer.neuron or Neuron(i_decay=0, v_decay=DECAY_UNITY, v_th_mant=MAX_V_TH_MANT)
-        current = run_neurons(index, _Lif(neuron, shape, batch, layer.bias, device), drive)
+        current = run_neurons(index, neuron, _neuron_model(neuron, shape, batch, layer.bias, device,
+                                                              f"layer {index} ({layer.name})"), drive)
     return FixedPointResult(spikes=spikes, voltages=voltages)
