@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import hashlib
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -44,6 +45,9 @@ def load_trained(path: str, data: str | None = None, seed: int = 0, resize: int 
     from neuroprune.resize import resize_dataset
 
     model, meta = snn_model.load_model(path)
+    for problem in companion_mismatches(path, meta):  # the model is sound; its companions may be stale
+        print(f"warning: {problem}: an interrupted run left files of two runs side by side; re-export the "
+              f"netx file with `neuroprune convert {path} OUT.net`", file=sys.stderr)
     config_fields = {f.name for f in dataclasses.fields(TrainConfig)}
     config = TrainConfig(**{k: v for k, v in meta.get("config", {}).items() if k in config_fields})
     name = data or meta.get("dataset")
@@ -130,13 +134,15 @@ def write_model_files(path: Path, model: snn_model.SNN, meta: dict[str, Any], *,
         snn_model.save_model(str(temps[-1]), model, {**meta, "companions": records})
 
 
-def companion_mismatches(path: str | Path) -> list[str]:
+def companion_mismatches(path: str | Path, meta: dict[str, Any] | None = None) -> list[str]:
     """Companion files of the checkpoint ``path`` that are missing or not the ones
-    written with it (empty: the group is consistent)."""
+    written with it (empty: the group is consistent). ``meta``: the checkpoint's meta
+    when already loaded (else it is read from ``path``)."""
     from neuroprune.snn.checkpoint import load_checkpoint
 
     path = Path(path)
-    _, meta = load_checkpoint(path)
+    if meta is None:
+        _, meta = load_checkpoint(path)
     problems = []
     for role, record in (meta.get("companions") or {}).items():
         companion = path.with_name(record["file"])

@@ -231,7 +231,7 @@ def test_read_only_folder_is_refused_before_work(tmp_path, monkeypatch, capsys) 
     assert "cannot write in folder" in _one_error(capsys.readouterr().err)
 
 
-def test_model_files_are_renamed_together_model_last(tmp_path, monkeypatch) -> None:
+def test_model_files_are_renamed_together_model_last(tmp_path, monkeypatch, capsys) -> None:
     from neuroprune.pipeline import companion_mismatches, write_model_files
     from neuroprune.snn import model as snn_model
 
@@ -263,6 +263,14 @@ def test_model_files_are_renamed_together_model_last(tmp_path, monkeypatch) -> N
     problems = companion_mismatches(out)
     assert len(problems) == 1 and "p.net: not the net written with p.pt" in problems[0]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["p.json", "p.net", "p.pt"]
+    # and every command that loads the model says so on stderr, naming the fix
+    from neuroprune.pipeline import load_trained
+
+    capsys.readouterr()
+    load_trained(str(out), data="synthetic")
+    warning = capsys.readouterr().err.strip()
+    assert warning.count("\n") == 0 and "p.net: not the net written with p.pt" in warning
+    assert "neuroprune convert" in warning
 
 
 def test_temp_files_of_dead_processes_are_removed_on_the_next_write(tmp_path) -> None:
