@@ -315,6 +315,11 @@ def run_fixed(network: Network, x: torch.Tensor | np.ndarray, record_voltage: bo
         for delay, part in synapse(rows):
             drive += _delayed(part.reshape(steps, batch, *shape), 1 + delay)
         neuron = layer.neuron or Neuron(i_decay=0, v_decay=DECAY_UNITY, v_th_mant=MAX_V_TH_MANT)
-        current = run_neurons(index, neuron, _neuron_model(neuron, shape, batch, layer.bias, device,
-                                                              f"layer {index} ({layer.name})"), drive)
+        model = _neuron_model(neuron, shape, batch, layer.bias, device, f"layer {index} ({layer.name})")
+        if hasattr(synapse, "wrap_model"):  # a synapse that also acts step by step (recurrent, complex)
+            model = synapse.wrap_model(model, rows, steps)
+        current = run_neurons(index, neuron, model, drive)
     return FixedPointResult(spikes=spikes, voltages=voltages)
+
+
+from neuroprune.snn import fixed_rf  # noqa: E402,F401  registers RF neurons, dense_rec and dense_comp
