@@ -16,6 +16,9 @@ whole batch at once:
   ``v = sround(v * (4096 - vDecay) / 4096) + u + (bias << 6)`` clipped to 24 bits;
   spike when ``v > vThMant << 6``; ``v = 0`` after a spike. ``sround`` truncates toward
   zero, as Lava's ``sign(x) * (|x| >> 12)`` does.
+- Resonate-and-fire neurons, recurrent (``dense_rec``) and complex (``dense_comp``) dense
+  synapses: :mod:`neuroprune.snn.fixed_rf` (registered at the end of this module). A
+  synapse with a ``wrap_model`` method also acts inside the step loop of its layer.
 
 Input ``x`` is ``(N, *input_shape, T)`` integers: the input neuron's input mantissa when
 the network has an input neuron layer, else binary spikes.

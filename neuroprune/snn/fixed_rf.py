@@ -150,12 +150,16 @@ class _RecurrentDenseSynapse(_DenseSynapse):
 
     def wrap_model(self, model: Any, rows: torch.Tensor, steps: int) -> Any:
         last: list[torch.Tensor | None] = [None]
+        # netx gives the recurrent synapse the message bits of the layer's input: graded
+        # payloads (int32 rows, see run_fixed) or binary spikes, as which Lava's Dense then
+        # reads the layer's own output too (any non-zero payload a spike)
+        graded_input = rows.dtype == torch.int32
 
         def step(inner: Any, activation: torch.Tensor, t: int) -> torch.Tensor:
             if last[0] is not None:
                 activation = activation + _apply(self.weight_rec, self.shift, last[0]).reshape(activation.shape)
             out = inner.step(activation)
-            last[0] = out
+            last[0] = out if graded_input else out != 0
             return out
 
         return _StepDrive(model, step)
