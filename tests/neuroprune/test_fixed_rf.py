@@ -145,23 +145,41 @@ def _rf_params(neuron: Neuron) -> dict:
     return params
 
 
-@pytest.mark.parametrize("kind,sin", [("RF_PHASE", 900), ("RF_IZHIKEVICH", -700)])
-def test_complex_dense_block_in_lava_agrees(kind, sin):
+def _complex_block_agrees(real, imag, neuron, x):
+    """Our spikes and voltages of a complex dense layer; asserts they equal Lava's ComplexDense block's."""
     from lava.lib.dl.netx.blocks.process import ComplexDense
     from lava.lib.dl.netx.utils import optimize_weight_bits
 
+    w_r, bits_r, exp_r, mode_r = optimize_weight_bits(real)  # as netx's create_dense does
+    w_i, bits_i, exp_i, mode_i = optimize_weight_bits(imag)
+    block = ComplexDense(shape=(real.shape[0],), neuron_params=_rf_params(neuron), weight_real=w_r,
+                         weight_imag=w_i, num_weight_bits_real=bits_r, num_weight_bits_imag=bits_i,
+                         weight_exponent_real=exp_r, weight_exponent_imag=exp_i, sign_mode_real=mode_r,
+                         sign_mode_imag=mode_i)
+    lava = _run_block(block, x)
+    net = Network([InputLayer(shape=(real.shape[1],)),
+                   ComplexDenseLayer(weight=real, weight_imag=imag, neuron=neuron)])
+    result = run_fixed(net, x[None], record_voltage=True)
+    ours = result.spikes[1][0].numpy()
+    assert lava.sum() > 5
+    assert np.array_equal(ours, lava), (int(lava.sum()), int(ours.sum()))
+    return result
+
+
+@pytest.mark.parametrize("kind,sin", [("RF_PHASE", 900), ("RF_IZHIKEVICH", -700)])
+def test_complex_dense_block_in_lava_agrees(kind, sin):
     rng = np.random.default_rng(3)
     real = rng.integers(-60, 90, size=(12, 9)).astype(np.int32)  # odd and even, mixed signs
     imag = rng.integers(-20, 15, size=(12, 9)).astype(np.int32)
     neuron = _rf(kind, v_th_mant=9, sin_decay=sin, cos_decay=3900)  # Lava holds cos 3899 for sin 900
-    x = (rng.random((9, 40)) < 0.4).astype(np.int64)
-    w_r, bits_r, exp_r, mode_r = optimize_weight_bits(real)  # as netx's create_dense does
-    w_i, bits_i, exp_i, mode_i = optimize_weight_bits(imag)
-    block = ComplexDense(shape=(12,), neuron_params=_rf_params(neuron), weight_real=w_r, weight_imag=w_i,
-                         num_weight_bits_real=bits_r, num_weight_bits_imag=bits_i, weight_exponent_real=exp_r,
-                         weight_exponent_imag=exp_i, sign_mode_real=mode_r, sign_mode_imag=mode_i)
-    lava = _run_block(block, x)
-    net = Network([InputLayer(shape=(9,)), ComplexDenseLayer(weight=real, weight_imag=imag, neuron=neuron)])
-    ours = run_fixed(net, x[None]).spikes[1][0].numpy()
-    assert lava.sum() > 5
-    assert np.array_equal(ours, lava), (int(lava.sum()), int(ours.sum()))
+    _complex_block_agrees(real, imag, neuron, (rng.random((9, 40)) < 0.4).astype(np.int64))
+
+
+def test_saturating_resonator_block_in_lava_agrees():
+    """Strong input into an undamped resonator drives the state to Lava's 24-bit clip."""
+    rng = np.random.default_rng(7)
+    real = rng.integers(0, 254, size=(6, 30)).astype(np.int32)
+    imag = rng.integers(-100, 254, size=(6, 30)).astype(np.int32)
+    neuron = _rf("RF_IZHIKEVICH", v_th_mant=120000, sin_decay=40, cos_decay=4095)
+    result = _complex_block_agrees(real, imag, neuron, (rng.random((30, 120)) < 0.8).astype(np.int64))
+    assert int(result.voltages[1].abs().max()) == (1 << 23) - 1
