@@ -49,7 +49,8 @@ def test_recurrent_cuba_layer_agrees_with_lava(tmp_path, rec_range, threshold):
     rng = np.random.default_rng(1)
     low, high = (0, 20) if rec_range[0] == 0 else (-20, 40)
     rec = RecurrentDenseLayer(weight=_ints(rng, low, high, (8, 12)), weight_rec=_ints(rng, *rec_range, (8, 8)),
-                              neuron=Neuron(i_decay=1024, v_decay=256, v_th_mant=threshold))
+                              bias=_ints(rng, -20, 40, (8,)), neuron=Neuron(i_decay=1024, v_decay=256,
+                                                                            v_th_mant=threshold))
     net = Network([InputLayer(shape=(10,)), DenseLayer(weight=_ints(rng, -40, 80, (12, 10)), neuron=LIF), rec])
     if rec_range[0] == 0:  # netx scales both matrices with one exponent; the feed-forward alone would get another
         assert dense_synapse_weights(rec.weight)[1] != dense_synapse_weights(rec.all_weights)[1]
@@ -60,7 +61,7 @@ def test_recurrent_cuba_layer_agrees_with_lava(tmp_path, rec_range, threshold):
     # not vacuous: without its recurrent synapses the layer spikes otherwise than in Lava
     lava = lava_verify.run_lava(path, net, x[0])
     alone = net.replace(2, RecurrentDenseLayer(weight=rec.weight, weight_rec=np.zeros((8, 8), np.int32),
-                                               neuron=rec.neuron))
+                                               bias=rec.bias, neuron=rec.neuron))
     assert not np.array_equal(run_fixed(alone, x).spikes[2][0].numpy(), lava[2])
 
 
