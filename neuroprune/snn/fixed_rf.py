@@ -178,7 +178,7 @@ class _ComplexDenseSynapse(_DenseSynapse):
 
     def wrap_model(self, model: Any, rows: torch.Tensor, steps: int) -> Any:
         if not isinstance(model, _Resonator):
-            kind = self.layer.neuron.kind if self.layer.neuron is not None else "no"
+            kind = self.layer.neuron.kind if self.layer.neuron is not None else "CUBA (netx's default)"
             raise UnsupportedLayerError(
                 f"complex dense layer {self.layer.name!r} drives the real and imaginary inputs of "
                 f"{'/'.join(RF_KINDS)} neurons, not {kind} neurons; give it a resonate-and-fire neuron"
