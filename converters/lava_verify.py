@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from neuroprune.errors import ShapeError
+from neuroprune.errors import ShapeError, UnsupportedLayerError
 from neuroprune.ir import Network
 
 __all__ = ["LayerMatch", "VerifyResult", "run_lava", "verify", "random_input", "to_chw", "LAYOUTS"]
@@ -148,7 +148,10 @@ def run_lava(path: str | os.PathLike[str], network: Network, x: np.ndarray) -> d
     lava = _lava_modules()
     steps = x.shape[-1]
     with contextlib.redirect_stdout(io.StringIO()):
-        net = lava["hdf5"].Network(net_config=str(path))
+        try:
+            net = lava["hdf5"].Network(net_config=str(path))
+        except AttributeError as err:  # e.g. lava-dl 0.6's netx calls a create_complex_dense it lacks
+            raise UnsupportedLayerError(f"{path}: lava-dl's netx cannot build this network ({err})") from None
     ir_indices = network.compartment_indices()  # the layers netx turns into Lava blocks, in order
     if len(ir_indices) != len(net.layers):
         raise ShapeError(f"{path}: Lava built {len(net.layers)} blocks, the reader found {len(ir_indices)}")
@@ -195,6 +198,7 @@ def verify(path: str | os.PathLike[str], x: np.ndarray | None = None, steps: int
 
     path = Path(path)
     network = network or netx.read(path)
+    _check_netx_builds(network)
     if x is None:
         x = random_input(network, steps, samples, seed)
     x = to_chw(np.asarray(x), network.input_shape, layout)
@@ -209,6 +213,22 @@ def verify(path: str | os.PathLike[str], x: np.ndarray | None = None, steps: int
         if set(netx.stored_types(path)) & set(netx.LAVA_UNBUILT):  # e.g. lava-dl's pool: run the form Lava builds
             lava_path = netx.write(chip, Path(folder) / path.name)
         return _compare(lava_path, chip, x, ours)
+
+
+def _check_netx_builds(network: Network) -> None:
+    """Refuse, naming the layer, what lava-dl's netx cannot build: resonate-and-fire neurons
+    behind anything but a complex synapse (netx's Input, Dense and RecurrentDense blocks feed
+    the neuron's ``a_in``; Lava's RF processes have only ``a_real_in`` and ``a_imag_in``)."""
+    from neuroprune.snn.fixed_rf import RF_KINDS
+
+    for index, layer in enumerate(network.layers):
+        neuron = getattr(layer, "neuron", None)
+        if neuron is not None and neuron.kind in RF_KINDS and layer.kind != "dense_comp":
+            raise UnsupportedLayerError(
+                f"layer {index} ({layer.kind}): lava-dl's netx runs {neuron.kind} neurons only behind a complex "
+                f"synapse (a dense layer with weight/real and weight/imag); its {layer.kind} block feeds an input "
+                "Lava's RF neurons lack, so Lava cannot run this file"
+            )
 
 
 def _compare(path: Path, network: Network, x: np.ndarray, ours: dict[int, Any]) -> VerifyResult:

@@ -15,6 +15,9 @@ stable::
 Units: synapse memory in bits, SynOps per time step, energy in joules per inference.
 Per-layer ``in_axons``, ``out_axons`` and ``synapse_memory_bits`` are sums over the
 layer's cores (each core has its own axons); per-core maxima are reported beside them.
+Each layer row also names its neurons (:func:`neuron_facts`): ``neuron_type`` (``-``
+without neurons), ``graded`` (spikes carry a payload) and ``payload_bits``, ``recurrent``
+(the layer's own spikes feed it back) and ``max_delay`` (largest synaptic delay, steps).
 """
 
 from __future__ import annotations
@@ -31,7 +34,7 @@ from hw_models.energy import EnergyBreakdown, EnergyCounts, energy
 from hw_models.fixes import chips_fix, core_fix, cores_fix, keep_channels, synops_fix
 from hw_models.mapper import Allocation, map_network
 from neuroprune.errors import FitError, ShapeError
-from neuroprune.ir import Network
+from neuroprune.ir import Layer, Network, RecurrentDenseLayer
 from neuroprune.jsonout import finite_json
 
 __all__ = [
@@ -118,9 +121,28 @@ class LayerReport:
     delay_bits: int = 0
     spikes_per_step: float = 0.0
     activity: str = ""
+    neuron_type: str = "-"
+    graded: bool = False
+    payload_bits: int = 0
+    recurrent: bool = False
+    max_delay: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         return {key: _plain(value) for key, value in self.__dict__.items()}
+
+
+def neuron_facts(layer: Layer) -> dict[str, Any]:
+    """The per-layer neuron facts of a fit report: neuron type (``-`` without neurons),
+    graded spikes and their payload bits, recurrent synapses, largest synaptic delay."""
+    neuron = getattr(layer, "neuron", None)
+    delay = getattr(layer, "delay", None)
+    return {
+        "neuron_type": neuron.kind if neuron is not None else "-",
+        "graded": bool(neuron is not None and neuron.sends_graded),
+        "payload_bits": int(neuron.payload_bits) if neuron is not None else 0,
+        "recurrent": isinstance(layer, RecurrentDenseLayer),
+        "max_delay": int(np.asarray(delay).max()) if delay is not None and np.asarray(delay).size else 0,
+    }
 
 
 @dataclass(frozen=True)
@@ -380,7 +402,8 @@ def fit(
             rows.append(LayerReport(index=index, type=layer.kind, name=layer.name, shape=shape, neurons=0,
                                     in_axons=0, out_axons=0, synapses=0, synapse_memory_bits=0, weight_bits=0,
                                     cores=0, synops_per_step=0.0, spikes_per_step=spikes,
-                                    activity=_layer_source(index, rates, activity, default_rate)))
+                                    activity=_layer_source(index, rates, activity, default_rate),
+                                    **neuron_facts(layer)))
             continue
         rows.append(LayerReport(
             index=index, type=layer.kind, name=layer.name, shape=shape, neurons=placed.neurons,
@@ -391,7 +414,7 @@ def fit(
             max_out_axons_per_core=placed.max_per_core("out_axons"),
             max_synapse_bits_per_core=placed.max_per_core("synapse_bits"), encoding=placed.encoding,
             delay_bits=placed.delay_bits, spikes_per_step=spikes,
-            activity=_layer_source(index, rates, activity, default_rate),
+            activity=_layer_source(index, rates, activity, default_rate), **neuron_facts(layer),
         ))
 
     on_chip_spikes = sum(float(rates[layer.index].sum()) for layer in allocation.layers)

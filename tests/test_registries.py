@@ -81,9 +81,6 @@ ALLOWED_MISSING = {
         ("converters.onnx_write._ONNX_EXPORTERS", "ONNX has no {what} spiking primitive; `convert` refuses it"),
         ("converters.ann._ANN_FORWARD", "ONNX import builds no {what} layer"),
         ("converters.ann_to_snn._SNN_LAYERS", "ONNX import builds no {what} layer"),
-        ("neuroprune.snn.fixed.SYNAPSES",
-         "no bit-exact {what} model yet (run_fixed batches each layer's synapses over time); "
-         "verify and energy refuse it in one line"),
         ("neuroprune.prune.structured.SLICERS", "pruning runs on trained checkpoints, which hold no {what} layer"),
         ("neuroprune.prune.spear.LAYER_FEATURES", "pruning runs on trained checkpoints, which hold no {what} layer"),
         ("neuroprune.snn.model._BLOCK_BUILDERS", "training builds no {what} block yet"),

@@ -16,6 +16,9 @@ whole batch at once:
   ``v = sround(v * (4096 - vDecay) / 4096) + u + (bias << 6)`` clipped to 24 bits;
   spike when ``v > vThMant << 6``; ``v = 0`` after a spike. ``sround`` truncates toward
   zero, as Lava's ``sign(x) * (|x| >> 12)`` does.
+- Resonate-and-fire neurons, recurrent (``dense_rec``) and complex (``dense_comp``) dense
+  synapses: :mod:`neuroprune.snn.fixed_rf` (registered at the end of this module). A
+  synapse with a ``wrap_model`` method also acts inside the step loop of its layer.
 
 Input ``x`` is ``(N, *input_shape, T)`` integers: the input neuron's input mantissa when
 the network has an input neuron layer, else binary spikes.
@@ -315,6 +318,11 @@ def run_fixed(network: Network, x: torch.Tensor | np.ndarray, record_voltage: bo
         for delay, part in synapse(rows):
             drive += _delayed(part.reshape(steps, batch, *shape), 1 + delay)
         neuron = layer.neuron or Neuron(i_decay=0, v_decay=DECAY_UNITY, v_th_mant=MAX_V_TH_MANT)
-        current = run_neurons(index, neuron, _neuron_model(neuron, shape, batch, layer.bias, device,
-                                                              f"layer {index} ({layer.name})"), drive)
+        model = _neuron_model(neuron, shape, batch, layer.bias, device, f"layer {index} ({layer.name})")
+        if hasattr(synapse, "wrap_model"):  # a synapse that also acts step by step (recurrent, complex)
+            model = synapse.wrap_model(model, rows, steps)
+        current = run_neurons(index, neuron, model, drive)
     return FixedPointResult(spikes=spikes, voltages=voltages)
+
+
+from neuroprune.snn import fixed_rf  # noqa: E402,F401  registers RF neurons, dense_rec and dense_comp

@@ -91,4 +91,50 @@ def test_energy_reports_every_lif_file_and_refuses_sigma_delta_in_one_line(name,
         assert entry["energy_j"]["total_j"] > 0 and entry["synops"] > 0
     else:  # no bit-exact sigma-delta model to measure its activity yet
         assert code == 2 and captured.err.strip().count("\n") == 0
-        assert "supports CUBA/LOIHI neurons, not SDNN" in captured.err
+        assert "supports CUBA/LOIHI" in captured.err and "neurons, not SDNN" in captured.err
+
+
+# per layer of lava-dl's files: (neuron_type, graded, payload_bits, max_delay); "-": no neurons
+_LIF = ("LOIHI", False, 0, 0)
+_SDNN = ("SDNN", True, 16, 0)  # lava-dl netx's default messageBits for sigma-delta neurons
+_NONE = ("-", False, 0, 0)
+NEURON_FACTS = {
+    "gts/ntidigits/ntidigits.net": [_NONE, _NONE, ("LOIHI", False, 0, 62), ("LOIHI", False, 0, 62), _LIF, _NONE],
+    "gts/pilotnet_lif/network.net": [_LIF] * 6 + [_NONE] + [_LIF] * 4,
+    "gts/pilotnet_sdnn/network.net": [_SDNN] * 5 + [_NONE] + [_SDNN] * 4,
+    "gts/pilotnet_sdnn/square_network.net": [_SDNN] * 5,
+    "mnist.net": [("CUBA", False, 0, 0)] * 3 + [_NONE],
+    "tiny.net": [_LIF] * 3,
+}
+
+
+@pytest.mark.parametrize("name", sorted(NEURON_FACTS))
+def test_fit_json_names_every_layers_neurons(name, capsys):
+    assert main(["fit", str(FOLDER / name), "--json"]) in (0, 1)
+    layers = json.loads(capsys.readouterr().out)["layers"]
+    facts = [(row["neuron_type"], row["graded"], row["payload_bits"], row["max_delay"]) for row in layers]
+    assert facts == NEURON_FACTS[name]
+    assert not any(row["recurrent"] for row in layers)
+
+
+def test_fit_json_names_recurrent_and_resonate_and_fire_layers(tmp_path, capsys, monkeypatch):
+    from neuroprune.ir import ComplexDenseLayer, RecurrentDenseLayer
+
+    rf = Neuron(kind="RF_IZHIKEVICH", v_th_mant=8, sin_decay=-700, cos_decay=3950)
+    graded = Neuron(graded_spike=True, message_bits=8)
+    net = Network([InputLayer(shape=(4,)),
+                   RecurrentDenseLayer(weight=np.ones((3, 4), np.int32), weight_rec=np.eye(3, dtype=np.int32),
+                                       neuron=graded),
+                   ComplexDenseLayer(weight=np.ones((2, 3), np.int32), weight_imag=np.ones((2, 3), np.int32),
+                                     neuron=rf),
+                   DenseLayer(weight=np.ones((2, 2), np.int32), delay=np.array([3, 9]), neuron=Neuron())])
+    path = netx.write(net, tmp_path / "n.net")
+    assert main(["fit", str(path), "--json"]) in (0, 1)
+    layers = json.loads(capsys.readouterr().out)["layers"]
+    assert [(row["neuron_type"], row["graded"], row["payload_bits"], row["recurrent"], row["max_delay"])
+            for row in layers] == [("-", False, 0, False, 0), ("CUBA", True, 8, True, 0),
+                                   ("RF_IZHIKEVICH", False, 0, False, 0), ("CUBA", False, 0, False, 9)]
+    monkeypatch.setenv("COLUMNS", "200")  # rich wraps the table to the terminal width
+    assert main(["info", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "graded 8b" in out and "delay <= 9" in out
