@@ -15,7 +15,18 @@ import numpy as np
 
 from converters.nir_common import _META, Shape, _nir
 from neuroprune.errors import FormatError, ShapeError, UnsupportedLayerError
-from neuroprune.ir import ConvLayer, DenseLayer, FlattenLayer, InputLayer, Layer, Network, Neuron, PoolLayer
+from neuroprune.ir import (
+    AverageLayer,
+    ConvLayer,
+    DenseLayer,
+    FlattenLayer,
+    InputLayer,
+    Layer,
+    Network,
+    Neuron,
+    PoolLayer,
+    RecurrentDenseLayer,
+)
 from neuroprune.loihi_arith import DECAY_UNITY, MAX_V_TH_MANT, threshold_for, to_mantissa
 from neuroprune.registry import lookup
 from neuroprune.validate import (
@@ -213,6 +224,9 @@ class _Stage:
     pre_delay: Any = None
     post_delay: Any = None
     scale: Any = None
+    recurrent: Any = None  # the Affine/Linear node of a cycle neuron -> synapse -> neuron
+    recurrent_mantissa: Any = None  # its weights once quantized
+    dt: float = 1.0  # the graph's time step (Delay nodes hold times)
     meta: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -221,10 +235,34 @@ class _Stage:
         return str(self.meta.get("layer_name", self.name))
 
 
-def _chain(graph: Any) -> list[str]:
-    """Node keys in data-flow order; refuses graphs that are not one chain."""
+def _recurrences(nodes: dict[str, Any], edges: list[tuple[str, str]]) -> dict[str, str]:
+    """Neuron key -> key of the ``Affine``/``Linear`` node of a cycle ``neuron -> w -> neuron``
+    whose ``w`` touches nothing else (a recurrent layer, as snntorch's RLeaky/RSynaptic and
+    our ``dense_rec`` export write it)."""
+    found: dict[str, str] = {}
+    for a, b in edges:
+        if (b, a) not in edges or type(nodes.get(a)).__name__ not in NEURON_NODES \
+                or type(nodes.get(b)).__name__ not in ("Affine", "Linear"):
+            continue
+        if sorted(e for e in edges if b in e) == sorted([(a, b), (b, a)]):
+            if a in found:
+                raise UnsupportedLayerError(f"NIR neuron node {a!r} has two recurrent synapses ({found[a]!r}, {b!r}); "
+                                            "a recurrent layer has one")
+            found[a] = b
+    return found
+
+
+def _chain(graph: Any) -> tuple[list[str], dict[str, str]]:
+    """Node keys in data-flow order and the recurrent cycles taken out of it (see
+    :func:`_recurrences`); refuses graphs that are not one chain."""
     nir = _nir()
     nodes, edges = graph.nodes, [(str(a), str(b)) for a, b in graph.edges]
+    if len(set(edges)) != len(edges):
+        edges = list(dict.fromkeys(edges))
+    recurrent = _recurrences(nodes, edges)
+    looped = set(recurrent.values())
+    edges = [(a, b) for a, b in edges if a not in looped and b not in looped]
+    nodes = {k: v for k, v in nodes.items() if k not in looped}
     succ: dict[str, list[str]] = {k: [] for k in nodes}
     pred: dict[str, list[str]] = {k: [] for k in nodes}
     for a, b in edges:
@@ -250,11 +288,11 @@ def _chain(graph: Any) -> list[str]:
     missing = sorted(set(nodes) - set(order))
     if missing:
         raise UnsupportedLayerError(f"NIR nodes {', '.join(missing)} are not on the path from the Input node")
-    return order
+    return order, recurrent
 
 
-def _stages(graph: Any, order: list[str]) -> list[_Stage]:
-    """Group chain nodes into IR layers (synapse [+ delay] [+ neuron])."""
+def _stages(graph: Any, order: list[str], recurrent: dict[str, str], dt: float) -> list[_Stage]:
+    """Group chain nodes into IR layers (synapse [+ delay] [+ neuron [+ recurrent synapse]])."""
     stages: list[_Stage] = []
     for key in order:
         node = graph.nodes[key]
@@ -288,9 +326,17 @@ def _stages(graph: Any, order: list[str]) -> list[_Stage]:
                     f"NIR node {key!r} ({kind}) does not follow a synapse (Affine, Linear, Conv2d, pooling) or the Input"
                 )
             last.neuron = (key, node)
+            if key in recurrent:
+                if last.kind != "dense":
+                    raise UnsupportedLayerError(
+                        f"NIR node {key!r} ({kind}): a recurrent synapse {recurrent[key]!r} is supported on neurons "
+                        "behind an Affine/Linear synapse only (the chip's recurrent layer is dense)"
+                    )
+                last.kind, last.recurrent = "dense_rec", graph.nodes[recurrent[key]]
         else:  # pragma: no cover - filtered before
             raise UnsupportedLayerError(f"NIR node {key!r} has unsupported type {kind}")
     for stage in stages:
+        stage.dt = dt
         if stage.kind == "delay":
             raise UnsupportedLayerError(f"NIR Delay {stage.name!r} is not next to an Affine/Linear synapse")
     return stages
@@ -352,7 +398,7 @@ def from_nir(graph: Any, dt: float | None = None) -> Network:
     from converters.nir_merge import merge_into_next
 
     _check_time_step(graph, dt)
-    stages = _stages(graph, _chain(graph))
+    stages = _stages(graph, *_chain(graph), dt)
     layers: list[Layer] = []
     shape: tuple[int, ...] = ()
     index = -1
@@ -360,6 +406,15 @@ def from_nir(graph: Any, dt: float | None = None) -> Network:
         index += 1
         stage = stages[index]
         where = f"NIR node {stage.name!r}"
+        average = _average_readout(stages, index, shape)
+        if average is not None:
+            layers.append(average)
+            shape = average.output_shape(shape)
+            continue
+        if stage.kind == "flatten" and stage.meta.get("average_input") \
+                and _average_readout(stages, index + 1, (int(np.prod(shape)),)) is not None:
+            shape = (int(np.prod(shape)),)  # the Flatten our export writes before an average of a map
+            continue
         while stage.kind not in ("input", "flatten") and stage.neuron is None:  # several in a row merge in turn
             stages = merge_into_next(stages, index, shape)
             stage = stages[index]
@@ -468,6 +523,28 @@ def _input_neuron(stage: _Stage, shape: tuple[int, ...], dt: float) -> Neuron:
     return _make_neuron(params, int(round(float(values[0]))))
 
 
+def _average_readout(stages: list[_Stage], index: int, in_shape: Shape) -> AverageLayer | None:
+    """The host-side average readout when stage ``index`` is the graph's last synapse, has no
+    neuron, and is a ``Linear`` whose rows average equal contiguous groups of a 1-D input
+    (what :func:`converters.nir_write._export_average` writes); else ``None``."""
+    if index >= len(stages) or index != len(stages) - 1:
+        return None
+    stage = stages[index]
+    node = stage.synapse
+    if stage.kind != "dense" or stage.neuron is not None or stage.scale is not None or stage.pre_delay is not None \
+            or stage.post_delay is not None or type(node).__name__ != "Linear" or len(in_shape) != 1:
+        return None
+    weight = np.asarray(node.weight, dtype=np.float64)
+    rows = weight.shape[0] if weight.ndim == 2 else 0
+    if not rows or weight.shape[1] != in_shape[0] or in_shape[0] % rows:
+        return None
+    from converters.nir_write import average_matrix
+
+    if not np.allclose(weight, average_matrix(rows, in_shape[0]), rtol=1e-6, atol=0):
+        return None
+    return AverageLayer(name=stage.layer_name, num_outputs=rows)
+
+
 def _raw_synapse(stage: _Stage, in_shape: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray | None,
                                                                     dict[str, Any], tuple[int, ...]]:
     """(float weight, bias or None, conv geometry, output shape) of a synapse stage's node."""
@@ -521,8 +598,13 @@ def _raw_pool(node: Any, in_shape: Shape, where: str) -> tuple[np.ndarray, np.nd
     return weight, None, geometry, out_shape
 
 
+def _refuse_complex(*args: Any) -> Any:
+    raise UnsupportedLayerError("NIR has no complex synapse: NIR import builds no 'dense_comp' layer")
+
+
 #: (float weight, bias, conv geometry, output shape) of a synapse node, per IR kind it reads as
-_RAW_SYNAPSES: dict[str, Any] = {"dense": _raw_dense, "conv": _raw_conv, "pool": _raw_pool}
+_RAW_SYNAPSES: dict[str, Any] = {"dense": _raw_dense, "dense_rec": _raw_dense, "dense_comp": _refuse_complex,
+                                 "conv": _raw_conv, "pool": _raw_pool}
 
 
 def _synaptic_layer(stage: _Stage, in_shape: tuple[int, ...], dt: float) -> Layer:
@@ -530,6 +612,9 @@ def _synaptic_layer(stage: _Stage, in_shape: tuple[int, ...], dt: float) -> Laye
     kind = type(node).__name__
     where = f"NIR node {stage.name!r} ({kind})"
     weight, bias_vec, geometry, out_shape = _raw_synapse(stage, in_shape)
+    inputs = weight.shape[1] if weight.ndim == 2 else 0
+    if stage.recurrent is not None:  # quantized with the feed-forward weights: one neuron scale for both
+        weight, bias_vec = _with_recurrence(stage, weight, bias_vec, where)
     neuron_node = stage.neuron[1] if stage.neuron is not None else None
     rows = weight.shape[0]
     scale = np.ones(out_shape) if stage.scale is None else _shaped(stage.scale.scale, out_shape, "Scale", where)
@@ -561,6 +646,8 @@ def _synaptic_layer(stage: _Stage, in_shape: tuple[int, ...], dt: float) -> Laye
     if has_bias is None:  # a graph from another tool: a bias exists when it is non-zero
         has_bias = bias_int is not None and bool(np.any(bias_int))
     bias = bias_int.astype(np.int32) if has_bias and bias_int is not None else None
+    if stage.recurrent is not None:
+        mantissa, stage.recurrent_mantissa = mantissa[:, :inputs], mantissa[:, inputs:]
     mask = stage.meta.get("mask")
     mask = None if mask is None else np.asarray(mask).astype(bool)
     hidden = stage.meta.get("masked_weight")
@@ -580,6 +667,30 @@ def _build_dense(stage: _Stage, mantissa: np.ndarray, neuron: Neuron, bias: np.n
         delay = np.asarray(stage.meta["delay"])
     return DenseLayer(name=stage.layer_name, weight=mantissa, neuron=neuron, bias=bias, delay=delay, mask=mask,
                       weight_bits=weight_bits)
+
+
+def _with_recurrence(stage: _Stage, weight: np.ndarray, bias: np.ndarray | None,
+                     where: str) -> tuple[np.ndarray, np.ndarray | None]:
+    """``[W | W_rec]`` and the bias with the recurrent ``Affine``'s bias added: both synapses feed
+    the same neuron input, so a constant recurrent bias is a bias of the layer."""
+    node = stage.recurrent
+    rec = np.asarray(node.weight, dtype=np.float64)
+    rows = weight.shape[0]
+    if rec.shape != (rows, rows):
+        raise ShapeError(f"{where}: recurrent weight has shape {rec.shape}; it connects the layer's {rows} "
+                         f"neurons to themselves: ({rows}, {rows})")
+    if type(node).__name__ == "Affine" and np.any(np.asarray(node.bias)):
+        rec_bias = np.asarray(node.bias, dtype=np.float64).reshape(-1)
+        bias = rec_bias if bias is None else bias + rec_bias
+    return np.hstack((weight, rec)), bias
+
+
+def _build_dense_rec(stage: _Stage, mantissa: np.ndarray, neuron: Neuron, bias: np.ndarray | None,
+                     mask: np.ndarray | None, weight_bits: int | None, geometry: dict[str, Any], in_shape: Shape,
+                     where: str) -> Layer:
+    dense = _build_dense(stage, mantissa, neuron, bias, mask, weight_bits, geometry, in_shape, where)
+    return RecurrentDenseLayer(name=dense.name, weight=dense.weight, weight_rec=stage.recurrent_mantissa,
+                               neuron=neuron, bias=dense.bias, delay=dense.delay, mask=mask, weight_bits=weight_bits)
 
 
 def _build_conv(stage: _Stage, mantissa: np.ndarray, neuron: Neuron, bias: np.ndarray | None,
@@ -609,7 +720,8 @@ def _build_pool(stage: _Stage, mantissa: np.ndarray, neuron: Neuron, bias: np.nd
 
 
 #: the IR layer a synapse stage (with its neuron) becomes, per the kind it reads as
-_LAYER_BUILDERS: dict[str, Any] = {"dense": _build_dense, "conv": _build_conv, "pool": _build_pool}
+_LAYER_BUILDERS: dict[str, Any] = {"dense": _build_dense, "dense_rec": _build_dense_rec,
+                                   "dense_comp": _refuse_complex, "conv": _build_conv, "pool": _build_pool}
 
 
 def _delays(stage: _Stage, weight_shape: tuple[int, ...], where: str) -> np.ndarray | None:
@@ -619,9 +731,10 @@ def _delays(stage: _Stage, weight_shape: tuple[int, ...], where: str) -> np.ndar
         raise UnsupportedLayerError(f"{where}: Delay nodes on both sides of one synapse are not supported")
     out, inp = weight_shape
     node = stage.post_delay if stage.post_delay is not None else stage.pre_delay
-    delay = np.asarray(node.delay, dtype=np.float64).reshape(-1)
+    delay = np.asarray(node.delay, dtype=np.float64).reshape(-1) / stage.dt  # NIR delays are times
     if not _integral(delay) or np.any(delay < 0):
-        raise UnsupportedLayerError(f"{where}: delays must be non-negative whole time steps, got {delay[:4]}")
+        raise UnsupportedLayerError(f"{where}: delays must be non-negative whole time steps of dt={stage.dt:g}, "
+                                    f"got {delay[:4]} steps; pass the graph's time step with --dt")
     delay = np.round(delay).astype(np.int32)
     if stage.post_delay is not None:
         if delay.size != out:

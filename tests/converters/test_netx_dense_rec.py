@@ -101,7 +101,6 @@ def test_lava_dl_netx_builds_the_written_recurrent_block(tmp_path):
 def test_commands_without_a_recurrent_model_refuse_in_one_line(tmp_path, capsys):
     path = netx.write(_net(), tmp_path / "rec.net")
     for argv, text in ((["verify", str(path)], "layer type 'dense_rec' has no fixed-point synapse"),
-                       (["convert", str(path), str(tmp_path / "x.nir")], "'dense_rec' has no NIR export"),
                        (["convert", str(path), str(tmp_path / "x.onnx")], "'dense_rec' has no ONNX export")):
         assert main(argv) == 2
         err = capsys.readouterr().err.strip()
