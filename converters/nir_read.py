@@ -27,7 +27,7 @@ from neuroprune.ir import (
     PoolLayer,
     RecurrentDenseLayer,
 )
-from neuroprune.loihi_arith import DECAY_UNITY, MAX_V_TH_MANT, threshold_for, to_mantissa
+from neuroprune.loihi_arith import DECAY_UNITY, MANTISSA_MAX, MANTISSA_MIN, MAX_V_TH_MANT, threshold_for, to_mantissa
 from neuroprune.registry import lookup
 from neuroprune.validate import (
     check_h5_datasets,
@@ -207,10 +207,38 @@ def _quantize(weight: np.ndarray, gain: np.ndarray, threshold: np.ndarray, bias:
         )
     normalized = scaled / threshold.reshape(expand)
     normalized_bias = bias / threshold
+    exact = _equal_taps_exactly(normalized, normalized_bias)
+    if exact is not None:
+        return exact
     largest = float(np.max(np.abs(normalized))) if normalized.size else 0.0
     v_th = threshold_for(largest)
     mantissa = to_mantissa(normalized, v_th)
     return mantissa, np.round(normalized_bias * v_th).astype(np.int64), v_th
+
+
+def _equal_taps_exactly(normalized: np.ndarray,
+                        normalized_bias: np.ndarray) -> tuple[np.ndarray, np.ndarray, int] | None:
+    """Exact chip integers when every non-zero weight (in units of the threshold) is one value
+    ``r`` (an average pool's ``1 / (k^2 threshold)``): the fraction ``p / q = r`` scaled by the
+    largest ``m`` with ``m p`` a mantissa and ``m q`` a threshold mantissa, so that ``w / v_th = r``
+    holds exactly; ``None`` when there is no such fraction or the bias does not fit it."""
+    from fractions import Fraction
+
+    values = np.unique(normalized[normalized != 0])
+    if values.size != 1 or not np.isfinite(values[0]):
+        return None
+    ratio = float(values[0])
+    fraction = Fraction(ratio).limit_denominator(MAX_V_TH_MANT)
+    p, q = fraction.numerator, fraction.denominator
+    if not p or abs(p / q - ratio) > _TOL * 1e-3 * abs(ratio) or not MANTISSA_MIN <= p <= MANTISSA_MAX:
+        return None
+    m = min(MANTISSA_MAX // abs(p) if p > 0 else -MANTISSA_MIN // abs(p), MAX_V_TH_MANT // q)
+    v_th = m * q
+    bias = normalized_bias * v_th
+    if not _integral(bias):
+        return None
+    mantissa = np.where(normalized != 0, m * p, 0).astype(np.int32)
+    return mantissa, np.round(bias).astype(np.int64), int(v_th)
 
 
 @dataclass
@@ -274,7 +302,8 @@ def _chain(graph: Any) -> tuple[list[str], dict[str, str]]:
     if branching:
         raise UnsupportedLayerError(
             f"NIR graph is not a chain: node(s) {', '.join(branching)} have several inputs or outputs "
-            "(branches, skip or recurrent connections are not supported)"
+            "(branches and skip connections are not supported; a recurrent layer is a cycle neuron -> Affine/Linear -> "
+            "neuron whose synapse has no other edge)"
         )
     starts = [k for k in nodes if isinstance(nodes[k], nir.Input)]
     if len(starts) != 1:
@@ -283,7 +312,8 @@ def _chain(graph: Any) -> tuple[list[str], dict[str, str]]:
     while succ[order[-1]]:
         nxt = succ[order[-1]][0]
         if nxt in order:
-            raise UnsupportedLayerError(f"NIR graph has a cycle through {nxt!r} (recurrent graphs are not supported)")
+            raise UnsupportedLayerError(f"NIR graph has a cycle through {nxt!r}; the only cycle read is a recurrent "
+                                        "layer's neuron -> Affine/Linear -> neuron")
         order.append(nxt)
     missing = sorted(set(nodes) - set(order))
     if missing:
