@@ -94,7 +94,9 @@ def test_recurrent_synapse_on_a_conv_neuron_is_refused() -> None:
 
 def _snntorch_rleaky(seed: int = 0) -> tuple[torch.nn.Module, nir.NIRGraph]:
     """snntorch: Linear -> RLeaky (all-to-all recurrent Linear, with its bias) -> Linear -> Leaky,
-    integer weights and thresholds, no leak, reset to zero at the spike (the chip's reset)."""
+    integer weights and thresholds, no leak, reset to zero at the spike (the chip's reset).
+    (snntorch 1.0's exporter fails on an RSynaptic in a Sequential; our CubaLIF cycles are
+    covered by the round trips above.)"""
     import snntorch as snn
     from snntorch.export_nir import export_to_nir
 
@@ -125,7 +127,7 @@ def test_snntorch_rleaky_file_converts_fits_and_runs_in_lava_like_snntorch(tmp_p
     network = netx.read(target)
     assert [layer.kind for layer in network.layers] == ["input", "dense_rec", "dense"]
     rec = network[1]
-    assert rec.neuron.is_lif and rec.neuron.v_th_mant == 8 and rec.neuron.v_decay == 0
+    assert rec.neuron.is_lif and rec.neuron.v_th_mant == 8 and (rec.neuron.i_decay, rec.neuron.v_decay) == (4096, 0)
     np.testing.assert_array_equal(rec.weight_rec, module[1].recurrent.weight.detach().numpy())
     np.testing.assert_array_equal(rec.bias, [1, 0, -1, 0, 2])  # the recurrent Linear's bias drives the neurons
     capsys.readouterr()
@@ -310,3 +312,23 @@ def test_onnx_export_refuses_what_has_no_ann_form_in_one_line(make, text: str, t
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and text in err and "write .net (lava-dl netx)" in err, err
     assert not (tmp_path / "n.onnx").exists()
+
+
+# ------------------------------------------------------------------ CLI
+def _delay_net() -> Network:
+    rng = np.random.default_rng(9)
+    return Network([InputLayer(shape=(6,)),
+                    DenseLayer(weight=_ints(rng, -9, 9, (5, 6)), neuron=IF_NEURON, delay=np.arange(5, dtype=np.int32)),
+                    DenseLayer(weight=_ints(rng, -9, 9, (4, 5)), neuron=IF_NEURON, delay=np.arange(5, dtype=np.int32)),
+                    AverageLayer(num_outputs=2)], name="delays")
+
+
+@pytest.mark.parametrize("make", [_recurrent_net, _delay_net], ids=["dense_rec", "delays_average"])
+def test_convert_netx_to_nir_and_back_is_exact(make, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    network = make()
+    source = netx.write(network, tmp_path / "a.net")
+    assert main(["convert", str(source), str(tmp_path / "a.nir"), "--dt", "1e-3"]) == 0
+    assert main(["convert", str(tmp_path / "a.nir"), str(tmp_path / "b.net")]) == 0  # dt from the graph metadata
+    assert netx.read(tmp_path / "b.net").same_as(netx.read(source))
+    capsys.readouterr()
+    assert main(["convert", str(source), str(tmp_path / "a.onnx")]) == (2 if make is _recurrent_net else 0)
