@@ -7,8 +7,9 @@ weight mantissas and biases, ``Relu`` after every layer with neurons, pools as d
 ``relu(W x + b) / v_th_mant`` per step when it neither leaks nor keeps current.
 
 Sigma-delta (SDNN) layers are ReLU layers already: their graded output tracks
-``relu(W x + b)`` (to within the delta threshold), so they export as the same
-``Gemm``/``Conv`` + ``Relu``. Synaptic delays shift spike times, not rates, and are named in the
+``relu(W x + b)`` up to the delta threshold and the chip's fixed-point rounding, so they
+export as the same ``Gemm``/``Conv`` + ``Relu`` (the ANN a sigma-delta net runs at its
+limit of fine thresholds). Synaptic delays shift spike times, not rates, and are named in the
 node's ``doc_string`` only. The host-side ``average`` readout is a ``Reshape`` to ``(N, groups,
 group size)`` and a ``ReduceMean``. Kinds with no ANN equivalent are refused in one line naming
 netx, the format that carries them: recurrent (``dense_rec``) and complex (``dense_comp``)
