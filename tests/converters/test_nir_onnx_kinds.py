@@ -40,12 +40,13 @@ def _ints(rng: np.random.Generator, low: int, high: int, shape: tuple[int, ...])
     return rng.integers(low, high, size=shape).astype(np.int32)
 
 
-def _recurrent_net(neuron: Neuron = IF_NEURON, bias: bool = False) -> Network:
+def _recurrent_net(neuron: Neuron = IF_NEURON, bias: bool = False, mask: bool = False) -> Network:
     rng = np.random.default_rng(11)
     return Network([
         InputLayer(shape=(6,)),
         RecurrentDenseLayer(weight=_ints(rng, -2, 8, (5, 6)), weight_rec=_ints(rng, -6, 4, (5, 5)), neuron=neuron,
-                            bias=np.arange(5, dtype=np.int32) - 2 if bias else None),
+                            bias=np.arange(5, dtype=np.int32) - 2 if bias else None,
+                            mask=rng.random((5, 6)) > 0.4 if mask else None, weight_bits=7 if mask else None),
         DenseLayer(weight=_ints(rng, -2, 8, (3, 5)), neuron=neuron),
     ], name="rec")
 
@@ -62,10 +63,12 @@ def _quiet(function, *args, **kwargs):
 
 
 # ------------------------------------------------------------------ NIR: recurrent layers as a cycle
-@pytest.mark.parametrize("neuron,bias", [(IF_NEURON, False), (Neuron(i_decay=1024, v_decay=128, v_th_mant=30), True),
-                                         (IF_NEURON, True)])
-def test_recurrent_layer_round_trips_through_a_nir_cycle(neuron: Neuron, bias: bool, tmp_path: Path) -> None:
-    network = _recurrent_net(neuron, bias)
+@pytest.mark.parametrize("neuron,bias,mask", [(IF_NEURON, False, False),
+                                              (Neuron(i_decay=1024, v_decay=128, v_th_mant=30, ref_delay=2), True, True),
+                                              (IF_NEURON, True, False)])
+def test_recurrent_layer_round_trips_through_a_nir_cycle(neuron: Neuron, bias: bool, mask: bool,
+                                                         tmp_path: Path) -> None:
+    network = _recurrent_net(neuron, bias, mask)
     graph = nir_conv.to_nir(network)
     assert ("dense_rec1_rec.lif", "dense_rec1_rec.w_rec") in graph.edges
     assert ("dense_rec1_rec.w_rec", "dense_rec1_rec.lif") in graph.edges
@@ -332,3 +335,17 @@ def test_convert_netx_to_nir_and_back_is_exact(make, tmp_path: Path, capsys: pyt
     assert netx.read(tmp_path / "b.net").same_as(netx.read(source))
     capsys.readouterr()
     assert main(["convert", str(source), str(tmp_path / "a.onnx")]) == (2 if make is _recurrent_net else 0)
+
+
+def test_lava_dl_ntidigits_with_delays_and_average_converts_to_nir_and_onnx(lava_dl_netx_dir, tmp_path: Path,
+                                                                            capsys: pytest.CaptureFixture[str]) -> None:
+    source = lava_dl_netx_dir / "gts/ntidigits/ntidigits.net"
+    network = netx.read(source)
+    assert int(network[2].delay.max()) == 62 and network[-1].kind == "average"
+    assert main(["convert", str(source), str(tmp_path / "nt.nir")]) == 0
+    back = nir_conv.read(tmp_path / "nt.nir")
+    assert back.same_as(network)
+    graph = nir.read(tmp_path / "nt.nir", type_check=False)
+    assert float(np.max(graph.nodes["dense2.delay"].delay)) == pytest.approx(62 * nir_conv.EXPORT_DT)
+    assert main(["convert", str(source), str(tmp_path / "nt.onnx")]) == 0
+    assert _onnxruntime(tmp_path / "nt.onnx", np.zeros((2, *network.input_shape))).shape == (2, 11)
