@@ -48,8 +48,10 @@ The average readout is a mean per time step, which a ``Linear`` of ``1/g`` block
 exactly on spikes; import reads such a neuron-less ``Linear`` at the end of the graph back as
 ``average``.
 
-Import also accepts ``IF`` and ``LIF`` neurons, ``AvgPool2d``, and a ``Scale`` right
-after any synapse (folded into its weights). ``AvgPool2d`` with neurons becomes a pool layer
+Import also accepts ``IF`` and ``LIF`` neurons, ``AvgPool2d``, a ``Scale`` right
+after any synapse (folded into its weights), and nested graphs (a ``NIRGraph`` node with one
+``Input`` and one ``Output``, such as the recurrent subgraph snntorch builds for ``RLeaky``),
+whose nodes are read in its place as ``<graph key>.<key>``. ``AvgPool2d`` with neurons becomes a pool layer
 whose weight and threshold keep ``w / v_th = 1 / (k^2 threshold)`` exactly when that ratio
 is a fraction of chip-sized integers (any weight set whose non-zero entries are all equal is
 read this way), else it is quantized like other float weights. A synapse with no neuron after it (sinabs'

@@ -9,7 +9,7 @@ import os
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
 
@@ -411,6 +411,7 @@ def from_nir(graph: Any, dt: float | None = None) -> Network:
     nir = _nir()
     if not isinstance(graph, nir.NIRGraph):
         raise FormatError(f"expected a nir.NIRGraph, got {type(graph).__name__}")
+    graph = _inline_subgraphs(graph)
     if dt is None:
         meta_dt = graph.metadata.get("dt") if isinstance(graph.metadata, dict) else None
         dt = float(_plain(meta_dt)) if meta_dt is not None else IMPORT_DT
@@ -777,6 +778,54 @@ def _delays(stage: _Stage, weight_shape: tuple[int, ...], where: str) -> np.ndar
     return delay
 
 
+def _file_nodes(nodes: Any, prefix: str = "") -> Iterator[tuple[str, Any, str]]:
+    """(key, HDF5 group, type) of every node of a NIR file's ``nodes`` group, the nodes of
+    nested graphs (type ``NIRGraph``) in their place under ``<graph key>.<key>``."""
+    for key, group in nodes.items():
+        kind = _plain(group["type"][()]) if hasattr(group, "keys") and "type" in group else "?"
+        if kind == "NIRGraph" and hasattr(group, "keys") and hasattr(group.get("nodes"), "items"):
+            yield from _file_nodes(group["nodes"], f"{prefix}{key}.")
+        else:
+            yield f"{prefix}{key}", group, kind
+
+
+def _inline_subgraphs(graph: Any) -> Any:
+    """``graph`` with every nested ``NIRGraph`` node replaced by its nodes (keys
+    ``<graph key>.<key>``): the edges into it go to what its ``Input`` feeds, the edges out
+    of it leave from what feeds its ``Output``."""
+    nir = _nir()
+    if not any(isinstance(node, nir.NIRGraph) for node in graph.nodes.values()):
+        return graph
+    nodes: dict[str, Any] = {}
+    edges: list[tuple[str, str]] = []
+    entries: dict[str, list[str]] = {}
+    exits: dict[str, list[str]] = {}
+    for key, node in graph.nodes.items():
+        key = str(key)
+        if not isinstance(node, nir.NIRGraph):
+            nodes[key] = node
+            continue
+        inner = _inline_subgraphs(node)
+        ins = [k for k, n in inner.nodes.items() if isinstance(n, nir.Input)]
+        outs = [k for k, n in inner.nodes.items() if isinstance(n, nir.Output)]
+        if len(ins) != 1 or len(outs) != 1:
+            raise UnsupportedLayerError(f"NIR subgraph {key!r} has {len(ins)} Input and {len(outs)} Output nodes; "
+                                        "a nested graph is read when it has one of each")
+        inner_edges = [(str(a), str(b)) for a, b in inner.edges]
+        entries[key] = [f"{key}.{b}" for a, b in inner_edges if a == ins[0]]
+        exits[key] = [f"{key}.{a}" for a, b in inner_edges if b == outs[0]]
+        for inner_key, inner_node in inner.nodes.items():
+            if inner_key not in (ins[0], outs[0]):
+                if f"{key}.{inner_key}" in graph.nodes:
+                    raise UnsupportedLayerError(f"NIR subgraph {key!r}: node {inner_key!r} would be named "
+                                                f"{key}.{inner_key!r} like a node of the outer graph")
+                nodes[f"{key}.{inner_key}"] = inner_node
+        edges += [(f"{key}.{a}", f"{key}.{b}") for a, b in inner_edges if a != ins[0] and b != outs[0]]
+    for a, b in graph.edges:
+        edges += [(s, t) for s in exits.get(str(a), [str(a)]) for t in entries.get(str(b), [str(b)])]
+    return nir.NIRGraph(nodes=nodes, edges=edges, metadata=graph.metadata, type_check=False)
+
+
 def _check_node_types(path: Path) -> None:
     """List every unsupported node type in a NIR file before ``nir.read`` (which stops at
     the first type it does not know)."""
@@ -787,8 +836,7 @@ def _check_node_types(path: Path) -> None:
         if nodes is None or not hasattr(nodes, "items"):
             raise FormatError(f"{path}: no /node/nodes group; not a NIR graph file")
         unsupported = []
-        for key, group in nodes.items():
-            kind = _plain(group["type"][()]) if hasattr(group, "keys") and "type" in group else "?"
+        for key, group, kind in _file_nodes(nodes):
             if hasattr(group, "keys"):
                 check_h5_numeric(group, f"NIR node {key!r}", text_ok=("type", "padding"))
             if kind not in SUPPORTED_NODES:

@@ -151,6 +151,26 @@ def test_snntorch_rleaky_file_converts_fits_and_runs_in_lava_like_snntorch(tmp_p
     np.testing.assert_array_equal(lava[2][:, 2:], theirs_out[:, :-2])
 
 
+def test_nested_recurrent_subgraph_reads_like_the_flat_cycle(tmp_path: Path) -> None:
+    """snntorch builds an RLeaky as a nested graph ``Input -> lif <-> w_rec, lif -> Output``
+    (nirtorch flattens it on export); a file holding the nested form reads the same."""
+    from snntorch.export_nir import _extract_snntorch_module
+
+    module, flat = _snntorch_rleaky()
+    nested = nir.NIRGraph(nodes={
+        "input": flat.nodes["input"], "0": flat.nodes["0"], "1": _quiet(_extract_snntorch_module, module[1]),
+        "2": flat.nodes["2"], "3": flat.nodes["3"], "output": flat.nodes["output"],
+    }, edges=[("input", "0"), ("0", "1"), ("1", "2"), ("2", "3"), ("3", "output")], type_check=False)
+    assert sorted(nested.nodes["1"].edges) == [("input", "lif"), ("lif", "output"), ("lif", "w_rec"),
+                                               ("w_rec", "lif")]
+    nir.write(tmp_path / "nested.nir", nested)
+    nir.write(tmp_path / "flat.nir", flat)
+    got = _quiet(nir_conv.read, tmp_path / "nested.nir", dt=1e-4)
+    want = _quiet(nir_conv.read, tmp_path / "flat.nir", dt=1e-4)
+    assert [layer.kind for layer in got] == ["input", "dense_rec", "dense"]
+    assert got.same_as(want)
+
+
 def test_snntorch_reads_our_recurrent_export_in_the_form_it_writes() -> None:
     """snntorch's importer finds our cycle and wraps it into its recurrent subgraph with our
     weights. (It runs that subgraph as ``lif(W_rec (x + s[t-1]))``, passing the layer input
