@@ -63,9 +63,10 @@ def _quiet(function, *args, **kwargs):
 
 
 # ------------------------------------------------------------------ NIR: recurrent layers as a cycle
-@pytest.mark.parametrize("neuron,bias,mask", [(IF_NEURON, False, False),
-                                              (Neuron(i_decay=1024, v_decay=128, v_th_mant=30, ref_delay=2), True, True),
-                                              (IF_NEURON, True, False)])
+LEAKY = Neuron(i_decay=1024, v_decay=128, v_th_mant=30, ref_delay=2)
+
+
+@pytest.mark.parametrize("neuron,bias,mask", [(IF_NEURON, False, False), (LEAKY, True, True), (IF_NEURON, True, False)])
 def test_recurrent_layer_round_trips_through_a_nir_cycle(neuron: Neuron, bias: bool, mask: bool,
                                                          tmp_path: Path) -> None:
     network = _recurrent_net(neuron, bias, mask)
