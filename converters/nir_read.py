@@ -778,13 +778,18 @@ def _delays(stage: _Stage, weight_shape: tuple[int, ...], where: str) -> np.ndar
     return delay
 
 
-def _file_nodes(nodes: Any, prefix: str = "") -> Iterator[tuple[str, Any, str]]:
+_MAX_NESTING = 16  # nested graphs deeper than this are refused (an HDF5 link cycle would never end)
+
+
+def _file_nodes(nodes: Any, prefix: str = "", depth: int = 0) -> Iterator[tuple[str, Any, str]]:
     """(key, HDF5 group, type) of every node of a NIR file's ``nodes`` group, the nodes of
     nested graphs (type ``NIRGraph``) in their place under ``<graph key>.<key>``."""
+    if depth > _MAX_NESTING:
+        raise FormatError(f"NIR graph nests subgraphs more than {_MAX_NESTING} deep at {prefix!r}; the file is damaged")
     for key, group in nodes.items():
         kind = _plain(group["type"][()]) if hasattr(group, "keys") and "type" in group else "?"
         if kind == "NIRGraph" and hasattr(group, "keys") and hasattr(group.get("nodes"), "items"):
-            yield from _file_nodes(group["nodes"], f"{prefix}{key}.")
+            yield from _file_nodes(group["nodes"], f"{prefix}{key}.", depth + 1)
         else:
             yield f"{prefix}{key}", group, kind
 

@@ -172,6 +172,22 @@ def test_nested_recurrent_subgraph_reads_like_the_flat_cycle(tmp_path: Path) -> 
     assert got.same_as(want)
 
 
+def test_a_subgraph_that_links_to_itself_is_refused_in_one_line(tmp_path: Path,
+                                                                capsys: pytest.CaptureFixture[str]) -> None:
+    import h5py
+
+    _, flat = _snntorch_rleaky()
+    graph = nir.NIRGraph(nodes={"input": flat.nodes["input"], "block": flat, "output": flat.nodes["output"]},
+                         edges=[("input", "block"), ("block", "output")], type_check=False)
+    path = tmp_path / "loop.nir"
+    nir.write(path, graph)
+    with h5py.File(path, "a") as handle:  # an HDF5 hard link back to the subgraph's own group
+        handle["node/nodes/block/nodes/again"] = handle["node/nodes/block"]
+    assert main(["convert", str(path), str(tmp_path / "loop.net")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "nests subgraphs more than 16 deep" in err, err
+
+
 def test_snntorch_reads_our_recurrent_export_in_the_form_it_writes() -> None:
     """snntorch's importer finds our cycle and wraps it into its recurrent subgraph with our
     weights. (It runs that subgraph as ``lif(W_rec (x + s[t-1]))``, passing the layer input
