@@ -45,9 +45,9 @@ from neuroprune.registry import lookup
 __all__ = ["to_onnx", "write"]
 
 OPSET = 17
+ONNX_IR_VERSION = 8  # what onnxruntime releases of the last years all load
 #: neuron types whose ANN equivalent is a ReLU: Loihi's CUBA (rate) and lava-dl's sigma-delta (activation)
 RELU_NEURONS = ("CUBA", "LOIHI", "SDNN")
-ONNX_IR_VERSION = 8  # what onnxruntime releases of the last years all load
 
 
 def _neuron_doc(neuron: Neuron | None) -> str:
