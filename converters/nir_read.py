@@ -268,11 +268,16 @@ def _recurrences(nodes: dict[str, Any], edges: list[tuple[str, str]]) -> dict[st
     whose ``w`` touches nothing else (a recurrent layer, as snntorch's RLeaky/RSynaptic and
     our ``dense_rec`` export write it)."""
     found: dict[str, str] = {}
+    edge_set = set(edges)
+    touching: dict[str, set[tuple[str, str]]] = {}
+    for edge in edges:
+        for end in edge:
+            touching.setdefault(end, set()).add(edge)
     for a, b in edges:
-        if (b, a) not in edges or type(nodes.get(a)).__name__ not in NEURON_NODES \
+        if (b, a) not in edge_set or type(nodes.get(a)).__name__ not in NEURON_NODES \
                 or type(nodes.get(b)).__name__ not in ("Affine", "Linear"):
             continue
-        if sorted(e for e in edges if b in e) == sorted([(a, b), (b, a)]):
+        if touching[b] == {(a, b), (b, a)}:
             if a in found:
                 raise UnsupportedLayerError(f"NIR neuron node {a!r} has two recurrent synapses ({found[a]!r}, {b!r}); "
                                             "a recurrent layer has one")
