@@ -54,7 +54,7 @@ after any synapse (folded into its weights), and nested graphs (a ``NIRGraph`` n
 whose nodes are read in its place as ``<graph key>.<key>``. ``AvgPool2d`` with neurons becomes a pool layer
 whose weight and threshold keep ``w / v_th = 1 / (k^2 threshold)`` exactly when that ratio
 is a fraction of chip-sized integers (any weight set whose non-zero entries are all equal is
-read this way), else it is quantized like other float weights. A synapse with no neuron after it (sinabs'
+read this way), else it is quantized like other float weights and a warning gives the error. A synapse with no neuron after it (sinabs'
 and snntorch's pooling between two convolutions) is merged into the synapse it feeds
 (:mod:`converters.nir_merge`) or refused; a leading batch dimension of 1 on the ``Input``
 (norse, nirtorch) is dropped with a warning. Any other node type raises one

@@ -678,6 +678,8 @@ def _synaptic_layer(stage: _Stage, in_shape: tuple[int, ...], dt: float) -> Laye
             gain, threshold, bias_drive = gain.reshape(-1), threshold.reshape(-1), bias_drive.reshape(-1)
         mantissa, bias_int, v_th = _quantize(weight, gain, threshold, bias_drive, where)
         neuron = _make_neuron(params, v_th)
+        if kind == "AvgPool2d":
+            _note_inexact_pool(weight, gain, threshold, mantissa, v_th, where)
     has_bias = stage.meta.get("has_bias")
     if has_bias is None:  # a graph from another tool: a bias exists when it is non-zero
         has_bias = bias_int is not None and bool(np.any(bias_int))
@@ -693,6 +695,19 @@ def _synaptic_layer(stage: _Stage, in_shape: tuple[int, ...], dt: float) -> Laye
     weight_bits = None if weight_bits is None else int(weight_bits)
     build = lookup(_LAYER_BUILDERS, stage.kind, "NIR layer builder", where)
     return build(stage, mantissa, neuron, bias, mask, weight_bits, geometry, in_shape, where)
+
+
+def _note_inexact_pool(weight: np.ndarray, gain: np.ndarray, threshold: np.ndarray, mantissa: np.ndarray, v_th: int,
+                       where: str) -> None:
+    """Warn when an average pool's taps (in units of the threshold) have no exact chip
+    fraction and were rounded (see :func:`_equal_taps_exactly`)."""
+    expand = (weight.shape[0],) + (1,) * (weight.ndim - 1)
+    wanted = weight * gain.reshape(expand) / threshold.reshape(expand)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        error = float(np.max(np.abs(mantissa / v_th - wanted) / np.abs(wanted)))
+    if error > _TOL:
+        warnings.warn(f"{where}: the average pool's 1/(k^2 threshold) has no exact fraction of chip integers; "
+                      f"stored as {int(mantissa.flat[0])}/{v_th} (relative error {error:.1e})", stacklevel=4)
 
 
 def _build_dense(stage: _Stage, mantissa: np.ndarray, neuron: Neuron, bias: np.ndarray | None,

@@ -273,10 +273,25 @@ def test_avg_pool_with_neurons_imports_as_an_exact_pool_layer(kernel: int, thres
         "if": nir.IF(r=np.ones((2, 2, 2)), v_threshold=np.full((2, 2, 2), threshold)),
         "output": nir.Output(output_type={"output": np.array([2, 2, 2])}),
     }, edges=[("input", "pool"), ("pool", "if"), ("if", "output")], type_check=False)
-    pool = nir_conv.from_nir(graph)[1]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # exact: no rounding note
+        pool = nir_conv.from_nir(graph)[1]
     assert isinstance(pool, PoolLayer) and pool.kernel == (kernel, kernel)
     assert pool.weight / pool.neuron.v_th_mant == pytest.approx(1 / (kernel * kernel * threshold), rel=1e-12)
     assert pool.weight >= 128  # the largest multiple: the chip's decays round relative to a large scale
+
+
+def test_avg_pool_without_an_exact_fraction_is_rounded_with_a_note() -> None:
+    graph = nir.NIRGraph(nodes={
+        "input": nir.Input(input_type={"input": np.array([1, 6, 6])}),
+        "pool": nir.AvgPool2d(kernel_size=np.array([3, 3]), stride=np.array([3, 3]), padding=np.array([0, 0])),
+        "if": nir.IF(r=np.ones((1, 2, 2)), v_threshold=np.full((1, 2, 2), 0.712345678)),
+        "output": nir.Output(output_type={"output": np.array([1, 2, 2])}),
+    }, edges=[("input", "pool"), ("pool", "if"), ("if", "output")], type_check=False)
+    with pytest.warns(UserWarning, match=r"'pool' \(AvgPool2d\): the average pool's 1/\(k\^2 threshold\) has no exact "
+                                         r"fraction of chip integers; stored as 254/1628 \(relative error 2.6e-04\)"):
+        pool = nir_conv.from_nir(graph)[1]
+    assert (pool.weight, pool.neuron.v_th_mant) == (254, round(254 * 9 * 0.712345678))
 
 
 @pytest.mark.parametrize("make,text", [
