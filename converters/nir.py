@@ -16,15 +16,45 @@ IR layer                    NIR nodes
 ``DenseLayer``              ``Affine`` (bias on the synapse) or ``Linear``, then ``CubaLIF``;
                             a per-output delay adds a ``Delay`` between them, a per-input
                             delay a ``Delay`` before the synapse
+``RecurrentDenseLayer``     ``Affine``/``Linear``, then ``CubaLIF`` (key ``<name>_rec.lif``)
+                            with a cycle ``lif -> Linear(weight_rec) -> lif`` (key
+                            ``<name>_rec.w_rec``), the form snntorch writes for ``RLeaky`` /
+                            ``RSynaptic``
 ``ConvLayer``               ``Conv2d`` (``input_shape``, stride, padding, dilation, groups),
                             then ``CubaLIF``
 ``PoolLayer``               ``SumPool2d``, then ``CubaLIF`` with the pool weight in ``w_in``
                             (a ``Scale`` node holds it when the layer has no neuron)
 ``FlattenLayer``            ``Flatten`` (``start_dim=0``: NIR shapes carry no batch axis)
+``AverageLayer``            ``Linear`` whose row ``i`` is ``1/g`` on the ``i``-th group of ``g``
+                            inputs, no neuron after it (a ``Flatten`` first for a map)
+``ComplexDenseLayer``       refused: NIR has no complex synapse (write ``.net``)
 ==========================  ==================================================================
 
-Import also accepts ``IF`` and ``LIF`` neurons, ``AvgPool2d``, and a ``Scale`` right
-after any synapse (folded into its weights). A synapse with no neuron after it (sinabs'
+Neurons other than Loihi's CUBA compartment (sigma-delta ``SDNN``, resonate-and-fire
+``RF_PHASE``/``RF_IZHIKEVICH``) have no NIR node and are refused in one line naming netx.
+
+Recurrent layers: NIR sums a node's inputs, so the ``CubaLIF`` receives ``W x[t] + W_rec
+s[t-1]`` (a cycle carries one step, as the chip's recurrent synapse does; the chip's one step
+per feed-forward layer is left out as everywhere, see below). On import, a cycle ``neuron ->
+Affine/Linear -> neuron`` whose synapse touches nothing else becomes a ``dense_rec`` layer
+behind a dense synapse: both weight matrices are quantized together (one threshold), and a
+recurrent ``Affine`` bias (snntorch's ``RLeaky`` writes one) joins the layer's bias, as the
+two synapses feed the same neuron input.
+
+Delays: NIR's ``Delay`` is ``y(t) = x(t - tau)`` in the graph's time unit, so a delay of ``d``
+chip steps is written as ``tau = d * dt`` and read back as ``tau / dt`` steps (whole steps only).
+
+The average readout is a mean per time step, which a ``Linear`` of ``1/g`` blocks computes
+exactly on spikes; import reads such a neuron-less ``Linear`` at the end of the graph back as
+``average``.
+
+Import also accepts ``IF`` and ``LIF`` neurons, ``AvgPool2d``, a ``Scale`` right
+after any synapse (folded into its weights), and nested graphs (a ``NIRGraph`` node with one
+``Input`` and one ``Output``, such as the recurrent subgraph snntorch builds for ``RLeaky``),
+whose nodes are read in its place as ``<graph key>.<key>``. ``AvgPool2d`` with neurons becomes a pool layer
+whose weight and threshold keep ``w / v_th = 1 / (k^2 threshold)`` exactly when that ratio
+is a fraction of chip-sized integers (any weight set whose non-zero entries are all equal is
+read this way), else it is quantized like other float weights and a warning gives the error. A synapse with no neuron after it (sinabs'
 and snntorch's pooling between two convolutions) is merged into the synapse it feeds
 (:mod:`converters.nir_merge`) or refused; a leading batch dimension of 1 on the ``Input``
 (norse, nirtorch) is dropped with a warning. Any other node type raises one

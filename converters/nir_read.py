@@ -9,14 +9,25 @@ import os
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
 
 from converters.nir_common import _META, Shape, _nir
 from neuroprune.errors import FormatError, ShapeError, UnsupportedLayerError
-from neuroprune.ir import ConvLayer, DenseLayer, FlattenLayer, InputLayer, Layer, Network, Neuron, PoolLayer
-from neuroprune.loihi_arith import DECAY_UNITY, MAX_V_TH_MANT, threshold_for, to_mantissa
+from neuroprune.ir import (
+    AverageLayer,
+    ConvLayer,
+    DenseLayer,
+    FlattenLayer,
+    InputLayer,
+    Layer,
+    Network,
+    Neuron,
+    PoolLayer,
+    RecurrentDenseLayer,
+)
+from neuroprune.loihi_arith import DECAY_UNITY, MANTISSA_MAX, MANTISSA_MIN, MAX_V_TH_MANT, threshold_for, to_mantissa
 from neuroprune.registry import lookup
 from neuroprune.validate import (
     check_h5_datasets,
@@ -196,10 +207,38 @@ def _quantize(weight: np.ndarray, gain: np.ndarray, threshold: np.ndarray, bias:
         )
     normalized = scaled / threshold.reshape(expand)
     normalized_bias = bias / threshold
+    exact = _equal_taps_exactly(normalized, normalized_bias)
+    if exact is not None:
+        return exact
     largest = float(np.max(np.abs(normalized))) if normalized.size else 0.0
     v_th = threshold_for(largest)
     mantissa = to_mantissa(normalized, v_th)
     return mantissa, np.round(normalized_bias * v_th).astype(np.int64), v_th
+
+
+def _equal_taps_exactly(normalized: np.ndarray,
+                        normalized_bias: np.ndarray) -> tuple[np.ndarray, np.ndarray, int] | None:
+    """Exact chip integers when every non-zero weight (in units of the threshold) is one value
+    ``r`` (an average pool's ``1 / (k^2 threshold)``): the fraction ``p / q = r`` scaled by the
+    largest ``m`` with ``m p`` a mantissa and ``m q`` a threshold mantissa, so that ``w / v_th = r``
+    holds exactly; ``None`` when there is no such fraction or the bias does not fit it."""
+    from fractions import Fraction
+
+    values = np.unique(normalized[normalized != 0])
+    if values.size != 1 or not np.isfinite(values[0]):
+        return None
+    ratio = float(values[0])
+    fraction = Fraction(ratio).limit_denominator(MAX_V_TH_MANT)
+    p, q = fraction.numerator, fraction.denominator
+    if not p or abs(p / q - ratio) > _TOL * 1e-3 * abs(ratio) or not MANTISSA_MIN <= p <= MANTISSA_MAX:
+        return None
+    m = min(MANTISSA_MAX // abs(p) if p > 0 else -MANTISSA_MIN // abs(p), MAX_V_TH_MANT // q)
+    v_th = m * q
+    bias = normalized_bias * v_th
+    if not _integral(bias):
+        return None
+    mantissa = np.where(normalized != 0, m * p, 0).astype(np.int32)
+    return mantissa, np.round(bias).astype(np.int64), int(v_th)
 
 
 @dataclass
@@ -213,6 +252,9 @@ class _Stage:
     pre_delay: Any = None
     post_delay: Any = None
     scale: Any = None
+    recurrent: Any = None  # the Affine/Linear node of a cycle neuron -> synapse -> neuron
+    recurrent_mantissa: Any = None  # its weights once quantized
+    dt: float = 1.0  # the graph's time step (Delay nodes hold times)
     meta: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -221,10 +263,39 @@ class _Stage:
         return str(self.meta.get("layer_name", self.name))
 
 
-def _chain(graph: Any) -> list[str]:
-    """Node keys in data-flow order; refuses graphs that are not one chain."""
+def _recurrences(nodes: dict[str, Any], edges: list[tuple[str, str]]) -> dict[str, str]:
+    """Neuron key -> key of the ``Affine``/``Linear`` node of a cycle ``neuron -> w -> neuron``
+    whose ``w`` touches nothing else (a recurrent layer, as snntorch's RLeaky/RSynaptic and
+    our ``dense_rec`` export write it)."""
+    found: dict[str, str] = {}
+    edge_set = set(edges)
+    touching: dict[str, set[tuple[str, str]]] = {}
+    for edge in edges:
+        for end in edge:
+            touching.setdefault(end, set()).add(edge)
+    for a, b in edges:
+        if (b, a) not in edge_set or type(nodes.get(a)).__name__ not in NEURON_NODES \
+                or type(nodes.get(b)).__name__ not in ("Affine", "Linear"):
+            continue
+        if touching[b] == {(a, b), (b, a)}:
+            if a in found:
+                raise UnsupportedLayerError(f"NIR neuron node {a!r} has two recurrent synapses ({found[a]!r}, {b!r}); "
+                                            "a recurrent layer has one")
+            found[a] = b
+    return found
+
+
+def _chain(graph: Any) -> tuple[list[str], dict[str, str]]:
+    """Node keys in data-flow order and the recurrent cycles taken out of it (see
+    :func:`_recurrences`); refuses graphs that are not one chain."""
     nir = _nir()
     nodes, edges = graph.nodes, [(str(a), str(b)) for a, b in graph.edges]
+    if len(set(edges)) != len(edges):
+        edges = list(dict.fromkeys(edges))
+    recurrent = _recurrences(nodes, edges)
+    looped = set(recurrent.values())
+    edges = [(a, b) for a, b in edges if a not in looped and b not in looped]
+    nodes = {k: v for k, v in nodes.items() if k not in looped}
     succ: dict[str, list[str]] = {k: [] for k in nodes}
     pred: dict[str, list[str]] = {k: [] for k in nodes}
     for a, b in edges:
@@ -236,7 +307,8 @@ def _chain(graph: Any) -> list[str]:
     if branching:
         raise UnsupportedLayerError(
             f"NIR graph is not a chain: node(s) {', '.join(branching)} have several inputs or outputs "
-            "(branches, skip or recurrent connections are not supported)"
+            "(branches and skip connections are not supported; a recurrent layer is a cycle neuron -> Affine/Linear -> "
+            "neuron whose synapse has no other edge)"
         )
     starts = [k for k in nodes if isinstance(nodes[k], nir.Input)]
     if len(starts) != 1:
@@ -245,16 +317,17 @@ def _chain(graph: Any) -> list[str]:
     while succ[order[-1]]:
         nxt = succ[order[-1]][0]
         if nxt in order:
-            raise UnsupportedLayerError(f"NIR graph has a cycle through {nxt!r} (recurrent graphs are not supported)")
+            raise UnsupportedLayerError(f"NIR graph has a cycle through {nxt!r}; the only cycle read is a recurrent "
+                                        "layer's neuron -> Affine/Linear -> neuron")
         order.append(nxt)
     missing = sorted(set(nodes) - set(order))
     if missing:
         raise UnsupportedLayerError(f"NIR nodes {', '.join(missing)} are not on the path from the Input node")
-    return order
+    return order, recurrent
 
 
-def _stages(graph: Any, order: list[str]) -> list[_Stage]:
-    """Group chain nodes into IR layers (synapse [+ delay] [+ neuron])."""
+def _stages(graph: Any, order: list[str], recurrent: dict[str, str], dt: float) -> list[_Stage]:
+    """Group chain nodes into IR layers (synapse [+ delay] [+ neuron [+ recurrent synapse]])."""
     stages: list[_Stage] = []
     for key in order:
         node = graph.nodes[key]
@@ -288,9 +361,17 @@ def _stages(graph: Any, order: list[str]) -> list[_Stage]:
                     f"NIR node {key!r} ({kind}) does not follow a synapse (Affine, Linear, Conv2d, pooling) or the Input"
                 )
             last.neuron = (key, node)
+            if key in recurrent:
+                if last.kind != "dense":
+                    raise UnsupportedLayerError(
+                        f"NIR node {key!r} ({kind}): a recurrent synapse {recurrent[key]!r} is supported on neurons "
+                        "behind an Affine/Linear synapse only (the chip's recurrent layer is dense)"
+                    )
+                last.kind, last.recurrent = "dense_rec", graph.nodes[recurrent[key]]
         else:  # pragma: no cover - filtered before
             raise UnsupportedLayerError(f"NIR node {key!r} has unsupported type {kind}")
     for stage in stages:
+        stage.dt = dt
         if stage.kind == "delay":
             raise UnsupportedLayerError(f"NIR Delay {stage.name!r} is not next to an Affine/Linear synapse")
     return stages
@@ -335,6 +416,7 @@ def from_nir(graph: Any, dt: float | None = None) -> Network:
     nir = _nir()
     if not isinstance(graph, nir.NIRGraph):
         raise FormatError(f"expected a nir.NIRGraph, got {type(graph).__name__}")
+    graph = _inline_subgraphs(graph)
     if dt is None:
         meta_dt = graph.metadata.get("dt") if isinstance(graph.metadata, dict) else None
         dt = float(_plain(meta_dt)) if meta_dt is not None else IMPORT_DT
@@ -352,7 +434,7 @@ def from_nir(graph: Any, dt: float | None = None) -> Network:
     from converters.nir_merge import merge_into_next
 
     _check_time_step(graph, dt)
-    stages = _stages(graph, _chain(graph))
+    stages = _stages(graph, *_chain(graph), dt)
     layers: list[Layer] = []
     shape: tuple[int, ...] = ()
     index = -1
@@ -360,6 +442,15 @@ def from_nir(graph: Any, dt: float | None = None) -> Network:
         index += 1
         stage = stages[index]
         where = f"NIR node {stage.name!r}"
+        average = _average_readout(stages, index, shape)
+        if average is not None:
+            layers.append(average)
+            shape = average.output_shape(shape)
+            continue
+        if stage.kind == "flatten" and stage.meta.get("average_input") \
+                and _average_readout(stages, index + 1, (int(np.prod(shape)),)) is not None:
+            shape = (int(np.prod(shape)),)  # the Flatten our export writes before an average of a map
+            continue
         while stage.kind not in ("input", "flatten") and stage.neuron is None:  # several in a row merge in turn
             stages = merge_into_next(stages, index, shape)
             stage = stages[index]
@@ -468,6 +559,28 @@ def _input_neuron(stage: _Stage, shape: tuple[int, ...], dt: float) -> Neuron:
     return _make_neuron(params, int(round(float(values[0]))))
 
 
+def _average_readout(stages: list[_Stage], index: int, in_shape: Shape) -> AverageLayer | None:
+    """The host-side average readout when stage ``index`` is the graph's last synapse, has no
+    neuron, and is a ``Linear`` whose rows average equal contiguous groups of a 1-D input
+    (what :func:`converters.nir_write._export_average` writes); else ``None``."""
+    if index >= len(stages) or index != len(stages) - 1:
+        return None
+    stage = stages[index]
+    node = stage.synapse
+    if stage.kind != "dense" or stage.neuron is not None or stage.scale is not None or stage.pre_delay is not None \
+            or stage.post_delay is not None or type(node).__name__ != "Linear" or len(in_shape) != 1:
+        return None
+    weight = np.asarray(node.weight, dtype=np.float64)
+    rows = weight.shape[0] if weight.ndim == 2 else 0
+    if not rows or weight.shape[1] != in_shape[0] or in_shape[0] % rows:
+        return None
+    from converters.nir_write import average_matrix
+
+    if not np.allclose(weight, average_matrix(rows, in_shape[0]), rtol=1e-6, atol=0):
+        return None
+    return AverageLayer(name=stage.layer_name, num_outputs=rows)
+
+
 def _raw_synapse(stage: _Stage, in_shape: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray | None,
                                                                     dict[str, Any], tuple[int, ...]]:
     """(float weight, bias or None, conv geometry, output shape) of a synapse stage's node."""
@@ -521,8 +634,13 @@ def _raw_pool(node: Any, in_shape: Shape, where: str) -> tuple[np.ndarray, np.nd
     return weight, None, geometry, out_shape
 
 
+def _refuse_complex(*args: Any) -> Any:
+    raise UnsupportedLayerError("NIR has no complex synapse: NIR import builds no 'dense_comp' layer")
+
+
 #: (float weight, bias, conv geometry, output shape) of a synapse node, per IR kind it reads as
-_RAW_SYNAPSES: dict[str, Any] = {"dense": _raw_dense, "conv": _raw_conv, "pool": _raw_pool}
+_RAW_SYNAPSES: dict[str, Any] = {"dense": _raw_dense, "dense_rec": _raw_dense, "dense_comp": _refuse_complex,
+                                 "conv": _raw_conv, "pool": _raw_pool}
 
 
 def _synaptic_layer(stage: _Stage, in_shape: tuple[int, ...], dt: float) -> Layer:
@@ -530,6 +648,9 @@ def _synaptic_layer(stage: _Stage, in_shape: tuple[int, ...], dt: float) -> Laye
     kind = type(node).__name__
     where = f"NIR node {stage.name!r} ({kind})"
     weight, bias_vec, geometry, out_shape = _raw_synapse(stage, in_shape)
+    inputs = weight.shape[1] if weight.ndim == 2 else 0
+    if stage.recurrent is not None:  # quantized with the feed-forward weights: one neuron scale for both
+        weight, bias_vec = _with_recurrence(stage, weight, bias_vec, where)
     neuron_node = stage.neuron[1] if stage.neuron is not None else None
     rows = weight.shape[0]
     scale = np.ones(out_shape) if stage.scale is None else _shaped(stage.scale.scale, out_shape, "Scale", where)
@@ -557,10 +678,14 @@ def _synaptic_layer(stage: _Stage, in_shape: tuple[int, ...], dt: float) -> Laye
             gain, threshold, bias_drive = gain.reshape(-1), threshold.reshape(-1), bias_drive.reshape(-1)
         mantissa, bias_int, v_th = _quantize(weight, gain, threshold, bias_drive, where)
         neuron = _make_neuron(params, v_th)
+        if kind == "AvgPool2d":
+            _note_inexact_pool(weight, gain, threshold, mantissa, v_th, where)
     has_bias = stage.meta.get("has_bias")
     if has_bias is None:  # a graph from another tool: a bias exists when it is non-zero
         has_bias = bias_int is not None and bool(np.any(bias_int))
     bias = bias_int.astype(np.int32) if has_bias and bias_int is not None else None
+    if stage.recurrent is not None:
+        mantissa, stage.recurrent_mantissa = mantissa[:, :inputs], mantissa[:, inputs:]
     mask = stage.meta.get("mask")
     mask = None if mask is None else np.asarray(mask).astype(bool)
     hidden = stage.meta.get("masked_weight")
@@ -572,6 +697,19 @@ def _synaptic_layer(stage: _Stage, in_shape: tuple[int, ...], dt: float) -> Laye
     return build(stage, mantissa, neuron, bias, mask, weight_bits, geometry, in_shape, where)
 
 
+def _note_inexact_pool(weight: np.ndarray, gain: np.ndarray, threshold: np.ndarray, mantissa: np.ndarray, v_th: int,
+                       where: str) -> None:
+    """Warn when an average pool's taps (in units of the threshold) have no exact chip
+    fraction and were rounded (see :func:`_equal_taps_exactly`)."""
+    expand = (weight.shape[0],) + (1,) * (weight.ndim - 1)
+    wanted = weight * gain.reshape(expand) / threshold.reshape(expand)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        error = float(np.max(np.abs(mantissa / v_th - wanted) / np.abs(wanted)))
+    if error > _TOL:
+        warnings.warn(f"{where}: the average pool's 1/(k^2 threshold) has no exact fraction of chip integers; "
+                      f"stored as {int(mantissa.flat[0])}/{v_th} (relative error {error:.1e})", stacklevel=4)
+
+
 def _build_dense(stage: _Stage, mantissa: np.ndarray, neuron: Neuron, bias: np.ndarray | None,
                  mask: np.ndarray | None, weight_bits: int | None, geometry: dict[str, Any], in_shape: Shape,
                  where: str) -> Layer:
@@ -580,6 +718,30 @@ def _build_dense(stage: _Stage, mantissa: np.ndarray, neuron: Neuron, bias: np.n
         delay = np.asarray(stage.meta["delay"])
     return DenseLayer(name=stage.layer_name, weight=mantissa, neuron=neuron, bias=bias, delay=delay, mask=mask,
                       weight_bits=weight_bits)
+
+
+def _with_recurrence(stage: _Stage, weight: np.ndarray, bias: np.ndarray | None,
+                     where: str) -> tuple[np.ndarray, np.ndarray | None]:
+    """``[W | W_rec]`` and the bias with the recurrent ``Affine``'s bias added: both synapses feed
+    the same neuron input, so a constant recurrent bias is a bias of the layer."""
+    node = stage.recurrent
+    rec = np.asarray(node.weight, dtype=np.float64)
+    rows = weight.shape[0]
+    if rec.shape != (rows, rows):
+        raise ShapeError(f"{where}: recurrent weight has shape {rec.shape}; it connects the layer's {rows} "
+                         f"neurons to themselves: ({rows}, {rows})")
+    if type(node).__name__ == "Affine" and np.any(np.asarray(node.bias)):
+        rec_bias = np.asarray(node.bias, dtype=np.float64).reshape(-1)
+        bias = rec_bias if bias is None else bias + rec_bias
+    return np.hstack((weight, rec)), bias
+
+
+def _build_dense_rec(stage: _Stage, mantissa: np.ndarray, neuron: Neuron, bias: np.ndarray | None,
+                     mask: np.ndarray | None, weight_bits: int | None, geometry: dict[str, Any], in_shape: Shape,
+                     where: str) -> Layer:
+    dense = _build_dense(stage, mantissa, neuron, bias, mask, weight_bits, geometry, in_shape, where)
+    return RecurrentDenseLayer(name=dense.name, weight=dense.weight, weight_rec=stage.recurrent_mantissa,
+                               neuron=neuron, bias=dense.bias, delay=dense.delay, mask=mask, weight_bits=weight_bits)
 
 
 def _build_conv(stage: _Stage, mantissa: np.ndarray, neuron: Neuron, bias: np.ndarray | None,
@@ -609,7 +771,8 @@ def _build_pool(stage: _Stage, mantissa: np.ndarray, neuron: Neuron, bias: np.nd
 
 
 #: the IR layer a synapse stage (with its neuron) becomes, per the kind it reads as
-_LAYER_BUILDERS: dict[str, Any] = {"dense": _build_dense, "conv": _build_conv, "pool": _build_pool}
+_LAYER_BUILDERS: dict[str, Any] = {"dense": _build_dense, "dense_rec": _build_dense_rec,
+                                   "dense_comp": _refuse_complex, "conv": _build_conv, "pool": _build_pool}
 
 
 def _delays(stage: _Stage, weight_shape: tuple[int, ...], where: str) -> np.ndarray | None:
@@ -619,9 +782,10 @@ def _delays(stage: _Stage, weight_shape: tuple[int, ...], where: str) -> np.ndar
         raise UnsupportedLayerError(f"{where}: Delay nodes on both sides of one synapse are not supported")
     out, inp = weight_shape
     node = stage.post_delay if stage.post_delay is not None else stage.pre_delay
-    delay = np.asarray(node.delay, dtype=np.float64).reshape(-1)
+    delay = np.asarray(node.delay, dtype=np.float64).reshape(-1) / stage.dt  # NIR delays are times
     if not _integral(delay) or np.any(delay < 0):
-        raise UnsupportedLayerError(f"{where}: delays must be non-negative whole time steps, got {delay[:4]}")
+        raise UnsupportedLayerError(f"{where}: delays must be non-negative whole time steps of dt={stage.dt:g}, "
+                                    f"got {delay[:4]} steps; pass the graph's time step with --dt")
     delay = np.round(delay).astype(np.int32)
     if stage.post_delay is not None:
         if delay.size != out:
@@ -634,6 +798,59 @@ def _delays(stage: _Stage, weight_shape: tuple[int, ...], where: str) -> np.ndar
     return delay
 
 
+_MAX_NESTING = 16  # nested graphs deeper than this are refused (an HDF5 link cycle would never end)
+
+
+def _file_nodes(nodes: Any, prefix: str = "", depth: int = 0) -> Iterator[tuple[str, Any, str]]:
+    """(key, HDF5 group, type) of every node of a NIR file's ``nodes`` group, the nodes of
+    nested graphs (type ``NIRGraph``) in their place under ``<graph key>.<key>``."""
+    if depth > _MAX_NESTING:
+        raise FormatError(f"NIR graph nests subgraphs more than {_MAX_NESTING} deep at {prefix!r}; the file is damaged")
+    for key, group in nodes.items():
+        kind = _plain(group["type"][()]) if hasattr(group, "keys") and "type" in group else "?"
+        if kind == "NIRGraph" and hasattr(group, "keys") and hasattr(group.get("nodes"), "items"):
+            yield from _file_nodes(group["nodes"], f"{prefix}{key}.", depth + 1)
+        else:
+            yield f"{prefix}{key}", group, kind
+
+
+def _inline_subgraphs(graph: Any) -> Any:
+    """``graph`` with every nested ``NIRGraph`` node replaced by its nodes (keys
+    ``<graph key>.<key>``): the edges into it go to what its ``Input`` feeds, the edges out
+    of it leave from what feeds its ``Output``."""
+    nir = _nir()
+    if not any(isinstance(node, nir.NIRGraph) for node in graph.nodes.values()):
+        return graph
+    nodes: dict[str, Any] = {}
+    edges: list[tuple[str, str]] = []
+    entries: dict[str, list[str]] = {}
+    exits: dict[str, list[str]] = {}
+    for key, node in graph.nodes.items():
+        key = str(key)
+        if not isinstance(node, nir.NIRGraph):
+            nodes[key] = node
+            continue
+        inner = _inline_subgraphs(node)
+        ins = [k for k, n in inner.nodes.items() if isinstance(n, nir.Input)]
+        outs = [k for k, n in inner.nodes.items() if isinstance(n, nir.Output)]
+        if len(ins) != 1 or len(outs) != 1:
+            raise UnsupportedLayerError(f"NIR subgraph {key!r} has {len(ins)} Input and {len(outs)} Output nodes; "
+                                        "a nested graph is read when it has one of each")
+        inner_edges = [(str(a), str(b)) for a, b in inner.edges]
+        entries[key] = [f"{key}.{b}" for a, b in inner_edges if a == ins[0]]
+        exits[key] = [f"{key}.{a}" for a, b in inner_edges if b == outs[0]]
+        for inner_key, inner_node in inner.nodes.items():
+            if inner_key not in (ins[0], outs[0]):
+                if f"{key}.{inner_key}" in graph.nodes:
+                    raise UnsupportedLayerError(f"NIR subgraph {key!r}: node {inner_key!r} would be named "
+                                                f"{key}.{inner_key!r} like a node of the outer graph")
+                nodes[f"{key}.{inner_key}"] = inner_node
+        edges += [(f"{key}.{a}", f"{key}.{b}") for a, b in inner_edges if a != ins[0] and b != outs[0]]
+    for a, b in graph.edges:
+        edges += [(s, t) for s in exits.get(str(a), [str(a)]) for t in entries.get(str(b), [str(b)])]
+    return nir.NIRGraph(nodes=nodes, edges=edges, metadata=graph.metadata, type_check=False)
+
+
 def _check_node_types(path: Path) -> None:
     """List every unsupported node type in a NIR file before ``nir.read`` (which stops at
     the first type it does not know)."""
@@ -644,8 +861,7 @@ def _check_node_types(path: Path) -> None:
         if nodes is None or not hasattr(nodes, "items"):
             raise FormatError(f"{path}: no /node/nodes group; not a NIR graph file")
         unsupported = []
-        for key, group in nodes.items():
-            kind = _plain(group["type"][()]) if hasattr(group, "keys") and "type" in group else "?"
+        for key, group, kind in _file_nodes(nodes):
             if hasattr(group, "keys"):
                 check_h5_numeric(group, f"NIR node {key!r}", text_ok=("type", "padding"))
             if kind not in SUPPORTED_NODES:

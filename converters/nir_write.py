@@ -13,7 +13,17 @@ import numpy as np
 from converters.nir_common import _META, Shape, _nir
 from neuroprune.atomic import atomic_path
 from neuroprune.errors import ShapeError, UnsupportedLayerError
-from neuroprune.ir import ConvLayer, DenseLayer, FlattenLayer, InputLayer, Network, Neuron, PoolLayer
+from neuroprune.ir import (
+    AverageLayer,
+    ConvLayer,
+    DenseLayer,
+    FlattenLayer,
+    InputLayer,
+    Network,
+    Neuron,
+    PoolLayer,
+    RecurrentDenseLayer,
+)
 from neuroprune.loihi_arith import DECAY_UNITY
 from neuroprune.registry import lookup
 
@@ -33,6 +43,11 @@ def _neuron_node(neuron: Neuron, shape: tuple[int, ...], dt: float, bias: np.nda
     """CubaLIF node of a neuron population of ``shape`` (see the module's mapping table);
     ``gain`` multiplies ``w_in`` (a pool layer's weight)."""
     nir = _nir()
+    if not neuron.is_lif:
+        raise UnsupportedLayerError(
+            f"{where}: neuron type {neuron.kind} has no NIR node (NIR's spiking neurons are LIF, CubaLIF and IF; "
+            "it has no sigma-delta or resonate-and-fire neuron); write .net (lava-dl netx) instead"
+        )
     tau_syn, tau_mem = _tau(neuron.i_decay, dt), _tau(neuron.v_decay, dt)
     v_leak = np.zeros(shape)
     if bias_in_v and bias is not None:
@@ -118,8 +133,8 @@ def _export_dense(nir: Any, add: Any, layer: DenseLayer, key: str, shape: Shape,
     if layer.delay is not None and not np.any(layer.delay):  # no Delay node: not every reader has one
         meta[f"{_META}_delay"] = np.asarray(layer.delay)
         post_delay = pre_delay = None
-    if pre_delay is not None:
-        add(f"{key}.delay_in", nir.Delay(delay=pre_delay.astype(np.float64)))
+    if pre_delay is not None:  # NIR delays are times: steps * dt
+        add(f"{key}.delay_in", nir.Delay(delay=pre_delay.astype(np.float64) * dt))
     weight = layer.effective_weight.astype(np.float32)
     if _bias_on_synapse(layer):
         add(key, nir.Affine(weight=weight, bias=np.asarray(layer.bias, dtype=np.float32).reshape(-1),
@@ -127,8 +142,25 @@ def _export_dense(nir: Any, add: Any, layer: DenseLayer, key: str, shape: Shape,
     else:
         add(key, nir.Linear(weight=weight, metadata=meta))
     if post_delay is not None:
-        add(f"{key}.delay", nir.Delay(delay=post_delay.astype(np.float64)))
-    _export_neurons(add, layer, key, shape, dt, where)
+        add(f"{key}.delay", nir.Delay(delay=post_delay.astype(np.float64) * dt))
+    if isinstance(layer, RecurrentDenseLayer):
+        _export_recurrence(nir, add, layer, key, shape, dt, where)
+    else:
+        _export_neurons(add, layer, key, shape, dt, where)
+
+
+def _export_recurrence(nir: Any, add: Any, layer: RecurrentDenseLayer, key: str, shape: Shape, dt: float,
+                       where: str) -> None:
+    """The neurons of a recurrent layer and the ``Linear`` cycle through them: ``lif -> w_rec -> lif``.
+
+    Node keys ``<name>_rec.lif`` and ``<name>_rec.w_rec``: snntorch's importer wraps such a
+    cycle into a subgraph named by the part before the first dot, which must not be the
+    synapse's own key."""
+    if layer.neuron is None:
+        raise UnsupportedLayerError(f"{where}: a recurrent layer without neurons has no NIR form")
+    lif = f"{key}_rec.lif"
+    add(lif, _neuron_node(layer.neuron, shape, dt, layer.bias, not _bias_on_synapse(layer), where))
+    add(f"{key}_rec.w_rec", nir.Linear(weight=np.asarray(layer.weight_rec, dtype=np.float32)), loop_with=lif)
 
 
 def _export_conv(nir: Any, add: Any, layer: ConvLayer, key: str, shape: Shape, in_shape: Shape, dt: float,
@@ -163,13 +195,42 @@ def _export_pool(nir: Any, add: Any, layer: PoolLayer, key: str, shape: Shape, i
     _export_neurons(add, layer, key, shape, dt, where, gain=float(layer.weight))
 
 
+def _export_average(nir: Any, add: Any, layer: AverageLayer, key: str, shape: Shape, in_shape: Shape, dt: float,
+                    where: str) -> None:
+    """The host's mean over ``num_outputs`` contiguous groups, per time step: a ``Linear`` of
+    ``1 / group`` blocks with no neuron after it (a ``Flatten`` first for a map)."""
+    size = int(np.prod(in_shape))
+    if len(in_shape) > 1:
+        add(f"{key}.flatten", nir.Flatten(input_type={"input": np.array(in_shape)}, start_dim=0, end_dim=-1,
+                                          metadata={f"{_META}_average_input": True}))
+    add(key, nir.Linear(weight=average_matrix(layer.num_outputs, size),
+                        metadata={f"{_META}_average": int(layer.num_outputs)}))
+
+
+def average_matrix(num_outputs: int, size: int) -> np.ndarray:
+    """``(num_outputs, size)`` float32: row ``i`` averages the ``i``-th of equal contiguous groups."""
+    group = size // num_outputs
+    return np.kron(np.eye(num_outputs), np.full((1, group), 1.0 / group)).astype(np.float32)
+
+
+def _refuse_complex(nir: Any, add: Any, layer: Any, key: str, shape: Shape, in_shape: Shape, dt: float,
+                    where: str) -> None:
+    raise UnsupportedLayerError(
+        f"{where}: layer type 'dense_comp' has no NIR form (NIR has no complex synapse or resonate-and-fire "
+        "neuron); write .net (lava-dl netx) instead"
+    )
+
+
 #: NIR nodes of each layer kind (see the table in the module docstring)
 _EXPORTERS: dict[str, Any] = {
     "input": _export_input,
     "flatten": _export_flatten,
     "dense": _export_dense,
+    "dense_rec": _export_dense,  # + the recurrent cycle
+    "dense_comp": _refuse_complex,
     "conv": _export_conv,
     "pool": _export_pool,
+    "average": _export_average,
 }
 
 
@@ -193,8 +254,10 @@ def to_nir(network: Network, dt: float | None = None) -> Any:
         raise ShapeError(f"dt={dt} must be > 0 (length of one time step)")
     nodes: dict[str, Any] = {}
     chain: list[str] = []
+    loops: list[tuple[str, str]] = []
 
-    def add(key: str, node: Any) -> None:
+    def add(key: str, node: Any, loop_with: str | None = None) -> None:
+        """Add ``node`` to the chain, or with ``loop_with`` as a cycle ``loop_with -> key -> loop_with``."""
         if type(node).__name__ == "Conv2d":  # nir takes in-channels = weight.shape[1], wrong for groups > 1
             node.input_type = {"input": np.array(network.input_shape_of(index))}
         layer_name = network.layers[index].name
@@ -203,7 +266,10 @@ def to_nir(network: Network, dt: float | None = None) -> Any:
         if key in nodes:
             raise ShapeError(f"two NIR nodes would be named {key!r}; give the IR layers unique names")
         nodes[key] = node
-        chain.append(key)
+        if loop_with is None:
+            chain.append(key)
+        else:
+            loops.extend([(loop_with, key), (key, loop_with)])
 
     for index, layer in enumerate(network.layers):
         where = f"layer {index} ({layer.kind} {layer.name!r})"
@@ -211,7 +277,7 @@ def to_nir(network: Network, dt: float | None = None) -> Any:
         exporter(nir, add, layer, _node_key(layer.name), network.shapes[index], network.input_shape_of(index),
                  dt, where)
     add("output", nir.Output(output_type=np.array(network.output_shape)))
-    edges = list(zip(chain[:-1], chain[1:]))
+    edges = list(zip(chain[:-1], chain[1:])) + loops
     return nir.NIRGraph(nodes=nodes, edges=edges,
                         metadata={f"{_META}_name": network.name, "dt": float(dt), "source": "neuroprune"})
 

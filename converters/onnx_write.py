@@ -5,6 +5,15 @@ weight mantissas and biases, ``Relu`` after every layer with neurons, pools as d
 ``Conv`` with equal taps, ``Flatten`` -- for inspection tools such as Netron. Each node's
 ``doc_string`` holds its neuron parameters; a layer's spike rate is about
 ``relu(W x + b) / v_th_mant`` per step when it neither leaks nor keeps current.
+
+Sigma-delta (SDNN) layers are ReLU layers already: their graded output tracks
+``relu(W x + b)`` up to the delta threshold and the chip's fixed-point rounding, so they
+export as the same ``Gemm``/``Conv`` + ``Relu`` (the ANN a sigma-delta net runs at its
+limit of fine thresholds). Synaptic delays shift spike times, not rates, and are named in the
+node's ``doc_string`` only. The host-side ``average`` readout is a ``Reshape`` to ``(N, groups,
+group size)`` and a ``ReduceMean``. Kinds with no ANN equivalent are refused in one line naming
+netx, the format that carries them: recurrent (``dense_rec``) and complex (``dense_comp``)
+layers, resonate-and-fire neurons.
 """
 
 from __future__ import annotations
@@ -19,18 +28,34 @@ import numpy as np
 from converters.ann_to_snn import INPUT_SCALE
 from converters.onnx_read import _onnx
 from neuroprune.atomic import atomic_path
-from neuroprune.ir import ConvLayer, DenseLayer, FlattenLayer, InputLayer, Layer, Network, Neuron, PoolLayer
+from neuroprune.errors import UnsupportedLayerError
+from neuroprune.ir import (
+    AverageLayer,
+    ConvLayer,
+    DenseLayer,
+    FlattenLayer,
+    InputLayer,
+    Layer,
+    Network,
+    Neuron,
+    PoolLayer,
+)
 from neuroprune.registry import lookup
 
 __all__ = ["to_onnx", "write"]
 
 OPSET = 17
 ONNX_IR_VERSION = 8  # what onnxruntime releases of the last years all load
+#: neuron types whose ANN equivalent is a ReLU: Loihi's CUBA (rate) and lava-dl's sigma-delta (activation)
+RELU_NEURONS = ("CUBA", "LOIHI", "SDNN")
 
 
 def _neuron_doc(neuron: Neuron | None) -> str:
     if neuron is None:
         return "no neuron (non-spiking)"
+    if neuron.kind == "SDNN":
+        return (f"SDNN sigma-delta neuron, ReLU: its graded output tracks relu(input) (a delta is sent when the "
+                f"change exceeds v_th_mant={neuron.v_th_mant} * 64), sigma_output={neuron.sigma_output}")
     return (f"{neuron.kind} neuron: i_decay={neuron.i_decay}/4096, v_decay={neuron.v_decay}/4096, "
             f"v_th_mant={neuron.v_th_mant} (spikes when v > v_th_mant * 64), ref_delay={neuron.ref_delay}, "
             f"graded_spike={neuron.graded_spike}")
@@ -69,11 +94,21 @@ def _onnx_flatten(g: _OnnxParts, index: int, layer: FlattenLayer, current: str) 
 
 
 def _onnx_neurons(g: _OnnxParts, layer: Layer, current: str) -> str:
-    """The ReLU standing for the layer's spiking neurons (none without a neuron)."""
-    if getattr(layer, "neuron", None) is None:
+    """The ReLU standing for the layer's spiking neurons (none without a neuron): a CUBA
+    layer's rate, a sigma-delta layer's ReLU activation. Resonate-and-fire neurons have no
+    ANN equivalent and are refused."""
+    neuron = getattr(layer, "neuron", None)
+    if neuron is None:
         return current
+    if neuron.kind not in RELU_NEURONS:
+        raise UnsupportedLayerError(
+            f"layer {layer.name!r}: neuron type {neuron.kind} has no ANN equivalent in ONNX (a resonator is no "
+            "rectifier); write .net (lava-dl netx) instead"
+        )
+    doc = ("sigma-delta ReLU activation" if neuron.kind == "SDNN"
+           else "spiking neurons rectify: rate ~ relu(input) / v_th_mant")
     g.nodes.append(g.helper.make_node("Relu", [current], [f"{layer.name}.rate"], name=f"{layer.name}.relu",
-                                      doc_string="spiking neurons rectify: rate ~ relu(input) / v_th_mant"))
+                                      doc_string=doc))
     return f"{layer.name}.rate"
 
 
@@ -84,7 +119,7 @@ def _onnx_dense(g: _OnnxParts, index: int, layer: DenseLayer, current: str) -> s
         inputs.append(g.tensor(np.broadcast_to(np.asarray(layer.bias, dtype=np.float32).reshape(-1),
                                                (layer.out_channels,)).copy(), f"{layer.name}.bias"))
     if layer.delay is not None and np.any(layer.delay):
-        doc += "; synaptic delays are not shown"
+        doc += "; synaptic delays (they shift spike times, not rates) are not shown"
     g.nodes.append(g.helper.make_node("Gemm", inputs, [out], name=layer.name, transB=1, doc_string=doc))
     return _onnx_neurons(g, layer, out)
 
@@ -120,13 +155,35 @@ def _onnx_pool(g: _OnnxParts, index: int, layer: PoolLayer, current: str) -> str
     return _onnx_conv(g, index, layer, current, conv, "; sum pooling as a depthwise conv")
 
 
+def _onnx_average(g: _OnnxParts, index: int, layer: AverageLayer, current: str) -> str:
+    """The host's readout: ``Reshape`` to ``(N, num_outputs, group)``, then ``ReduceMean`` over the group."""
+    grouped, out = f"{layer.name}.groups", f"{layer.name}.out"
+    shape = g.tensor(np.array([-1, layer.num_outputs, int(np.prod(g.network.input_shape_of(index))) //
+                               layer.num_outputs], dtype=np.int64), f"{layer.name}.shape")
+    g.nodes.append(g.helper.make_node("Reshape", [current, shape], [grouped], name=f"{layer.name}.reshape"))
+    g.nodes.append(g.helper.make_node("ReduceMean", [grouped], [out], name=layer.name, axes=[2], keepdims=0,
+                                      doc_string=f"layer {index} (average, computed by the host): mean of "
+                                                 f"{layer.num_outputs} equal groups"))
+    return out
+
+
+def _refusal(kind: str, why: str) -> Any:
+    def refuse(g: _OnnxParts, index: int, layer: Layer, current: str) -> str:
+        raise UnsupportedLayerError(f"layer {index} ({layer.name}): layer type {kind!r} has no ONNX export ({why}); "
+                                    "write .net (lava-dl netx) instead")
+    return refuse
+
+
 #: the ONNX nodes of each layer kind, from (parts, index, layer, current tensor name) to the next name
 _ONNX_EXPORTERS: dict[str, Any] = {
     "input": _onnx_input,
     "flatten": _onnx_flatten,
     "dense": _onnx_dense,
+    "dense_rec": _refusal("dense_rec", "a feed-forward ANN graph has no recurrent spiking layer"),
+    "dense_comp": _refusal("dense_comp", "a complex synapse drives resonate-and-fire neurons, no rectifier"),
     "conv": _onnx_conv,
     "pool": _onnx_pool,
+    "average": _onnx_average,
 }
 
 

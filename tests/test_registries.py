@@ -60,10 +60,6 @@ ALLOWED_MISSING = {
     ("neuroprune.snn.model._IR_LAYERS", "pool"): "models hold no slayer Pool block (see _BLOCK_BUILDERS)",
     ("neuroprune.snn.model._SPECS", "pool"): "a pool layer cannot be converted to a trainable block",
     # average (slayer's Average readout, host-side; read, written, fitted and verified from netx)
-    ("converters.nir_write._EXPORTERS", "average"):
-        "not mapped yet: NIR has AvgPool2d but no mean over neuron groups; `convert` refuses it in one line",
-    ("converters.onnx_write._ONNX_EXPORTERS", "average"):
-        "not mapped yet (a Reshape + ReduceMean readout); `convert` refuses it in one line",
     ("converters.ann._ANN_FORWARD", "average"): "ONNX import builds no host-side readout",
     ("converters.ann_to_snn._SNN_LAYERS", "average"): "ONNX import builds no host-side readout",
     ("neuroprune.snn.model._BLOCK_BUILDERS", "average"):
@@ -71,14 +67,11 @@ ALLOWED_MISSING = {
     ("neuroprune.snn.model._IR_LAYERS", "average"): "models hold no slayer Average block (see _BLOCK_BUILDERS)",
     ("neuroprune.snn.model._SPECS", "average"):
         "an average readout cannot be converted to a trainable block yet; `convert` to .pt refuses it in one line",
-    # dense_rec (recurrent) and dense_comp (complex) dense layers: read, written and fitted from netx
+    # dense_rec (recurrent) and dense_comp (complex) dense layers: read, written and fitted from netx;
+    # NIR and ONNX export hold an entry for both (a mapping, or a one-line refusal naming netx)
     **{(registry, kind): reason.format(what=what)
        for kind, what in (("dense_rec", "recurrent"), ("dense_comp", "complex"))
        for registry, reason in (
-        ("converters.nir_write._EXPORTERS", "not mapped yet (NIR has no {what} synapse node); `convert` refuses it"),
-        ("converters.nir_read._RAW_SYNAPSES", "NIR import builds no {what} layer yet"),
-        ("converters.nir_read._LAYER_BUILDERS", "NIR import builds no {what} layer yet"),
-        ("converters.onnx_write._ONNX_EXPORTERS", "ONNX has no {what} spiking primitive; `convert` refuses it"),
         ("converters.ann._ANN_FORWARD", "ONNX import builds no {what} layer"),
         ("converters.ann_to_snn._SNN_LAYERS", "ONNX import builds no {what} layer"),
         ("neuroprune.prune.structured.SLICERS", "pruning runs on trained checkpoints, which hold no {what} layer"),

@@ -135,7 +135,7 @@ def run(args: argparse.Namespace) -> int:
         network = _read_checkpoint(source)
     else:
         network = _read_onnx(source, args)
-    if out_format != ".net":
+    if out_format == ".pt":  # NIR and ONNX export refuse, per layer and neuron kind, what they have no form for
         require_lif(network, f"{FORMATS[out_format]} export")
     if out_format == ".net":
         netx.write(network, target)

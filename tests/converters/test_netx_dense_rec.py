@@ -100,8 +100,7 @@ def test_lava_dl_netx_builds_the_written_recurrent_block(tmp_path):
 
 def test_commands_without_a_recurrent_model_refuse_in_one_line(tmp_path, capsys):
     path = netx.write(_net(), tmp_path / "rec.net")
-    for argv, text in ((["convert", str(path), str(tmp_path / "x.nir")], "'dense_rec' has no NIR export"),
-                       (["convert", str(path), str(tmp_path / "x.onnx")], "'dense_rec' has no ONNX export")):
+    for argv, text in ((["convert", str(path), str(tmp_path / "x.onnx")], "'dense_rec' has no ONNX export"),):
         assert main(argv) == 2
         err = capsys.readouterr().err.strip()
         assert err.count("\n") == 0 and text in err, err

@@ -329,7 +329,7 @@ def test_per_input_delays_export_as_a_delay_before_the_synapse() -> None:
                                   neuron=Neuron(i_decay=4096, v_decay=0, v_th_mant=2))])
     graph = nir_conv.to_nir(network)
     assert graph.edges[:2] == [("input0", "dense1.delay_in"), ("dense1.delay_in", "dense1")]
-    np.testing.assert_array_equal(graph.nodes["dense1.delay_in"].delay, [0, 1, 2, 3])
+    np.testing.assert_allclose(graph.nodes["dense1.delay_in"].delay, np.array([0, 1, 2, 3]) * nir_conv.EXPORT_DT)  # times
     assert nir_conv.from_nir(graph).same_as(network)
 
 
