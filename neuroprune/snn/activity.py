@@ -13,10 +13,7 @@ Two sources:
   :func:`neuroprune.snn.fixed.run_fixed` on the IR.
 
 Rates are spikes per neuron per time step, averaged over samples, with the layer's
-shape; they are the ``activity`` that :func:`hw_models.fit` turns into SynOps. A neuron
-with graded spikes (sigma-delta) sends a message only when its delta is not zero, so its
-rate counts the non-zero messages (a constant input sends deltas on the first step only),
-and SynOps are those messages times their fan-out.
+shape; they are the ``activity`` that :func:`hw_models.fit` turns into SynOps.
 """
 
 from __future__ import annotations
@@ -73,6 +70,11 @@ class ActivityMonitor:
     >>> with ActivityMonitor(model, voltage=True) as monitor:
     ...     model(x)
     >>> activity = monitor.result()
+
+    A neuron with graded spikes (slayer's sigma-delta) sends a message only when its delta
+    is not zero, so its rate counts the non-zero messages (a constant input sends deltas on
+    the first step only), and the SynOps :func:`hw_models.fit` makes of it are those
+    messages times their fan-out.
     """
 
     def __init__(self, model: torch.nn.Module, voltage: bool = False) -> None:

@@ -87,3 +87,179 @@ def test_sdnn_voltage_recording_is_refused():
     model, x = _hand_net()
     with pytest.raises(UnsupportedLayerError, match="no membrane potential"):
         record_activity(model, x, voltage=True)
+
+
+# ----------------------------------------------------------------------- trained on digits
+ARCH = "c8s2,c16s2,f"
+STEPS = 8
+
+
+@pytest.fixture(scope="session")
+def sdnn_digits(tmp_path_factory):
+    """``neuroprune train --neuron sdnn`` on digits, once per session: (checkpoint, netx file)."""
+    from neuroprune.cli import main
+
+    folder = tmp_path_factory.mktemp("sdnn")
+    out, net = folder / "sdnn.pt", folder / "sdnn.net"
+    assert main(["train", "--neuron", "sdnn", "--data", "digits", "--arch", ARCH, "--epochs", "4", "--steps",
+                 str(STEPS), "--quiet", "--out", str(out), "--net", str(net)]) == 0
+    return out, net
+
+
+def _digits_chip_input(model: snn_model.SNN, samples: int, start: int = 0) -> np.ndarray:
+    from neuroprune.data import load
+
+    data = load("digits", seed=0)
+    x = torch.as_tensor(data.x_test[start:start + samples]).unsqueeze(-1).repeat(1, 1, 1, 1, STEPS)
+    return model.chip_input(x).numpy()
+
+
+def test_train_sdnn_on_digits_is_well_above_chance(sdnn_digits):
+    """4 epochs of a two-conv SDNN (8 steps): measured 0.919 test accuracy (chance: 0.1)."""
+    model, meta = snn_model.load_model(str(sdnn_digits[0]))
+    assert model.neuron_kind == "sdnn" and type(model.blocks[-1]).__name__ == "Output"
+    assert meta["test_accuracy"] > 0.85
+    if meta["test_accuracy_fixed_point"] is not None:  # once the fixed-point model runs SDNN neurons
+        assert meta["test_accuracy_fixed_point"] > 0.85
+    assert meta["history"]["val_accuracy"][-1] > 0.85
+    # the trained thresholds moved (learnable, shared per layer) and reach the chip's vThMant
+    thresholds = [snn_model.to_ir(model)[i].neuron.v_th_mant for i in (0, 1, 2, 4)]
+    assert len(set(thresholds)) > 1
+
+
+def test_sdnn_netx_equals_slayer_export_dataset_by_dataset(sdnn_digits, tmp_path):
+    model, _ = snn_model.load_model(str(sdnn_digits[0]))
+    with torch.no_grad():
+        model(torch.rand(1, 1, 8, 8, 2))  # slayer sets its neuron shapes on the first forward
+    _slayer_export(model, tmp_path / "slayer.net")
+    ours, theirs = _datasets(sdnn_digits[1]), _datasets(tmp_path / "slayer.net")
+    assert sorted(ours) == sorted(theirs)
+    for key in theirs:  # equal values (we store weights as integers, slayer as floats)
+        assert np.array_equal(ours[key], theirs[key]), key
+    assert any(key.endswith("neuron/sigma_output") for key in ours)
+    assert netx.read(sdnn_digits[1]).same_as(netx.read(tmp_path / "slayer.net"))
+
+
+def _tiny(seed: int = 0) -> snn_model.SNN:
+    return snn_model.build("f,d12", (1, 8, 8), num_classes=10, neuron=snn_model.SigmaDeltaConfig(), seed=seed)
+
+
+def test_sdnn_training_is_deterministic_and_resumes_to_the_same_weights(tmp_path):
+    from neuroprune.data import load
+    from neuroprune.snn.train import train
+
+    data = load("digits", seed=0)
+    config = TrainConfig(epochs=2, steps=4, batch_size=128, seed=3)
+    straight, again = _tiny(), _tiny()
+    train(straight, data, config, progress=False)
+    train(again, data, config, progress=False)
+    state = tmp_path / "run.pt.train"
+    first = _tiny()
+    train(first, data, config, state=state, stop_after_epochs=1, progress=False)
+    resumed = _tiny(seed=9)
+    train(resumed, data, config, state=state, resume=True, progress=False)
+    for key, value in straight.state_dict().items():
+        assert torch.equal(again.state_dict()[key], value), key
+        assert torch.equal(resumed.state_dict()[key], value), key
+    assert float(straight.blocks[2].neuron.delta.threshold) != 0.1  # the learnable threshold trained
+
+
+def test_event_weight_lowers_the_delta_messages():
+    """The delta regulariser (lava-dl's event-rate loss) trades accuracy for fewer messages."""
+    from neuroprune.data import load
+    from neuroprune.snn.train import train
+
+    data = load("digits", seed=0)
+    config = TrainConfig(epochs=2, steps=4, batch_size=128, seed=0)
+    rates = []
+    for weight in (0.0, 50.0):
+        model = snn_model.build("f,d12", (1, 8, 8), num_classes=10, seed=0,
+                                neuron=snn_model.SigmaDeltaConfig(event_weight=weight))
+        train(model, data, config, progress=False)
+        x = torch.as_tensor(data.x_val[:64]).unsqueeze(-1).repeat(1, 1, 1, 1, 4)
+        rates.append(record_activity(model, x).rates[2].mean())
+    assert rates[1] < rates[0]
+
+
+def test_sca_and_criticality_refuse_sdnn_in_one_line(sdnn_digits, capsys, tmp_path):
+    from neuroprune.cli import main
+
+    for method in ("sca", "criticality"):
+        assert main(["prune", str(sdnn_digits[0]), "--method", method, "--synops-target", "0.5", "--quiet",
+                     "--out", str(tmp_path / f"{method}.pt")]) == 2
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and "does not apply to sdnn nets" in err and "membrane potential" in err
+
+
+def _run_in_lava(path, x: np.ndarray) -> list[np.ndarray]:
+    """Run one chip input ``(C, H, W, T)`` through the netx file in Lava (fixed point);
+    every block's output ``(..., T)`` in Lava's order."""
+    from lava.lib.dl.netx import hdf5
+    from lava.magma.core.run_conditions import RunSteps
+    from lava.magma.core.run_configs import Loihi2SimCfg
+    from lava.proc.io.sink import RingBuffer as Sink
+    from lava.proc.io.source import RingBuffer as Source
+
+    steps = x.shape[-1]
+    net = hdf5.Network(net_config=str(path))
+    first = net.layers[0]
+    first.inp.connect(first.neuron.a_in)  # the input mantissas drive the delta encoder
+    source = Source(data=np.transpose(x, (2, 1, 0, 3)).astype(np.int32))
+    source.s_out.connect(net.inp)
+    sinks = []
+    for block in net.layers:
+        sink = Sink(shape=block.out.shape, buffer=steps)
+        block.out.connect(sink.a_in)
+        sinks.append(sink)
+    try:
+        net.run(condition=RunSteps(num_steps=steps), run_cfg=Loihi2SimCfg(select_tag="fixed_pt"))
+        return [sink.data.get() for sink in sinks]
+    finally:
+        net.stop()
+
+
+@pytest.mark.slow
+def test_sdnn_pruned_under_synops_target_exports_and_runs_in_lava(sdnn_digits, tmp_path):
+    """Trained on digits -> SPEAR (few episodes) under a SynOps target -> measured SynOps at or
+    under it -> netx equal to slayer's export -> Lava runs the file -> verify."""
+    import json
+
+    from converters import lava_verify
+    from neuroprune.cli import main
+
+    target = 0.5
+    out = tmp_path / "pruned.pt"
+    assert main(["prune", str(sdnn_digits[0]), "--method", "spear", "--synops-target", str(target),
+                 "--episodes", "4", "--warmup", "2", "--lre-samples", "4", "--recovery-steps", "5",
+                 "--finetune-steps", "20", "--quiet", "--out", str(out)]) == 0
+    summary = json.loads((tmp_path / "pruned.json").read_text())
+    assert 0 < summary["synops_ratio"] <= target
+    assert summary["acc_pruned"] > 0.3  # well above chance after a 20-step fine-tune
+    model, _ = snn_model.load_model(str(out))
+    assert model.neuron_kind == "sdnn"
+    dense_sizes = [s.out for s in snn_model.load_model(str(sdnn_digits[0]))[0].specs() if s.kind == "conv"]
+    assert [s.out for s in model.specs() if s.kind == "conv"] != dense_sizes  # channels really went
+
+    with torch.no_grad():
+        model(torch.rand(1, 1, 8, 8, 2))
+    _slayer_export(model, tmp_path / "slayer.net")
+    ours, theirs = _datasets(tmp_path / "pruned.net"), _datasets(tmp_path / "slayer.net")
+    assert sorted(ours) == sorted(theirs) and all(np.array_equal(ours[k], theirs[k]) for k in theirs)
+
+    # Lava runs the exported file (fixed point): every layer sends, and the class it
+    # integrates is the one slayer's forward gives
+    x = _digits_chip_input(model, samples=3)
+    with torch.no_grad():
+        ours_out = model(torch.as_tensor(x, dtype=torch.float32).div(64)).sum(-1).argmax(1).numpy()
+    for sample in range(3):
+        outputs = _run_in_lava(tmp_path / "pruned.net", x[sample])
+        assert all(np.count_nonzero(o) for o in outputs)
+        assert int(outputs[-1].sum(-1).argmax()) == ours_out[sample]
+
+    try:
+        result = lava_verify.verify(tmp_path / "pruned.net", x=x[:1])
+    except UnsupportedLayerError as err:
+        if "SDNN" not in str(err):
+            raise
+        pytest.xfail(f"the bit-exact SDNN fixed point is not in this tree yet: {err}")
+    assert result.exact, [(m.index, m.percent, m.first_mismatch) for m in result.layers]
