@@ -191,6 +191,49 @@ def test_sca_and_criticality_refuse_sdnn_in_one_line(sdnn_digits, capsys, tmp_pa
         assert len(err.splitlines()) == 1 and "does not apply to sdnn nets" in err and "membrane potential" in err
 
 
+@pytest.mark.parametrize("method, options", [
+    ("uniform", ["--synops-target", "0.5"]),
+    ("gradr", ["--sparsity", "0.5", "--gradr-steps", "40"]),
+    ("admm", ["--sparsity", "0.5", "--admm-steps", "40", "--activity-reg", "0.001"]),
+])
+def test_pruning_methods_run_on_sdnn(sdnn_digits, tmp_path, method, options):
+    import json
+
+    from neuroprune.cli import main
+
+    out = tmp_path / f"{method}.pt"
+    assert main(["prune", str(sdnn_digits[0]), "--method", method, *options, "--finetune-steps", "10", "--quiet",
+                 "--out", str(out)]) == 0
+    summary = json.loads((tmp_path / f"{method}.json").read_text())
+    assert summary["acc_pruned"] > 0.3
+    model, _ = snn_model.load_model(str(out))
+    network = snn_model.to_ir(model)
+    assert model.neuron_kind == "sdnn" and all(layer.neuron.kind == "SDNN" for layer in network.layers
+                                               if getattr(layer, "neuron", None) is not None)
+    if method == "uniform":
+        assert 0 < summary["synops_ratio"] <= 0.5
+    else:  # unstructured: half the synapses of the pruned layers are zero
+        weights = [layer.effective_weight for layer in network.layers if layer.synaptic]
+        zeros = sum(int((w == 0).sum()) for w in weights) / sum(w.size for w in weights)
+        assert zeros >= 0.4
+
+
+def test_admm_activity_regulariser_counts_delta_magnitudes():
+    """ADMM's activity term on a sigma-delta net is the summed |delta| (deltas are signed)."""
+    from neuroprune.prune.admm import SpikeCounter
+
+    model, x = _hand_net()
+    with torch.no_grad():
+        model.blocks[2].synapse.weight.mul_(-1)  # hidden: -0.5 (never sends), +0.5 (sends), -0.0625
+    x = torch.cat([x[..., :3], torch.zeros_like(x[..., 3:])], dim=-1)  # the image goes away at t=3
+    with SpikeCounter(model) as counter:
+        model(x)
+        total = float(counter.take())
+    # hidden neuron 1 sends +0.5 at t=0 and -0.5 at t=3: |deltas| sum to 1 (the sigma
+    # output block sends no deltas and is not counted)
+    assert total == pytest.approx(1.0)
+
+
 def _run_in_lava(path, x: np.ndarray) -> list[np.ndarray]:
     """Run one chip input ``(C, H, W, T)`` through the netx file in Lava (fixed point);
     every block's output ``(..., T)`` in Lava's order."""
