@@ -269,6 +269,10 @@ class SNN(torch.nn.Module):
         The last block is built without that delay, so its output is the output
         layer's spikes at the chip's time steps; without an input neuron layer the
         input spikes are delayed one step here (the first synapse's delay).
+        Sigma-delta blocks run without that delay (slayer's default for them, as
+        lava-dl's PilotNet SDNN recipe trains): Lava delays each layer by one step,
+        so on the chip the integrated output arrives later (the fixed-point accuracy
+        ``neuroprune train`` reports is measured with the chip's timing).
 
         Without autograd (``torch.no_grad`` / ``inference_mode``) and with
         ``fast_inference`` set (the default), the pass runs in
@@ -652,7 +656,7 @@ def load_model(path: str) -> tuple[SNN, dict[str, Any]]:
         raise CheckpointError(f"{path}: the checkpoint has no model description; save it with save_model()")
     try:
         model = build_from_meta(meta["model"])
-    except ShapeError as err:
+    except (ShapeError, UnsupportedLayerError) as err:
         raise CheckpointError(f"{path}: the model description is refused: {err}") from None
     except (KeyError, TypeError, AttributeError) as err:
         raise CheckpointError(f"{path}: the model description is broken ({type(err).__name__}: {err}); "
