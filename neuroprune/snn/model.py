@@ -123,6 +123,8 @@ class SigmaDeltaConfig:
     truncated), learnable and shared by a layer's neurons when ``learn_threshold``
     (lava-dl's PilotNet SDNN recipe: threshold 0.1, ``tau_grad`` 0.5, ``scale_grad`` 1,
     ``shared_param``, ``requires_grad``), and the surrogate shape of the threshold's gradient.
+    ``mean_norm``: hidden conv/dense blocks normalise with slayer's mean-only batch norm, as
+    the recipe does (exported as each channel's bias).
     ``event_weight`` scales the delta-message regulariser of training (the recipe's event
     rate loss, see :func:`delta_loss`); 0 turns it off."""
 
@@ -132,6 +134,7 @@ class SigmaDeltaConfig:
     learn_threshold: bool = True
     event_weight: float = 0.01
     max_event_rate: float = 0.01
+    mean_norm: bool = True
 
     kind: ClassVar[str] = "sdnn"
     block_module: ClassVar[str] = "sigma_delta"
@@ -140,6 +143,17 @@ class SigmaDeltaConfig:
         return {"threshold": self.threshold, "tau_grad": self.tau_grad, "scale_grad": self.scale_grad,
                 "activation": torch.nn.functional.relu, "shared_param": True,
                 "requires_grad": self.learn_threshold}
+
+    def hidden_params(self, params: dict[str, Any], channels: int) -> dict[str, Any]:
+        """Parameters of a hidden conv/dense block of ``channels`` outputs: with ``mean_norm``,
+        slayer's mean-only batch norm (the recipe's; its running mean becomes the neurons'
+        per-channel bias mantissa on the chip), sized up front so a rebuilt model loads it."""
+        if not self.mean_norm:
+            return params
+        import functools
+
+        norm = slayer().neuron.norm.MeanOnlyBatchNorm
+        return {**params, "norm": functools.partial(norm, num_features=channels)}
 
 
 AnyNeuronConfig = Union[NeuronConfig, SigmaDeltaConfig]
@@ -481,9 +495,13 @@ def build(arch: str | Sequence[LayerSpec], input_shape: Sequence[int], num_class
     blocks: list[torch.nn.Module] = []
     shape: tuple[int, ...] = tuple(int(s) for s in input_shape)
     for index, spec in enumerate(specs):
-        builder = _build_output if sigma_delta and index == len(specs) - 1 else \
+        last = index == len(specs) - 1
+        builder = _build_output if sigma_delta and last else \
             lookup(_BLOCK_BUILDERS, spec.kind, "slayer block", f"layer {index}")
-        block, shape = builder(index, spec, shape, module, params, weight_scale)
+        block_params = params
+        if sigma_delta and not last and spec.kind in ("conv", "dense"):
+            block_params = neuron.hidden_params(params, spec.out)
+        block, shape = builder(index, spec, shape, module, block_params, weight_scale)
         blocks.append(block)
     blocks[-1].delay_shift = False  # the output layer's spikes at the chip's time steps
     return SNN(blocks, input_shape, neuron=neuron, name=name)
@@ -543,17 +561,28 @@ def _flatten_to_ir(block: torch.nn.Module, model: SNN) -> Layer:
     return FlattenLayer()
 
 
+def _norm_bias(block: torch.nn.Module) -> np.ndarray | None:
+    """Per-channel bias mantissa of a block with a normalising neuron (slayer's mean-only batch
+    norm: ``-quantize_8bit(running_mean)`` in mantissa units, what its ``export_hdf5`` writes)."""
+    norm = getattr(block.neuron, "norm", None)
+    if norm is None or type(block).__name__ == "Output":  # slayer's Output block writes no bias
+        return None
+    with torch.no_grad():
+        bias = norm.bias.detach().cpu().numpy().flatten()
+    return np.round(bias).astype(np.int32)
+
+
 def _dense_to_ir(block: torch.nn.Module, model: SNN) -> Layer:
     delay = None
     if block.delay is not None:
         delay = torch.floor(block.delay.delay).flatten().detach().cpu().numpy().astype(np.int32)
-    return DenseLayer(weight=_mantissa(block, 2), neuron=_neuron_of(block), delay=delay)
+    return DenseLayer(weight=_mantissa(block, 2), neuron=_neuron_of(block), delay=delay, bias=_norm_bias(block))
 
 
 def _conv_to_ir(block: torch.nn.Module, model: SNN) -> Layer:
     syn = block.synapse
     return ConvLayer(
-        weight=_mantissa(block, 4), neuron=_neuron_of(block),
+        weight=_mantissa(block, 4), neuron=_neuron_of(block), bias=_norm_bias(block),
         stride=tuple(int(s) for s in syn.stride[:2]),
         padding=tuple(int(p) for p in syn.padding[:2]),
         dilation=tuple(int(d) for d in syn.dilation[:2]),
