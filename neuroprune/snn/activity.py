@@ -93,14 +93,12 @@ class ActivityMonitor:
         self.samples = 0
         self.steps = 0
 
-    def _spike_hook(self, index: int, graded: bool = False) -> Callable:
+    def _spike_hook(self, index: int) -> Callable:
         def hook(module: torch.nn.Module, inputs: Any, output: torch.Tensor) -> None:
             if isinstance(output, tuple):
                 output = output[0]
-            if graded:  # a graded spike is a message when its payload is not zero
-                summed = (output.detach() != 0).to(output.dtype).sum(dim=(0, output.ndim - 1))
-            else:
-                summed = output.detach().sum(dim=(0, output.ndim - 1))
+            # messages, not payloads: a graded (sigma-delta) output counts where it is non-zero
+            summed = (output.detach() != 0).sum(dim=(0, output.ndim - 1), dtype=output.dtype)
             if index in self._spike_sums:
                 self._spike_sums[index] += summed
             else:
@@ -140,8 +138,7 @@ class ActivityMonitor:
         for k in with_neurons:
             block = blocks[k]
             # hook the neuron, not the block: the block's output is delayed by one step
-            self._handles.append(_message_source(block).register_forward_hook(
-                self._spike_hook(k + self.offset, bool(getattr(block.neuron, "graded_spike", False)))))
+            self._handles.append(_message_source(block).register_forward_hook(self._spike_hook(k + self.offset)))
             if self.voltage:
                 neuron = block.neuron
                 original = neuron.spike
