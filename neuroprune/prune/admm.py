@@ -150,7 +150,10 @@ class SpikeCounter:
         """Spikes per sample of the last forward pass (a scalar tensor with gradient)."""
         if not self._outputs:
             raise PruneError("no spikes recorded: the activity regulariser saw no forward pass")
-        total = sum(out.sum() / out.shape[0] for out in self._outputs)
+        if getattr(self.model, "neuron_kind", "cuba") == "cuba":
+            total = sum(out.sum() / out.shape[0] for out in self._outputs)
+        else:  # graded messages (sigma-delta): their magnitude, whatever their sign
+            total = sum(out.abs().sum() / out.shape[0] for out in self._outputs)
         self._outputs = []
         return total
 

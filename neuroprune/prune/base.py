@@ -33,7 +33,7 @@ from neuroprune.snn import model as snn_model
 from neuroprune.snn.activity import Activity, ActivityMonitor
 from neuroprune.snn.train import TrainConfig, evaluate, fine_tune
 
-__all__ = ["PruneTask", "PruneResult", "Measurement", "Measurer", "write_summary", "SUMMARY_KEYS"]
+__all__ = ["PruneTask", "PruneResult", "Measurement", "Measurer", "write_summary", "SUMMARY_KEYS", "require_cuba"]
 
 
 @dataclass(frozen=True)
@@ -153,6 +153,13 @@ def _input_rates(x: np.ndarray, config: TrainConfig) -> np.ndarray:
     encoded = get_encoder(config.encoder)(torch.as_tensor(x), config.steps,
                                           generator=torch.Generator().manual_seed(config.seed + 1))
     return (encoded > 0).double().mean(dim=(0, encoded.ndim - 1)).numpy()
+
+
+def require_cuba(model: snn_model.SNN, method: str, why: str, fix: str = "use spear, uniform, gradr or admm") -> None:
+    """Refuse, in one line, a method that applies to CUBA nets only (``why``: what it needs)."""
+    kind = getattr(model, "neuron_kind", "cuba")
+    if kind != "cuba":
+        raise PruneError(f"{method} does not apply to {kind} nets: {why}; {fix}")
 
 
 def fits(model: snn_model.SNN, task: PruneTask, activity: Activity | None = None) -> tuple[bool, int]:

@@ -54,7 +54,7 @@ from hw_models import resource_use
 from neuroprune.errors import PruneError
 from neuroprune.options import fraction, open_fraction, option
 from neuroprune.prune.base import (Measurer, PruneResult, PruneTask, check_feasible, finetune, fits, prunable,
-                                   synops_inputs)
+                                   require_cuba, synops_inputs)
 from neuroprune.prune.importance import get_criterion
 from neuroprune.prune.delivery import counts_estimate, deliver_selection
 from neuroprune.prune.estimate import SynOpsModel, keep_ratio_for_task, mean_layer_rates
@@ -287,6 +287,8 @@ def criticality(model: snn_model.SNN, task: PruneTask, config: CriticalityConfig
     ``model`` is left unchanged."""
     from neuroprune.progress import task_progress
 
+    require_cuba(model, "criticality", "it scores units by how close their membrane potential comes to the "
+                 "firing threshold, which sigma-delta neurons do not have")
     mode = _mode(task, config)
     check_feasible(model, task)
     with task_progress(progress) as bar:

@@ -61,6 +61,7 @@ from neuroprune.prune.base import (
     finetune,
     fits,
     prunable,
+    require_cuba,
     synops_inputs,
 )
 from neuroprune.prune.delivery import counts_estimate, deliver_selection
@@ -330,6 +331,7 @@ def sca(model: snn_model.SNN, task: PruneTask, config: SCAConfig = SCAConfig(), 
     layer. ``model`` is left unchanged."""
     from neuroprune.progress import task_progress
 
+    require_cuba(model, "SCA", "it ranks channels by their membrane potential, which sigma-delta neurons do not have")
     if task.synops_target is None and task.sparsity is not None:
         raise PruneError("SCA prunes channels: give a SynOps target (--synops-target) or a --keep-ratio, "
                          "not --sparsity")

@@ -53,7 +53,7 @@ from hw_models import resource_use
 from neuroprune.errors import CheckpointError, PruneError
 from neuroprune.options import int_in, nonnegative_float, nonnegative_int, option, positive_int
 from neuroprune.ir import ConvLayer, DenseLayer, Network, PoolLayer
-from neuroprune.prune.base import Measurer, PruneResult, PruneTask, check_feasible, prunable
+from neuroprune.prune.base import Measurer, PruneResult, PruneTask, check_feasible, prunable, require_cuba
 from neuroprune.prune.ddpg import DDPGAgent, DDPGConfig
 from neuroprune.prune.delivery import deliver
 from neuroprune.prune.estimate import (SynOpsModel, calibrate_scale, mean_layer_rates, measured_synops,
@@ -177,6 +177,8 @@ class _Search:
         self.layer_rates = mean_layer_rates(dense.activity.rates)
         criterion = get_criterion(config.criterion)
         if config.criterion == "membrane":
+            require_cuba(model, "the 'membrane' criterion", "sigma-delta neurons have no membrane potential",
+                         "use --criterion l1, l2 or rate")
             from neuroprune.snn.activity import record_activity
             from neuroprune.snn.encoders import get_encoder
 

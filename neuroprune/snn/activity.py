@@ -25,6 +25,7 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
+from neuroprune.errors import UnsupportedLayerError
 from neuroprune.ir import Network
 
 __all__ = ["Activity", "ActivityMonitor", "record_activity", "fixed_point_activity"]
@@ -69,6 +70,11 @@ class ActivityMonitor:
     >>> with ActivityMonitor(model, voltage=True) as monitor:
     ...     model(x)
     >>> activity = monitor.result()
+
+    A neuron with graded spikes (slayer's sigma-delta) sends a message only when its delta
+    is not zero, so its rate counts the non-zero messages (a constant input sends deltas on
+    the first step only), and the SynOps :func:`hw_models.fit` makes of it are those
+    messages times their fan-out.
     """
 
     def __init__(self, model: torch.nn.Module, voltage: bool = False) -> None:
@@ -91,7 +97,8 @@ class ActivityMonitor:
         def hook(module: torch.nn.Module, inputs: Any, output: torch.Tensor) -> None:
             if isinstance(output, tuple):
                 output = output[0]
-            summed = output.detach().sum(dim=(0, output.ndim - 1))
+            # messages, not payloads: a graded (sigma-delta) output counts where it is non-zero
+            summed = (output.detach() != 0).sum(dim=(0, output.ndim - 1), dtype=output.dtype)
             if index in self._spike_sums:
                 self._spike_sums[index] += summed
             else:
@@ -123,10 +130,15 @@ class ActivityMonitor:
         blocks = list(self.model.blocks)
         with_neurons = [k for k, b in enumerate(blocks) if getattr(b, "neuron", None) is not None]
         self._first = with_neurons[0] + self.offset if with_neurons else None
+        if self.voltage and getattr(self.model, "neuron_kind", "cuba") != "cuba":
+            raise UnsupportedLayerError(
+                f"{self.model.neuron_kind} neurons have no membrane potential to record: voltage-based scores "
+                "(criterion 'membrane', SCA, criticality) need CUBA neurons; use --criterion l1, l2 or rate"
+            )
         for k in with_neurons:
             block = blocks[k]
             # hook the neuron, not the block: the block's output is delayed by one step
-            self._handles.append(block.neuron.register_forward_hook(self._spike_hook(k + self.offset)))
+            self._handles.append(_message_source(block).register_forward_hook(self._spike_hook(k + self.offset)))
             if self.voltage:
                 neuron = block.neuron
                 original = neuron.spike
@@ -150,6 +162,18 @@ class ActivityMonitor:
         abs_v = {i: (s / self._v_count[i]).cpu().numpy() for i, s in self._abs_v.items()}
         crit = {i: (s / self._v_count[i]).cpu().numpy() for i, s in self._crit.items()}
         return Activity(rates=rates, steps=self.steps, samples=self.samples, mean_abs_voltage=abs_v, criticality=crit)
+
+
+def _message_source(block: torch.nn.Module) -> torch.nn.Module:
+    """The module whose output is what a block's neurons send: the neuron itself, except for
+    slayer's sigma-delta ``Input`` (its delta unit, called directly) and sigma ``Output``
+    blocks (the integrating sigma unit, whose value the output layer sends every step)."""
+    if getattr(block.neuron, "graded_spike", False) and type(block.neuron).__module__.endswith("sigma_delta"):
+        if type(block).__name__ == "Input":
+            return block.neuron.delta
+        if type(block).__name__ == "Output":
+            return block.neuron.sigma
+    return block.neuron
 
 
 def record_activity(model: torch.nn.Module, x: torch.Tensor, batch_size: int = 256, voltage: bool = False) -> Activity:

@@ -25,7 +25,7 @@ below 2**24 in magnitude (slayer stores states as float32 between its steps). Th
 neurons' forward hooks (:class:`~neuroprune.snn.activity.ActivityMonitor`) receive
 the same spikes, in slayer's time-last layout. Anything this path does not model
 (gradients, per-channel decays, graded spikes, persistent state, norms, dropout,
-axonal delays, patched spike functions, block hooks) falls back to slayer:
+axonal delays, patched spike functions, block hooks, sigma-delta models) falls back to slayer:
 :func:`unsupported` says why.
 """
 
@@ -63,6 +63,8 @@ def unsupported(model: Any) -> str | None:
     """Why :func:`forward_all_fast` cannot run ``model`` exactly (None: it can)."""
     from neuroprune.snn.model import _kind
 
+    if getattr(model, "neuron_kind", "cuba") != "cuba":
+        return f"{model.neuron_kind} neurons (only CUBA is fused; slayer's own forward runs the others)"
     for index, block in enumerate(model.blocks):
         kind = _kind(block)
         if block._forward_hooks or block._forward_pre_hooks:

@@ -1,10 +1,18 @@
-"""SNN models on lava-dl slayer CUBA blocks, and conversion to and from the IR.
+"""SNN models on lava-dl slayer CUBA or sigma-delta blocks, and conversion to and from the IR.
 
 An :class:`SNN` is a ``torch.nn.Module`` holding a sequence of slayer blocks
 (``Input``, ``Conv``, ``Flatten``, ``Dense``). slayer's CUBA blocks quantize weights to
 Loihi's 8-bit mantissa (``quantize_8bit``: step 2/64, range [-256, 254]/64) and run the
 neuron state in Loihi's integer scale, so the trained network maps onto the chip
 exactly; :func:`to_ir` reads the mantissas and device parameters back out.
+
+With a :class:`SigmaDeltaConfig` the blocks are slayer's ``sigma_delta`` ones, built as
+lava-dl's PilotNet SDNN recipe builds them: a sigma-delta ``Input`` block delta-encodes
+the (static) image, every conv and dense block is a sigma-delta ReLU unit (one shared,
+learnable threshold per layer; 8-bit weights through the same ``quantize_8bit``) and the
+classifier is slayer's ``Output`` block: a dense layer whose neurons only integrate
+(sigma) the weighted deltas, written to netx with ``sigma_output``. The class is the
+arg-max of that integrated output summed over time.
 
 Architectures are written as a comma-separated spec, e.g. ``"c16,c32s2,f,d10"``:
 
@@ -24,7 +32,7 @@ import contextlib
 import io
 import re
 from dataclasses import asdict, dataclass
-from typing import Any, Iterable, Sequence
+from typing import Any, ClassVar, Iterable, Sequence, Union
 
 import numpy as np
 import torch
@@ -45,6 +53,8 @@ from neuroprune.registry import lookup
 
 __all__ = [
     "NeuronConfig",
+    "SigmaDeltaConfig",
+    "NEURON_CONFIGS",
     "LayerSpec",
     "SNN",
     "parse_arch",
@@ -86,6 +96,10 @@ class NeuronConfig:
     tau_grad: float = 0.03
     scale_grad: float = 3.0
 
+    #: the ``--neuron`` name and the slayer block module (``slayer.block.<module>``)
+    kind: ClassVar[str] = "cuba"
+    block_module: ClassVar[str] = "cuba"
+
     def slayer_params(self) -> dict[str, Any]:
         params = asdict(self)
         params["requires_grad"] = False
@@ -100,6 +114,64 @@ class NeuronConfig:
             tau_grad=tau_grad,
             scale_grad=scale_grad,
         )
+
+
+@dataclass(frozen=True)
+class SigmaDeltaConfig:
+    """Sigma-delta ReLU neuron parameters for training (slayer's ``sigma_delta`` units):
+    the delta threshold in activation units (the chip's ``vThMant`` is ``threshold * 64``,
+    truncated), learnable and shared by a layer's neurons when ``learn_threshold``
+    (lava-dl's PilotNet SDNN recipe: threshold 0.1, ``tau_grad`` 0.5, ``scale_grad`` 1,
+    ``shared_param``, ``requires_grad``), and the surrogate shape of the threshold's gradient.
+    ``mean_norm``: hidden conv/dense blocks normalise with slayer's mean-only batch norm, as
+    the recipe does (exported as each channel's bias).
+    ``event_weight`` scales the delta-message regulariser of training (the recipe's event
+    rate loss, see :func:`delta_loss`); 0 turns it off."""
+
+    threshold: float = 0.1
+    tau_grad: float = 0.5
+    scale_grad: float = 1.0
+    learn_threshold: bool = True
+    event_weight: float = 0.01
+    max_event_rate: float = 0.01
+    mean_norm: bool = True
+
+    kind: ClassVar[str] = "sdnn"
+    block_module: ClassVar[str] = "sigma_delta"
+
+    def slayer_params(self) -> dict[str, Any]:
+        return {"threshold": self.threshold, "tau_grad": self.tau_grad, "scale_grad": self.scale_grad,
+                "activation": torch.nn.functional.relu, "shared_param": True,
+                "requires_grad": self.learn_threshold}
+
+    def hidden_params(self, params: dict[str, Any], channels: int) -> dict[str, Any]:
+        """Parameters of a hidden conv/dense block of ``channels`` outputs: with ``mean_norm``,
+        slayer's mean-only batch norm (the recipe's; its running mean becomes the neurons'
+        per-channel bias mantissa on the chip), sized up front so a rebuilt model loads it."""
+        if not self.mean_norm:
+            return params
+        import functools
+
+        norm = slayer().neuron.norm.MeanOnlyBatchNorm
+        return {**params, "norm": functools.partial(norm, num_features=channels)}
+
+
+AnyNeuronConfig = Union[NeuronConfig, SigmaDeltaConfig]
+
+#: the neuron config of each ``--neuron`` kind (its ``block_module`` names the slayer blocks)
+NEURON_CONFIGS: dict[str, type] = {"cuba": NeuronConfig, "sdnn": SigmaDeltaConfig}
+
+
+def delta_loss(model: "SNN", outputs: Sequence[torch.Tensor]) -> torch.Tensor:
+    """lava-dl's event-rate regulariser of sigma-delta nets: for the delta messages ``x`` of
+    each block that sends them, ``relu(mean|x| - max_event_rate)^2``, summed over blocks and
+    scaled by the config's ``event_weight``. Fewer, smaller deltas mean fewer SynOps on the chip."""
+    config = model.neuron_config
+    total = outputs[0].new_zeros(())
+    for block, out in zip(model.blocks, outputs):
+        if getattr(block, "neuron", None) is not None and type(block).__name__ != "Output":
+            total = total + torch.relu(out.abs().mean() - config.max_event_rate) ** 2
+    return config.event_weight * total
 
 
 @dataclass(frozen=True)
@@ -183,13 +255,20 @@ class SNN(torch.nn.Module):
     fast_inference: bool = True
 
     def __init__(self, blocks: Iterable[torch.nn.Module], input_shape: Sequence[int],
-                 neuron: NeuronConfig | None = None, name: str = "snn") -> None:
+                 neuron: AnyNeuronConfig | None = None, name: str = "snn") -> None:
         super().__init__()
         self.blocks = torch.nn.ModuleList(blocks)
         self.input_shape = tuple(int(s) for s in input_shape)
         self.neuron_config = neuron or NeuronConfig()
         self.name = name
-        _check_blocks(self.blocks)
+        #: the sigma-delta event regulariser of the last forward with autograd (see :func:`delta_loss`)
+        self.event_loss: torch.Tensor | None = None
+        _check_blocks(self.blocks, self.neuron_kind)
+
+    @property
+    def neuron_kind(self) -> str:
+        """``"cuba"`` or ``"sdnn"`` (sigma-delta ReLU blocks)."""
+        return self.neuron_config.kind
 
     # -- running ---------------------------------------------------------------------
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -204,6 +283,10 @@ class SNN(torch.nn.Module):
         The last block is built without that delay, so its output is the output
         layer's spikes at the chip's time steps; without an input neuron layer the
         input spikes are delayed one step here (the first synapse's delay).
+        Sigma-delta blocks run without that delay (slayer's default for them, as
+        lava-dl's PilotNet SDNN recipe trains): Lava delays each layer by one step,
+        so on the chip the integrated output arrives later (the fixed-point accuracy
+        ``neuroprune train`` reports is measured with the chip's timing).
 
         Without autograd (``torch.no_grad`` / ``inference_mode``) and with
         ``fast_inference`` set (the default), the pass runs in
@@ -220,6 +303,8 @@ class SNN(torch.nn.Module):
         for block in self.blocks:
             x = block(x)
             outputs.append(x)
+        if self.neuron_kind == "sdnn" and torch.is_grad_enabled() and self.neuron_config.event_weight > 0:
+            self.event_loss = delta_loss(self, outputs)
         return outputs
 
     @property
@@ -270,33 +355,48 @@ class SNN(torch.nn.Module):
 
     def meta(self) -> dict[str, Any]:
         """JSON-able description to rebuild the model (see :func:`build_from_meta`)."""
-        return {
+        meta = {
             "format": "neuroprune.snn/1",
             "name": self.name,
             "input_shape": list(self.input_shape),
             "neuron": asdict(self.neuron_config),
             "layers": [s.to_dict() for s in self.specs()],
         }
+        if self.neuron_kind != "cuba":  # CUBA descriptions stay as they always were
+            meta["neuron_kind"] = self.neuron_kind
+        return meta
 
 
 def _kind(block: torch.nn.Module) -> str:
     name = type(block).__name__.lower()
     if name in ("input", "conv", "dense", "flatten"):
         return name
+    if name == "output" and type(block).__module__.endswith("sigma_delta"):
+        return "dense"  # slayer's sigma output block: a dense layer whose neurons integrate
     raise UnsupportedLayerError(
         f"block {type(block).__module__}.{type(block).__name__} is not supported; "
-        "use slayer.block.cuba Input, Conv, Flatten and Dense"
+        "use slayer.block.cuba (or sigma_delta) Input, Conv, Flatten and Dense (and sigma_delta Output)"
     )
 
 
-def _check_blocks(blocks: Iterable[torch.nn.Module]) -> None:
+#: the slayer neuron module (``slayer.neuron.<module>``) of each neuron kind
+_NEURON_MODULES = {"cuba": "cuba", "sdnn": "sigma_delta"}
+
+
+def _check_blocks(blocks: Iterable[torch.nn.Module], neuron_kind: str = "cuba") -> None:
+    wanted = _NEURON_MODULES[neuron_kind]
     for index, block in enumerate(blocks):
         kind = _kind(block)
         if kind == "input" and index:
             raise ShapeError(f"block {index}: an Input block may only come first")
+        if type(block).__name__ == "Output" and index != len(blocks) - 1:
+            raise ShapeError(f"block {index}: a sigma Output block may only come last")
         neuron = getattr(block, "neuron", None)
-        if neuron is not None and "cuba" not in type(neuron).__module__:
-            raise UnsupportedLayerError(f"block {index}: neuron {type(neuron).__name__} is not CUBA")
+        if neuron is not None and type(neuron).__module__.rsplit(".", 1)[-1] != wanted:
+            raise UnsupportedLayerError(
+                f"block {index}: neuron {type(neuron).__module__}.{type(neuron).__name__} is not a {wanted} neuron; "
+                f"build every block of a {neuron_kind} model from slayer.block.{wanted}"
+            )
 
 
 def _check_size(index: int, kind: str, neurons: int, weights: int) -> None:
@@ -354,32 +454,54 @@ _BLOCK_BUILDERS: dict[str, Any] = {
 }
 
 
+def _build_output(index: int, spec: LayerSpec, shape: Shape, module: Any, params: dict, weight_scale: float) -> Any:
+    """The classifier of a sigma-delta net: slayer's sigma ``Output`` block (dense, integrating)."""
+    _check_spec(index, spec.kind, spec)
+    if len(shape) != 1:
+        raise ShapeError(f"layer {index}: dense after shape {shape}; add 'f' (flatten) before it")
+    _check_size(index, "dense", spec.out, spec.out * shape[0])
+    return module.Output(params, shape[0], spec.out, weight_scale=weight_scale), (spec.out,)
+
+
 def build(arch: str | Sequence[LayerSpec], input_shape: Sequence[int], num_classes: int | None = None,
-          neuron: NeuronConfig | None = None, input_neuron: bool = True, weight_scale: float = 2.0,
+          neuron: AnyNeuronConfig | None = None, input_neuron: bool = True, weight_scale: float = 2.0,
           seed: int | None = None, name: str = "snn") -> SNN:
     """Build an :class:`SNN` from an architecture spec.
 
     ``num_classes`` appends a final ``d<num_classes>`` when the spec does not end in a
     dense layer of that size. ``input_neuron`` prepends an Input neuron block that turns
     analog input into spikes (direct encoding on chip).
+
+    With a :class:`SigmaDeltaConfig` the blocks are slayer's ``sigma_delta`` ones (see the
+    module docstring): the Input block (the delta encoder of the input) is always there
+    and the last layer, which must be dense, is the sigma ``Output`` block.
     """
     specs = parse_arch(arch) if isinstance(arch, str) else list(arch)
     if num_classes is not None and not (specs[-1].kind == "dense" and specs[-1].out == num_classes):
         if specs[-1].kind == "conv":
             specs.append(LayerSpec("flatten"))
         specs.append(LayerSpec("dense", num_classes))
-    if input_neuron and specs[0].kind != "input":
+    neuron = neuron or NeuronConfig()
+    sigma_delta = neuron.kind == "sdnn"
+    if (input_neuron or sigma_delta) and specs[0].kind != "input":
         specs.insert(0, LayerSpec("input"))
+    if sigma_delta and specs[-1].kind != "dense":
+        raise ShapeError(f"a sigma-delta net ends in a dense (sigma output) layer, not {specs[-1].kind}; "
+                         "end the architecture with d<classes> (or give the number of classes)")
     if seed is not None:
         torch.manual_seed(seed)
-    neuron = neuron or NeuronConfig()
     params = neuron.slayer_params()
-    cuba = slayer().block.cuba
+    module = getattr(slayer().block, neuron.block_module)
     blocks: list[torch.nn.Module] = []
     shape: tuple[int, ...] = tuple(int(s) for s in input_shape)
     for index, spec in enumerate(specs):
-        block, shape = lookup(_BLOCK_BUILDERS, spec.kind, "slayer block", f"layer {index}")(
-            index, spec, shape, cuba, params, weight_scale)
+        last = index == len(specs) - 1
+        builder = _build_output if sigma_delta and last else \
+            lookup(_BLOCK_BUILDERS, spec.kind, "slayer block", f"layer {index}")
+        block_params = params
+        if sigma_delta and not last and spec.kind in ("conv", "dense"):
+            block_params = neuron.hidden_params(params, spec.out)
+        block, shape = builder(index, spec, shape, module, block_params, weight_scale)
         blocks.append(block)
     blocks[-1].delay_shift = False  # the output layer's spikes at the chip's time steps
     return SNN(blocks, input_shape, neuron=neuron, name=name)
@@ -390,13 +512,17 @@ def build_from_meta(meta: dict[str, Any]) -> SNN:
     if meta.get("format") != "neuroprune.snn/1":
         raise ShapeError(f"not a neuroprune SNN description (format={meta.get('format')!r})")
     specs = [LayerSpec(**layer) for layer in meta["layers"]]
-    return build(specs, meta["input_shape"], neuron=NeuronConfig(**meta["neuron"]),
+    config = lookup(NEURON_CONFIGS, meta.get("neuron_kind", "cuba"), "neuron kind", "model description")
+    return build(specs, meta["input_shape"], neuron=config(**meta["neuron"]),
                  input_neuron=False, name=meta.get("name", "snn"))
 
 
 # ------------------------------------------------------------------------- IR conversion
 def _neuron_of(block: torch.nn.Module) -> Neuron:
     params = block.neuron.device_params
+    if params["type"] == "SDNN":  # slayer writes type, activation and vThMant (+ sigma_output on Output)
+        return Neuron(kind="SDNN", v_th_mant=int(params["vThMant"]), activation=str(params["activation"]),
+                      sigma_output=type(block).__name__ == "Output")
     return Neuron(
         kind=str(params["type"]),
         i_decay=int(params["iDecay"]),
@@ -435,17 +561,28 @@ def _flatten_to_ir(block: torch.nn.Module, model: SNN) -> Layer:
     return FlattenLayer()
 
 
+def _norm_bias(block: torch.nn.Module) -> np.ndarray | None:
+    """Per-channel bias mantissa of a block with a normalising neuron (slayer's mean-only batch
+    norm: ``-quantize_8bit(running_mean)`` in mantissa units, what its ``export_hdf5`` writes)."""
+    norm = getattr(block.neuron, "norm", None)
+    if norm is None or type(block).__name__ == "Output":  # slayer's Output block writes no bias
+        return None
+    with torch.no_grad():
+        bias = norm.bias.detach().cpu().numpy().flatten()
+    return np.round(bias).astype(np.int32)
+
+
 def _dense_to_ir(block: torch.nn.Module, model: SNN) -> Layer:
     delay = None
     if block.delay is not None:
         delay = torch.floor(block.delay.delay).flatten().detach().cpu().numpy().astype(np.int32)
-    return DenseLayer(weight=_mantissa(block, 2), neuron=_neuron_of(block), delay=delay)
+    return DenseLayer(weight=_mantissa(block, 2), neuron=_neuron_of(block), delay=delay, bias=_norm_bias(block))
 
 
 def _conv_to_ir(block: torch.nn.Module, model: SNN) -> Layer:
     syn = block.synapse
     return ConvLayer(
-        weight=_mantissa(block, 4), neuron=_neuron_of(block),
+        weight=_mantissa(block, 4), neuron=_neuron_of(block), bias=_norm_bias(block),
         stride=tuple(int(s) for s in syn.stride[:2]),
         padding=tuple(int(p) for p in syn.padding[:2]),
         dilation=tuple(int(d) for d in syn.dilation[:2]),
@@ -504,6 +641,12 @@ def from_ir(network: Network, neuron: NeuronConfig | None = None) -> SNN:
     """
     specs: list[LayerSpec] = []
     neurons = [layer.neuron for layer in network.layers if getattr(layer, "neuron", None) is not None]
+    for index, layer in enumerate(network.layers):
+        if getattr(layer, "neuron", None) is not None and not layer.neuron.is_lif:
+            raise UnsupportedLayerError(
+                f"layer {index}: {layer.neuron.kind} neurons are not rebuilt as a trainable model from a netx file "
+                "(CUBA/LOIHI only); train a sigma-delta net with 'neuroprune train --neuron sdnn'"
+            )
     if neuron is None:
         if not neurons:
             raise ShapeError("the network has no neurons to take parameters from")
@@ -542,7 +685,7 @@ def load_model(path: str) -> tuple[SNN, dict[str, Any]]:
         raise CheckpointError(f"{path}: the checkpoint has no model description; save it with save_model()")
     try:
         model = build_from_meta(meta["model"])
-    except ShapeError as err:
+    except (ShapeError, UnsupportedLayerError) as err:
         raise CheckpointError(f"{path}: the model description is refused: {err}") from None
     except (KeyError, TypeError, AttributeError) as err:
         raise CheckpointError(f"{path}: the model description is broken ({type(err).__name__}: {err}); "

@@ -19,6 +19,9 @@ Losses
   of per-step cross-entropy, ``(1/T) Σ_t CE(s * spikes[..., t], y)`` (the paper's
   optional MSE regulariser is not included).
 
+A sigma-delta model (``neuroprune.snn.model.SNN`` with a ``SigmaDeltaConfig``) adds its
+delta-message regulariser (``model.event_loss``, set by its forward) to the loss.
+
 Pruning methods hook in through ``on_step(model, step)`` (called after every optimizer
 step: re-apply masks, regrow, ...) and ``extra_loss(model, output) -> scalar tensor``
 (activity regularisation, ADMM penalties), both of :func:`train` and :func:`fine_tune`.
@@ -300,6 +303,10 @@ def train(
                 inputs = encoder(xb, config.steps, generator=encode_gen)
                 output = check_output(model(inputs), len(yb), dataset.num_classes, config.steps)
                 loss = compute_loss(output, yb, config)
+                event_loss = getattr(model, "event_loss", None)  # sigma-delta nets: delta regulariser
+                if event_loss is not None:
+                    loss = loss + event_loss
+                    model.event_loss = None
                 if extra_loss is not None:
                     loss = loss + extra_loss(model, output)
                 if not torch.isfinite(loss):
