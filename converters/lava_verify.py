@@ -1,6 +1,10 @@
 """Run a netx network in Lava (``Loihi2SimCfg``, fixed point) and compare its spikes,
 layer by layer, with neuroprune's bit-exact fixed-point model of the same file.
 
+Layers whose neurons send graded spikes (SDNN) are compared by value: every payload
+must be equal, not only whether a message was sent. Message counts (``lava_spikes``,
+``our_spikes``) count the non-zero messages, which for binary spikes are the spikes.
+
 The reference is Lava: ``lava.lib.dl.netx.hdf5.Network`` built from the file, driven by
 a ``RingBuffer`` source, every layer's output recorded by its own ``RingBuffer`` sink.
 Our side is :func:`neuroprune.snn.fixed.run_fixed` on :func:`converters.netx.read` of
@@ -27,7 +31,8 @@ __all__ = ["LayerMatch", "VerifyResult", "run_lava", "verify", "random_input", "
 
 @dataclass(frozen=True)
 class LayerMatch:
-    """Agreement of one layer: ``matched`` of ``total`` (neuron, step) pairs equal."""
+    """Agreement of one layer: ``matched`` of ``total`` (neuron, step) pairs equal (the
+    spike, or the graded payload); ``*_spikes`` count non-zero messages."""
 
     index: int
     kind: str
@@ -48,7 +53,7 @@ class VerifyResult:
     layers: list[LayerMatch]
     steps: int
     samples: int
-    lava_counts: dict[int, np.ndarray] = field(default_factory=dict)  # per layer spikes per step
+    lava_counts: dict[int, np.ndarray] = field(default_factory=dict)  # per layer non-zero messages per step
 
     @property
     def exact(self) -> bool:
@@ -143,7 +148,8 @@ def _lava_modules() -> dict[str, Any]:
 def run_lava(path: str | os.PathLike[str], network: Network, x: np.ndarray) -> dict[int, np.ndarray]:
     """Run one input ``(*input_shape, T)`` through the netx file in Lava.
 
-    Returns spikes ``(*shape, T)`` in torch order per IR layer index.
+    Returns spikes ``(*shape, T)`` in torch order per IR layer index: int8 0/1, or the
+    int64 payloads of layers whose neurons send graded spikes.
     """
     lava = _lava_modules()
     steps = x.shape[-1]
@@ -178,7 +184,12 @@ def run_lava(path: str | os.PathLike[str], network: Network, x: np.ndarray) -> d
     result = {}
     for index, out in zip(ir_indices, outputs):
         order = tuple(reversed(range(out.ndim - 1))) + (out.ndim - 1,)
-        result[index] = np.transpose(out, order).astype(np.int8)
+        neuron = getattr(network[index], "neuron", None)
+        graded = neuron is not None and neuron.sends_graded
+        values = np.transpose(out, order)
+        if graded and not np.array_equal(values, np.round(values)):
+            raise ShapeError(f"{path}: Lava sent non-integer payloads from layer {index}")
+        result[index] = values.astype(np.int64 if graded else np.int8)
     return result
 
 
@@ -224,9 +235,10 @@ def _compare(path: Path, network: Network, x: np.ndarray, ours: dict[int, Any]) 
             entry = totals.setdefault(index, [0, 0, 0, 0])
             entry[0] += equal.size
             entry[1] += int(equal.sum())
-            entry[2] += int(lava_spikes.sum())
-            entry[3] += int(mine.sum())
-            counts[index] = counts.get(index, 0) + lava_spikes.reshape(-1, lava_spikes.shape[-1]).sum(axis=0)
+            entry[2] += int(np.count_nonzero(lava_spikes))
+            entry[3] += int(np.count_nonzero(mine))
+            sent = (lava_spikes != 0).reshape(-1, lava_spikes.shape[-1])
+            counts[index] = counts.get(index, 0) + sent.sum(axis=0)
             if first.get(index) is None and not equal.all():
                 where = np.argwhere(~equal)
                 # earliest time step first
