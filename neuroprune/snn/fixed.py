@@ -9,7 +9,11 @@ whole batch at once:
 - Dense synapses: netx rescales the weights (``optimize_weight_bits``), Lava clips them
   to 8 bits and truncates to ``num_weight_bits``, accumulates the weights of the spiking
   inputs and shifts the sum by ``weight_exp`` (arithmetic shift: floor).
-- Conv synapses: integer correlation of the stored weights, wrapped to 24 bits.
+- Conv synapses: integer correlation of the stored weights, wrapped to 24 bits (Lava
+  sums in float64 and casts to int32 first: a sum beyond the int32 range becomes
+  ``-2**31``, see :func:`neuroprune.snn.fixed_sdnn.graded_conv`).
+- Graded spikes (sigma-delta neurons, ``Neuron.sends_graded``): the synapses weight the
+  int32 payloads instead of 0/1 spikes; the neurons are in :mod:`neuroprune.snn.fixed_sdnn`.
 - Every synapse delivers at step ``t`` what it received at ``t - 1`` (plus its delay);
   an input neuron layer receives the input of the same step.
 - CUBA neuron: ``u = sround(u * (4096 - iDecay) / 4096) + (a << 6)`` wrapped at 24 bits;
@@ -226,7 +230,7 @@ class _ConvSynapse:
         # float32 sums integers exactly below 2**24; use it when no sum can reach that
         fan_in = self.weight[0].numel()
         bound = float(self.weight.abs().max()) * float(spikes.abs().max()) * fan_in if spikes.numel() else 0.0
-        if bound >= 2 ** 24:  # large graded payloads: Lava's float32 conv may round
+        if bound >= 2 ** 24:  # large graded payloads: exact float64, as Lava's scipy conv
             return [(0, _signed_wrap(_graded_conv(self, spikes), STATE_BITS))]
         out = F.conv2d(spikes.to(torch.float32), self.weight.to(torch.float32), stride=self.layer.stride,
                        padding=self.layer.padding, dilation=self.layer.dilation, groups=self.layer.groups)

@@ -157,18 +157,11 @@ def graded_dense(synapse: Any, rows: torch.Tensor) -> list[tuple[int, torch.Tens
 def graded_conv(synapse: Any, rows: torch.Tensor) -> torch.Tensor:
     """A conv synapse's input for rows ``(B, C, H, W)`` whose sums may reach 2**24.
 
-    Lava's ``PyConvModelFixed`` convolves in float32 (``torch.FloatTensor``, one sample
-    at a time) and truncates the result to ``int32``. While no partial sum of an output
-    (bounded by the convolution of ``|x|`` with ``|w|``) reaches 2**24, float32 is exact in
-    any summation order and the exact float64 result is Lava's; rows where one may, are
-    recomputed with Lava's own float32 call, sample by sample, so they round as Lava does.
+    Lava's ``PyConvModelFixed`` convolves with scipy in float64 (``lava/proc/conv/utils.py``
+    sets ``TORCH_IS_AVAILABLE = False``), exact for these integers, then casts to ``int32``:
+    a sum outside the ``int32`` range becomes ``-2**31`` (the x86 conversion numpy uses),
+    which the caller's 24-bit wrap turns into 0.
     """
-    exact = synapse.conv(rows.to(torch.float64), synapse.weight)
-    reach = synapse.conv(rows.abs().to(torch.float64), synapse.weight.abs())
-    out = torch.round(exact).to(torch.int64)
-    risky = (reach >= 2 ** 24).reshape(reach.shape[0], -1).any(dim=1).nonzero().flatten().tolist()
-    weight = synapse.weight.to(torch.float32).contiguous()
-    for row in risky:
-        single = synapse.conv(rows[row:row + 1].to(torch.float32), weight)
-        out[row] = torch.trunc(single[0]).to(torch.int64)
-    return out
+    exact = torch.round(synapse.conv(rows.to(torch.float64), synapse.weight)).to(torch.int64)
+    half = 1 << (SIM_INT_BITS - 1)
+    return torch.where((exact >= half) | (exact < -half), torch.full_like(exact, -half), exact)
