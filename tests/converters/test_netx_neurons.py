@@ -110,13 +110,20 @@ def test_a_chip_file_without_the_flags_has_neither_feature(tmp_path):
 
 
 def test_commands_without_a_sdnn_model_refuse_in_one_line(tmp_path, capsys):
+    """verify runs SDNN nets (tests/converters/test_lava_sdnn.py); NIR and ONNX export do not."""
     path = netx.write(_net(SDNN, SIGMA), tmp_path / "sdnn.net")
-    for argv in (["verify", str(path)], ["convert", str(path), str(tmp_path / "x.nir")],
+    for argv in (["convert", str(path), str(tmp_path / "x.nir")],
                  ["convert", str(path), str(tmp_path / "x.onnx")]):
         assert main(argv) == 2
         err = capsys.readouterr().err.strip()
         assert err.count("\n") == 0 and "supports CUBA/LOIHI neurons, not SDNN" in err, err
     assert not (tmp_path / "x.nir").exists() and not (tmp_path / "x.onnx").exists()
+
+
+def test_verify_runs_a_sdnn_net_in_lava(tmp_path, capsys):
+    path = netx.write(_net(SDNN, SIGMA), tmp_path / "sdnn.net")
+    assert main(["verify", str(path), "--steps", "6"]) == 0
+    assert "spike-exact" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize("stored,kind", [("RF", "RF_IZHIKEVICH"), ("RF_IZ", "RF_IZHIKEVICH"),
