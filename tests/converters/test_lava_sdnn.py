@@ -4,6 +4,8 @@ payload, on nets we write and on lava-dl's own PilotNet SDNN files. These run La
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -127,19 +129,15 @@ def test_lava_dl_pilotnet_sdnn_output_equals_its_recorded_ground_truth(lava_dl_n
     assert out[0].numpy().tolist() == np.load(folder / "output.npy").astype(np.int64).tolist()
 
 
-def _recorded_input(folder, steps, width=None):
-    x = np.load(folder / "input.npy")  # (X=100, Y=33, C=3, T=1), lava-dl's layout
-    if width is not None:
-        x = x[:width]
-    return np.repeat(x, steps, axis=-1)
-
-
 def test_verify_passes_on_lava_dl_square_pilotnet_sdnn_with_its_recorded_input(lava_dl_netx_dir, tmp_path, capsys):
     folder = lava_dl_netx_dir / "gts/pilotnet_sdnn"
-    np.save(tmp_path / "input.npy", _recorded_input(folder, 5, width=33))  # the square crop lava-dl's test uses
+    # the square crop lava-dl's test uses, one step replayed for 5 as its RingBuffer source does
+    np.save(tmp_path / "input.npy", np.load(folder / "input.npy")[:33])
     assert main(["verify", str(folder / "square_network.net"), "--input", str(tmp_path / "input.npy"),
-                 "--input-layout", "xyc"]) == 0
-    assert "spike-exact" in capsys.readouterr().out
+                 "--input-layout", "xyc", "--steps", "5", "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["exact"] and result["steps"] == 5 and len(result["layers"]) == 5
+    assert all(layer["lava_spikes"] > 0 for layer in result["layers"])
 
 
 def test_verify_of_a_sdnn_file_we_write_runs(tmp_path, capsys):
@@ -150,11 +148,15 @@ def test_verify_of_a_sdnn_file_we_write_runs(tmp_path, capsys):
 
 
 @pytest.mark.slow
-def test_verify_passes_on_lava_dl_pilotnet_sdnn_recorded_and_random_input(lava_dl_netx_dir, tmp_path):
+def test_verify_passes_on_lava_dl_pilotnet_sdnn_recorded_and_random_input(lava_dl_netx_dir, capsys):
+    """The whole PilotNet SDNN (about 10 s in Lava): its recorded input, held for 9 steps
+    (one per block, as lava-dl's test runs it), and random input."""
     folder = lava_dl_netx_dir / "gts/pilotnet_sdnn"
-    network = netx.read(folder / "network.net")
-    recorded = lava_verify.verify(folder / "network.net", x=_recorded_input(folder, 9), network=network,
-                                  layout="xyc")
-    _assert_graded_exact(recorded, network.chip_part())
-    random = lava_verify.verify(folder / "square_network.net", steps=10, seed=4)
+    assert main(["verify", str(folder / "network.net"), "--input", str(folder / "input.npy"),
+                 "--input-layout", "xyc", "--steps", "9", "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["exact"] and result["steps"] == 9
+    assert [layer["index"] for layer in result["layers"]] == [0, 1, 2, 3, 4, 6, 7, 8, 9]
+    assert all(layer["lava_spikes"] > 0 for layer in result["layers"])
+    random = lava_verify.verify(folder / "network.net", steps=8, seed=4)
     assert random.exact, [(m.index, m.percent, m.first_mismatch) for m in random.layers]
