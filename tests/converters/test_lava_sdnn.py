@@ -58,6 +58,18 @@ def _conv_sdnn(seed: int = 1) -> Network:
     ], name="sdnn_conv")
 
 
+def _delayed_sdnn(seed: int = 3) -> Network:
+    """Sigma-delta dense layers with synaptic delays (Lava's DelayDense, graded input)."""
+    rng = np.random.default_rng(seed)
+    return Network([
+        InputLayer(shape=(8,), neuron=DELTA),
+        DenseLayer(weight=rng.integers(-90, 120, size=(6, 8)).astype(np.int32), neuron=SIGMA_DELTA,
+                   delay=rng.integers(0, 4, size=(6, 8)), bias=rng.integers(-5, 30, size=6).astype(np.int32)),
+        DenseLayer(weight=rng.integers(-90, 120, size=(3, 6)).astype(np.int32), neuron=SIGMA,
+                   delay=rng.integers(0, 3, size=6)),
+    ], name="sdnn_delays")
+
+
 def _signed_input(network: Network, seed: int, high: int = 200, samples: int = 2) -> np.ndarray:
     """Input mantissas that rise, fall and go negative, so deltas of both signs and
     residues below the threshold occur."""
@@ -67,7 +79,8 @@ def _signed_input(network: Network, seed: int, high: int = 200, samples: int = 2
     return (base + drift).astype(np.int64)
 
 
-@pytest.mark.parametrize("build", [_dense_sdnn, _conv_sdnn], ids=["delta-sigmadelta-dense-sigma", "sigmadelta-conv"])
+@pytest.mark.parametrize("build", [_dense_sdnn, _conv_sdnn, _delayed_sdnn],
+                         ids=["delta-sigmadelta-dense-sigma", "sigmadelta-conv", "sigmadelta-dense-delays"])
 def test_sdnn_round_trip_through_lava_dl_agrees_on_every_payload(tmp_path, build):
     network = build()
     path = netx.write(network, tmp_path / f"{network.name}.net")
@@ -115,6 +128,26 @@ def test_large_conv_sums_wrap_as_lavas_conv(tmp_path):
     assert float(sums.abs().max()) >= 2 ** 31  # cast to -2**31 by Lava
     assert bool(((sums.abs() >= 2 ** 24) & (sums.abs() < 2 ** 31)).any())  # wrapped to 24 bits
     path = netx.write(network, tmp_path / "big.net")
+    _assert_graded_exact(lava_verify.verify(path, x=x), network)
+
+
+def test_graded_dense_sums_wrap_at_32_bits_as_lavas_int32(tmp_path):
+    """Payloads near 2**22 (a bias of about 2**16) through 8-bit weights, four inputs: the
+    dense sum passes 2**31 and Lava's int32 dot product wraps; so must ours."""
+    rng = np.random.default_rng(3)
+    relu = Neuron(kind="SDNN", v_th_mant=0, activation="relu")
+    network = Network([
+        InputLayer(shape=(4,), neuron=relu),
+        DenseLayer(weight=np.full((4, 4), 2, dtype=np.int32), neuron=relu,
+                   bias=np.array([65535, 60001, 65001, 50001], dtype=np.int32)),
+        DenseLayer(weight=rng.integers(200, 255, size=(3, 4)).astype(np.int32), neuron=SIGMA),
+    ], name="wrap")
+    x = rng.integers(0, 100, size=(1, 4, 6)).astype(np.int64)
+    out = run_fixed(network, x).spikes
+    exact = network[2].weight.astype(np.int64) @ out[1][0, :, 0].numpy().astype(np.int64)
+    assert exact.max() >= 2 ** 31  # the int32 sum really wraps
+    assert int(out[2][0, :, 1].min()) < 0  # positive weights and payloads, wrapped negative
+    path = netx.write(network, tmp_path / "wrap.net")
     _assert_graded_exact(lava_verify.verify(path, x=x), network)
 
 
