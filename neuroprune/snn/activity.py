@@ -94,7 +94,8 @@ class ActivityMonitor:
         def hook(module: torch.nn.Module, inputs: Any, output: torch.Tensor) -> None:
             if isinstance(output, tuple):
                 output = output[0]
-            summed = output.detach().sum(dim=(0, output.ndim - 1))
+            # messages, not payloads: a graded (sigma-delta) output counts where it is non-zero
+            summed = (output.detach() != 0).sum(dim=(0, output.ndim - 1), dtype=output.dtype)
             if index in self._spike_sums:
                 self._spike_sums[index] += summed
             else:
