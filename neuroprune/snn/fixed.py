@@ -178,7 +178,10 @@ def _neuron_model(neuron: Neuron, shape: tuple[int, ...], batch: int, bias: np.n
     if factory is None:
         raise UnsupportedLayerError(f"{where}: the fixed-point model supports {'/'.join(NEURON_MODELS)} neurons, "
                                     f"not {neuron.kind}")
-    return factory(neuron, shape, batch, bias, device, is_input)
+    try:
+        return factory(neuron, shape, batch, bias, device, is_input)
+    except ShapeError as err:
+        raise ShapeError(f"{where}: {err}") from None
 
 
 class _DenseSynapse:

@@ -70,6 +70,21 @@ def _delayed_sdnn(seed: int = 3) -> Network:
     ], name="sdnn_delays")
 
 
+def _mixed_sdnn(seed: int = 4) -> Network:
+    """Graded payloads into a CUBA layer (Lava's graded dense, then LIF), whose binary
+    spikes feed a sigma-delta layer."""
+    rng = np.random.default_rng(seed)
+    return Network([
+        InputLayer(shape=(8,), neuron=DELTA),
+        DenseLayer(weight=rng.integers(-60, 120, size=(6, 8)).astype(np.int32),
+                   neuron=Neuron(i_decay=500, v_decay=300, v_th_mant=200)),
+        DenseLayer(weight=rng.integers(-90, 120, size=(5, 6)).astype(np.int32),
+                   neuron=Neuron(kind="SDNN", v_th_mant=2, activation="relu"),
+                   bias=rng.integers(0, 20, size=5).astype(np.int32)),
+        DenseLayer(weight=rng.integers(-90, 120, size=(3, 5)).astype(np.int32), neuron=SIGMA),
+    ], name="sdnn_cuba")
+
+
 def _signed_input(network: Network, seed: int, high: int = 200, samples: int = 2) -> np.ndarray:
     """Input mantissas that rise, fall and go negative, so deltas of both signs and
     residues below the threshold occur."""
@@ -79,8 +94,9 @@ def _signed_input(network: Network, seed: int, high: int = 200, samples: int = 2
     return (base + drift).astype(np.int64)
 
 
-@pytest.mark.parametrize("build", [_dense_sdnn, _conv_sdnn, _delayed_sdnn],
-                         ids=["delta-sigmadelta-dense-sigma", "sigmadelta-conv", "sigmadelta-dense-delays"])
+@pytest.mark.parametrize("build", [_dense_sdnn, _conv_sdnn, _delayed_sdnn, _mixed_sdnn],
+                         ids=["delta-sigmadelta-dense-sigma", "sigmadelta-conv", "sigmadelta-dense-delays",
+                              "graded-into-cuba-into-sigmadelta"])
 def test_sdnn_round_trip_through_lava_dl_agrees_on_every_payload(tmp_path, build):
     network = build()
     path = netx.write(network, tmp_path / f"{network.name}.net")
@@ -91,7 +107,10 @@ def test_sdnn_round_trip_through_lava_dl_agrees_on_every_payload(tmp_path, build
     _assert_graded_exact(result, network)
     values = _payload_values(back, x)
     for index in network.compartment_indices():
-        assert len(values[index]) > 3, (index, sorted(values[index])[:10])  # graded, not binary
+        if network[index].neuron.sends_graded:
+            assert len(values[index]) > 3, (index, sorted(values[index])[:10])  # graded, not binary
+        else:
+            assert values[index] == {0, 1}
 
 
 def test_sdnn_thresholds_hold_back_small_deltas_as_residue():
@@ -193,3 +212,13 @@ def test_verify_passes_on_lava_dl_pilotnet_sdnn_recorded_and_random_input(lava_d
     assert all(layer["lava_spikes"] > 0 for layer in result["layers"])
     random = lava_verify.verify(folder / "network.net", steps=8, seed=4)
     assert random.exact, [(m.index, m.percent, m.first_mismatch) for m in random.layers]
+
+
+def test_a_sigma_output_with_a_bias_is_refused_naming_the_layer(tmp_path, capsys):
+    network = Network([InputLayer(shape=(3,), neuron=DELTA),
+                       DenseLayer(weight=np.ones((2, 3), dtype=np.int32), neuron=SIGMA,
+                                  bias=np.array([1, 0], dtype=np.int32))])
+    path = netx.write(network, tmp_path / "biased.net")
+    assert main(["verify", str(path), "--steps", "4"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "layer 1 (" in err and "no bias" in err, err
