@@ -42,6 +42,7 @@ class LayerMatch:
     lava_spikes: int
     our_spikes: int
     first_mismatch: tuple[int, ...] | None = None  # (sample, *neuron index in (C,H,W), step)
+    graded: bool = False  # its neurons send graded spikes: payloads compared by value
 
     @property
     def percent(self) -> float:
@@ -73,7 +74,8 @@ class VerifyResult:
             "layers": [
                 {"index": m.index, "type": m.kind, "shape": list(m.shape), "match_percent": m.percent,
                  "lava_spikes": m.lava_spikes, "our_spikes": m.our_spikes,
-                 "first_mismatch": None if m.first_mismatch is None else list(m.first_mismatch)}
+                 "first_mismatch": None if m.first_mismatch is None else list(m.first_mismatch),
+                 "graded": m.graded}
                 for m in self.layers
             ],
         }
@@ -145,6 +147,11 @@ def _lava_modules() -> dict[str, Any]:
     return {"hdf5": hdf5, "RunSteps": RunSteps, "Loihi2SimCfg": Loihi2SimCfg, "Sink": Sink, "Source": Source}
 
 
+def _graded(network: Network, index: int) -> bool:
+    neuron = getattr(network[index], "neuron", None)
+    return neuron is not None and neuron.sends_graded
+
+
 def run_lava(path: str | os.PathLike[str], network: Network, x: np.ndarray) -> dict[int, np.ndarray]:
     """Run one input ``(*input_shape, T)`` through the netx file in Lava.
 
@@ -184,8 +191,7 @@ def run_lava(path: str | os.PathLike[str], network: Network, x: np.ndarray) -> d
     result = {}
     for index, out in zip(ir_indices, outputs):
         order = tuple(reversed(range(out.ndim - 1))) + (out.ndim - 1,)
-        neuron = getattr(network[index], "neuron", None)
-        graded = neuron is not None and neuron.sends_graded
+        graded = _graded(network, index)
         values = np.transpose(out, order)
         if graded and not np.array_equal(values, np.round(values)):
             raise ShapeError(f"{path}: Lava sent non-integer payloads from layer {index}")
@@ -246,7 +252,7 @@ def _compare(path: Path, network: Network, x: np.ndarray, ours: dict[int, Any]) 
                 first[index] = (sample, *(int(v) for v in where[0]))
     layers = [
         LayerMatch(index=i, kind=network[i].kind, shape=network.shapes[i], total=v[0], matched=v[1],
-                   lava_spikes=v[2], our_spikes=v[3], first_mismatch=first.get(i))
+                   lava_spikes=v[2], our_spikes=v[3], first_mismatch=first.get(i), graded=_graded(network, i))
         for i, v in sorted(totals.items())
     ]
     return VerifyResult(layers=layers, steps=int(x.shape[-1]), samples=int(x.shape[0]), lava_counts=counts)

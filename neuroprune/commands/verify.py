@@ -67,10 +67,12 @@ def run(args: argparse.Namespace) -> int:
     for column in ("#", "type", "shape", "match %", "Lava spikes", "our spikes", "first mismatch (sample, neuron, t)"):
         table.add_column(column)
     for m in result.layers:
-        table.add_row(str(m.index), m.kind, "x".join(map(str, m.shape)), f"{m.percent:.3f}", str(m.lava_spikes),
+        table.add_row(str(m.index), f"{m.kind} (graded)" if m.graded else m.kind, "x".join(map(str, m.shape)), f"{m.percent:.3f}", str(m.lava_spikes),
                       str(m.our_spikes), "-" if m.first_mismatch is None else str(m.first_mismatch))
     console = Console()
     console.print(table)
     verdict = "spike-exact" if result.exact else f"MISMATCH ({result.percent:.3f} % agree)"
+    if any(m.graded for m in result.layers):
+        console.print("graded layers: payloads compared by value; spikes counted are non-zero messages")
     console.print(f"{verdict}: {args.file}")
     return 0 if result.exact else 1

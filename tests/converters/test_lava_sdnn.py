@@ -26,6 +26,7 @@ def _assert_graded_exact(result: lava_verify.VerifyResult, network: Network) -> 
     assert [m.index for m in result.layers] == network.compartment_indices()
     # not vacuous: every layer sent messages, and Lava's payloads are graded (not 0/1)
     assert all(m.lava_spikes > 0 for m in result.layers), [(m.index, m.lava_spikes) for m in result.layers]
+    assert [m.graded for m in result.layers] == [network[m.index].neuron.sends_graded for m in result.layers]
 
 
 def _payload_values(network: Network, x: np.ndarray) -> dict[int, set[int]]:
@@ -189,7 +190,7 @@ def test_verify_passes_on_lava_dl_square_pilotnet_sdnn_with_its_recorded_input(l
                  "--input-layout", "xyc", "--steps", "5", "--json"]) == 0
     result = json.loads(capsys.readouterr().out)
     assert result["exact"] and result["steps"] == 5 and len(result["layers"]) == 5
-    assert all(layer["lava_spikes"] > 0 for layer in result["layers"])
+    assert all(layer["lava_spikes"] > 0 and layer["graded"] for layer in result["layers"])
 
 
 def test_verify_of_a_sdnn_file_we_write_runs(tmp_path, capsys):
@@ -209,7 +210,7 @@ def test_verify_passes_on_lava_dl_pilotnet_sdnn_recorded_and_random_input(lava_d
     result = json.loads(capsys.readouterr().out)
     assert result["exact"] and result["steps"] == 9
     assert [layer["index"] for layer in result["layers"]] == [0, 1, 2, 3, 4, 6, 7, 8, 9]
-    assert all(layer["lava_spikes"] > 0 for layer in result["layers"])
+    assert all(layer["lava_spikes"] > 0 and layer["graded"] for layer in result["layers"])
     random = lava_verify.verify(folder / "network.net", steps=8, seed=4)
     assert random.exact, [(m.index, m.percent, m.first_mismatch) for m in random.layers]
 
