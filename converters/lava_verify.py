@@ -1,6 +1,10 @@
 """Run a netx network in Lava (``Loihi2SimCfg``, fixed point) and compare its spikes,
 layer by layer, with neuroprune's bit-exact fixed-point model of the same file.
 
+Layers whose neurons send graded spikes (SDNN) are compared by value: every payload
+must be equal, not only whether a message was sent. Message counts (``lava_spikes``,
+``our_spikes``) count the non-zero messages, which for binary spikes are the spikes.
+
 The reference is Lava: ``lava.lib.dl.netx.hdf5.Network`` built from the file, driven by
 a ``RingBuffer`` source, every layer's output recorded by its own ``RingBuffer`` sink.
 Our side is :func:`neuroprune.snn.fixed.run_fixed` on :func:`converters.netx.read` of
@@ -27,7 +31,8 @@ __all__ = ["LayerMatch", "VerifyResult", "run_lava", "verify", "random_input", "
 
 @dataclass(frozen=True)
 class LayerMatch:
-    """Agreement of one layer: ``matched`` of ``total`` (neuron, step) pairs equal."""
+    """Agreement of one layer: ``matched`` of ``total`` (neuron, step) pairs equal (the
+    spike, or the graded payload); ``*_spikes`` count non-zero messages."""
 
     index: int
     kind: str
@@ -37,6 +42,7 @@ class LayerMatch:
     lava_spikes: int
     our_spikes: int
     first_mismatch: tuple[int, ...] | None = None  # (sample, *neuron index in (C,H,W), step)
+    graded: bool = False  # its neurons send graded spikes: payloads compared by value
 
     @property
     def percent(self) -> float:
@@ -48,7 +54,7 @@ class VerifyResult:
     layers: list[LayerMatch]
     steps: int
     samples: int
-    lava_counts: dict[int, np.ndarray] = field(default_factory=dict)  # per layer spikes per step
+    lava_counts: dict[int, np.ndarray] = field(default_factory=dict)  # per layer non-zero messages per step
 
     @property
     def exact(self) -> bool:
@@ -68,7 +74,8 @@ class VerifyResult:
             "layers": [
                 {"index": m.index, "type": m.kind, "shape": list(m.shape), "match_percent": m.percent,
                  "lava_spikes": m.lava_spikes, "our_spikes": m.our_spikes,
-                 "first_mismatch": None if m.first_mismatch is None else list(m.first_mismatch)}
+                 "first_mismatch": None if m.first_mismatch is None else list(m.first_mismatch),
+                 "graded": m.graded}
                 for m in self.layers
             ],
         }
@@ -140,10 +147,16 @@ def _lava_modules() -> dict[str, Any]:
     return {"hdf5": hdf5, "RunSteps": RunSteps, "Loihi2SimCfg": Loihi2SimCfg, "Sink": Sink, "Source": Source}
 
 
+def _graded(network: Network, index: int) -> bool:
+    neuron = getattr(network[index], "neuron", None)
+    return neuron is not None and neuron.sends_graded
+
+
 def run_lava(path: str | os.PathLike[str], network: Network, x: np.ndarray) -> dict[int, np.ndarray]:
     """Run one input ``(*input_shape, T)`` through the netx file in Lava.
 
-    Returns spikes ``(*shape, T)`` in torch order per IR layer index.
+    Returns spikes ``(*shape, T)`` in torch order per IR layer index: int8 0/1, or the
+    int64 payloads of layers whose neurons send graded spikes.
     """
     lava = _lava_modules()
     steps = x.shape[-1]
@@ -181,7 +194,11 @@ def run_lava(path: str | os.PathLike[str], network: Network, x: np.ndarray) -> d
     result = {}
     for index, out in zip(ir_indices, outputs):
         order = tuple(reversed(range(out.ndim - 1))) + (out.ndim - 1,)
-        result[index] = np.transpose(out, order).astype(np.int8)
+        graded = _graded(network, index)
+        values = np.transpose(out, order)
+        if graded and not np.array_equal(values, np.round(values)):
+            raise ShapeError(f"{path}: Lava sent non-integer payloads from layer {index}")
+        result[index] = values.astype(np.int64 if graded else np.int8)
     return result
 
 
@@ -244,9 +261,10 @@ def _compare(path: Path, network: Network, x: np.ndarray, ours: dict[int, Any]) 
             entry = totals.setdefault(index, [0, 0, 0, 0])
             entry[0] += equal.size
             entry[1] += int(equal.sum())
-            entry[2] += int(lava_spikes.sum())
-            entry[3] += int(mine.sum())
-            counts[index] = counts.get(index, 0) + lava_spikes.reshape(-1, lava_spikes.shape[-1]).sum(axis=0)
+            entry[2] += int(np.count_nonzero(lava_spikes))
+            entry[3] += int(np.count_nonzero(mine))
+            sent = (lava_spikes != 0).reshape(-1, lava_spikes.shape[-1])
+            counts[index] = counts.get(index, 0) + sent.sum(axis=0)
             if first.get(index) is None and not equal.all():
                 where = np.argwhere(~equal)
                 # earliest time step first
@@ -254,7 +272,7 @@ def _compare(path: Path, network: Network, x: np.ndarray, ours: dict[int, Any]) 
                 first[index] = (sample, *(int(v) for v in where[0]))
     layers = [
         LayerMatch(index=i, kind=network[i].kind, shape=network.shapes[i], total=v[0], matched=v[1],
-                   lava_spikes=v[2], our_spikes=v[3], first_mismatch=first.get(i))
+                   lava_spikes=v[2], our_spikes=v[3], first_mismatch=first.get(i), graded=_graded(network, i))
         for i, v in sorted(totals.items())
     ]
     return VerifyResult(layers=layers, steps=int(x.shape[-1]), samples=int(x.shape[0]), lava_counts=counts)

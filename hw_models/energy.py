@@ -11,6 +11,13 @@ with the coefficients of the chip file (Loihi 1: Davies et al. 2018). The paper-
 45 nm comparison is reported beside it: the SNN's SynOps as accumulates
 (:math:`0.9\\,pJ \\times N_{synop}`) against the equivalent ANN's multiply-accumulates
 (:math:`4.6\\,pJ \\times N_{MAC}`).
+
+Graded spikes (sigma-delta neurons on Loihi 2) are counted as the chip sends them: a
+neuron sends a message only when its payload (its delta) is non-zero, and each such
+message is one spike and drives one SynOp per non-zero outgoing synapse, whatever its
+payload. The chip files hold no energy per payload bit (no source gives one), so a
+graded message is charged the energy of a binary spike and a graded SynOp that of a
+binary SynOp; none is invented here.
 """
 
 from __future__ import annotations
@@ -49,10 +56,11 @@ class EnergyCounts:
 
     Parameters
     ----------
-    synops : synaptic operations (spike x non-zero outgoing synapse).
+    synops : synaptic operations (spike, or non-zero graded message, x non-zero outgoing synapse).
     neuron_updates : compartment updates (compartments x time steps).
     active_neuron_updates : updates of neurons that spiked (part of ``neuron_updates``).
-    spikes : spike messages sent (a spike to k destination cores counts k).
+    spikes : spike messages sent (a spike to k destination cores counts k; a graded
+        spike counts when its payload is non-zero).
     mesh_hops_east_west, mesh_hops_north_south : mesh hops of those messages.
     time_steps : time steps of one inference.
     ann_macs : multiply-accumulates of the equivalent ANN (one pass, dense-equivalent

@@ -365,7 +365,8 @@ def fit(
         tight loops).
 
     SynOps per step of synaptic layer i = sum over presynaptic neurons of rate x that
-    neuron's non-zero outgoing synapses in layer i.
+    neuron's non-zero outgoing synapses in layer i. For neurons that send graded spikes
+    (sigma-delta), the rate is that of non-zero payloads: the messages the chip sends.
     """
     if not isinstance(chip, Chip):
         chip = load_chip(chip)

@@ -16,6 +16,11 @@ Sources
 - lava-dl slayer's 8-bit weight quantizer (``slayer.utils.quantize`` with ``step = 2``,
   ``w_scale = 64``; ``quantize_8bit`` in ``slayer/block/base.py``): a weight ``w`` is
   sent as the even mantissa ``64 w`` clipped to ``[-256, 254]``.
+- Lava's sigma-delta fixed-point models (``lava/proc/sdn/models.py`` ``PyDeltaModelFixed``,
+  ``PySigmaDeltaModelFixed``, ``PySigmaModelFixed``) as lava-dl netx builds them
+  (``get_neuron_params``: ``spike_exp=6``, ``state_exp=6``): thresholds and biases are
+  scaled by ``2**(spike_exp + state_exp)``, an input (Delta) neuron's input by the same,
+  and a delta leaves shifted right by ``state_exp``; the state arrays are ``int32``.
 - Lava's Dense/Conv fixed-point models (``lava/proc/dense/models.py``): weights of up to
   8 bits (``num_weight_bits``); lava-dl netx clips synaptic delays to ``[0, 62]``
   (``lava/lib/dl/netx/hdf5.py``, and slayer's ``Delay(max_delay=62)`` in its blocks).
@@ -44,6 +49,9 @@ __all__ = [
     "MANTISSA_MAX",
     "MAX_WEIGHT_BITS",
     "MAX_DELAY",
+    "SDNN_SPIKE_EXP",
+    "SDNN_STATE_EXP",
+    "SIM_INT_BITS",
     "threshold_for",
     "to_mantissa",
 ]
@@ -110,3 +118,14 @@ def to_mantissa(normalized: np.ndarray, v_th_mant: int) -> np.ndarray:
     """Weights in units of the threshold -> even 8-bit mantissas (slayer's grid), int32."""
     stepped = MANTISSA_STEP * np.round(np.asarray(normalized) * v_th_mant / MANTISSA_STEP)
     return np.clip(stepped, MANTISSA_MIN, MANTISSA_MAX).astype(np.int32)
+
+
+SDNN_SPIKE_EXP = 6
+"""lava-dl netx's ``spike_exp``: fraction bits of a sigma-delta neuron's graded payload."""
+
+SDNN_STATE_EXP = 6
+"""lava-dl netx's ``state_exp``: extra fraction bits of a sigma-delta neuron's state."""
+
+SIM_INT_BITS = 32
+"""Width of the ``int32`` arrays Lava's fixed-point sigma-delta and graded dense models
+compute in (their 24-bit ``precision`` is not enforced by the simulator): sums wrap here."""

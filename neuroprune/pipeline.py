@@ -305,8 +305,8 @@ def load_net_run(path: str, data: str | None, samples: int, steps: int | None, s
 
 
 def chip_rates(run: NetRun, source: str = "model") -> tuple[dict[int, np.ndarray], float | None]:
-    """Spike rates per layer (spikes per neuron per step) counted by our bit-exact model
-    or by Lava, and the accuracy when labels are known."""
+    """Spike rates per layer (messages per neuron per step: spikes, or non-zero graded
+    payloads) counted by our bit-exact model or by Lava, and the accuracy when labels are known."""
     from converters import lava_verify
 
     steps = run.x_int.shape[-1]
@@ -318,7 +318,8 @@ def chip_rates(run: NetRun, source: str = "model") -> tuple[dict[int, np.ndarray
         spikes = {i: s.numpy().astype(np.int64) for i, s in run_fixed(run.network, run.x_int).spikes.items()}
     else:
         raise CheckpointError(f"unknown count source {source!r}; use 'model' or 'lava'")
-    rates = {i: s.sum(axis=(0, s.ndim - 1)) / (s.shape[0] * steps) for i, s in spikes.items()}
+    # messages, not payloads: a graded spike counts once when its payload is non-zero
+    rates = {i: (s != 0).sum(axis=(0, s.ndim - 1)) / (s.shape[0] * steps) for i, s in spikes.items()}
     if 0 not in rates:
         rates[0] = (run.x_int > 0).sum(axis=(0, run.x_int.ndim - 1)) / (run.x_int.shape[0] * steps)
     accuracy = None

@@ -1,5 +1,6 @@
 """``neuroprune verify FILE.net``: run the net in Lava (fixed point) and compare every
-layer's spikes with neuroprune's bit-exact model; exit 0 only at 100 %."""
+layer's spikes (graded payloads for sigma-delta layers) with neuroprune's bit-exact
+model; exit 0 only at 100 %."""
 
 from __future__ import annotations
 
@@ -7,6 +8,8 @@ import argparse
 
 from neuroprune.options import nonnegative_int, positive_int
 from neuroprune.jsonout import finite_json
+
+DEFAULT_STEPS = 32
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -16,7 +19,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--input-layout", choices=("auto", "chw", "xyc"), default="auto",
                         help="axis order of --input: chw (C, H, W, T as neuroprune and torch), xyc (W, H, C, T "
                         "as lava-dl's recorded inputs) or auto: whichever the shape matches (default)")
-    parser.add_argument("--steps", type=positive_int, default=32, help="time steps of random input (default 32)")
+    parser.add_argument("--steps", type=positive_int, help="time steps of random input (default 32); with --input, "
+                        "run this many steps replaying the input's steps cyclically, as Lava's RingBuffer source "
+                        "does (lava-dl's recorded inputs, e.g. PilotNet SDNN's input.npy, hold one step)")
     parser.add_argument("--samples", type=positive_int, default=1, help="random input samples (default 1)")
     parser.add_argument("--seed", type=nonnegative_int, default=0, help="seed of the random input (default 0)")
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
@@ -42,11 +47,16 @@ def run(args: argparse.Namespace) -> int:
     from converters import lava_verify, netx
     from neuroprune.errors import ShapeError
 
-    if args.steps < 1 or args.samples < 1:
+    steps = DEFAULT_STEPS if args.steps is None else args.steps
+    if steps < 1 or args.samples < 1:
         raise ShapeError("--steps and --samples must be >= 1")
     network = netx.read(args.file)
     x = None if args.input is None else _load_input(args.input)
-    result = lava_verify.verify(args.file, x=x, steps=args.steps, samples=args.samples, seed=args.seed,
+    if x is not None and args.steps is not None:
+        if x.ndim < 2 or x.shape[-1] < 1:
+            raise ShapeError(f"{args.input}: input of shape {x.shape} has no time axis to replay")
+        x = x[..., [t % x.shape[-1] for t in range(steps)]]
+    result = lava_verify.verify(args.file, x=x, steps=steps, samples=args.samples, seed=args.seed,
                                 network=network, layout=args.input_layout)
     if args.json:
         print(finite_json(result.to_dict(), indent=2))
@@ -57,10 +67,12 @@ def run(args: argparse.Namespace) -> int:
     for column in ("#", "type", "shape", "match %", "Lava spikes", "our spikes", "first mismatch (sample, neuron, t)"):
         table.add_column(column)
     for m in result.layers:
-        table.add_row(str(m.index), m.kind, "x".join(map(str, m.shape)), f"{m.percent:.3f}", str(m.lava_spikes),
+        table.add_row(str(m.index), f"{m.kind} (graded)" if m.graded else m.kind, "x".join(map(str, m.shape)), f"{m.percent:.3f}", str(m.lava_spikes),
                       str(m.our_spikes), "-" if m.first_mismatch is None else str(m.first_mismatch))
     console = Console()
     console.print(table)
     verdict = "spike-exact" if result.exact else f"MISMATCH ({result.percent:.3f} % agree)"
+    if any(m.graded for m in result.layers):
+        console.print("graded layers: payloads compared by value; spikes counted are non-zero messages")
     console.print(f"{verdict}: {args.file}")
     return 0 if result.exact else 1

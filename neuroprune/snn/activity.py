@@ -10,7 +10,9 @@ Two sources:
   surrogate derivative ``1 / (1 + (pi * (v - theta))^2)`` (criticality), both in slayer
   units (threshold ``theta`` in weight units).
 - :func:`fixed_point_activity` counts exactly what the chip does, from
-  :func:`neuroprune.snn.fixed.run_fixed` on the IR.
+  :func:`neuroprune.snn.fixed.run_fixed` on the IR. A neuron that sends graded spikes
+  (sigma-delta) sends a message only when its payload is non-zero, so its rate counts
+  non-zero payloads, not their values.
 
 Rates are spikes per neuron per time step, averaged over samples, with the layer's
 shape; they are the ``activity`` that :func:`hw_models.fit` turns into SynOps.
@@ -35,7 +37,8 @@ __all__ = ["Activity", "ActivityMonitor", "record_activity", "fixed_point_activi
 class Activity:
     """Activity of every neuron-bearing layer (IR index -> per-neuron arrays).
 
-    ``rates``: spikes per neuron per time step. ``mean_abs_voltage`` and
+    ``rates``: spikes (messages: graded spikes count once, whatever their payload) per
+    neuron per time step. ``mean_abs_voltage`` and
     ``criticality``: per output channel, when recorded. ``steps``/``samples`` describe
     the run the averages come from.
     """
@@ -203,7 +206,7 @@ def fixed_point_activity(network: Network, x_int: np.ndarray | torch.Tensor) -> 
     x = torch.as_tensor(np.asarray(x_int) if not torch.is_tensor(x_int) else x_int)
     result = run_fixed(network, x)
     samples, steps = int(x.shape[0]), int(x.shape[-1])
-    rates = {i: s.to(torch.float64).sum(dim=(0, s.ndim - 1)).numpy() / (samples * steps)
+    rates = {i: (s != 0).to(torch.float64).sum(dim=(0, s.ndim - 1)).numpy() / (samples * steps)
              for i, s in result.spikes.items()}
     if 0 not in rates:
         rates[0] = (x > 0).to(torch.float64).sum(dim=(0, x.ndim - 1)).numpy() / (samples * steps)

@@ -9,7 +9,11 @@ whole batch at once:
 - Dense synapses: netx rescales the weights (``optimize_weight_bits``), Lava clips them
   to 8 bits and truncates to ``num_weight_bits``, accumulates the weights of the spiking
   inputs and shifts the sum by ``weight_exp`` (arithmetic shift: floor).
-- Conv synapses: integer correlation of the stored weights, wrapped to 24 bits.
+- Conv synapses: integer correlation of the stored weights, wrapped to 24 bits (Lava
+  sums in float64 and casts to int32 first: a sum beyond the int32 range becomes
+  ``-2**31``, see :func:`neuroprune.snn.fixed_sdnn.graded_conv`).
+- Graded spikes (sigma-delta neurons, ``Neuron.sends_graded``): the synapses weight the
+  int32 payloads instead of 0/1 spikes; the neurons are in :mod:`neuroprune.snn.fixed_sdnn`.
 - Every synapse delivers at step ``t`` what it received at ``t - 1`` (plus its delay);
   an input neuron layer receives the input of the same step.
 - CUBA neuron: ``u = sround(u * (4096 - iDecay) / 4096) + (a << 6)`` wrapped at 24 bits;
@@ -47,6 +51,9 @@ from neuroprune.loihi_arith import (
     VTH_SHIFT,
 )
 from neuroprune.registry import lookup
+from neuroprune.snn.fixed_sdnn import graded_conv as _graded_conv
+from neuroprune.snn.fixed_sdnn import graded_dense as _graded_dense
+from neuroprune.snn.fixed_sdnn import sdnn_neuron
 
 __all__ = ["FixedPointResult", "run_fixed", "dense_synapse_weights", "NEURON_MODELS", "SYNAPSES"]
 
@@ -164,6 +171,7 @@ class _Lif:
 NEURON_MODELS: dict[str, Callable[..., Any]] = {
     "CUBA": _Lif,
     "LOIHI": _Lif,  # the same compartment on Loihi
+    "SDNN": sdnn_neuron,  # Delta / SigmaDelta / Sigma, see fixed_sdnn
 }
 
 
@@ -173,7 +181,10 @@ def _neuron_model(neuron: Neuron, shape: tuple[int, ...], batch: int, bias: np.n
     if factory is None:
         raise UnsupportedLayerError(f"{where}: the fixed-point model supports {'/'.join(NEURON_MODELS)} neurons, "
                                     f"not {neuron.kind}")
-    return factory(neuron, shape, batch, bias, device, is_input)
+    try:
+        return factory(neuron, shape, batch, bias, device, is_input)
+    except ShapeError as err:
+        raise ShapeError(f"{where}: {err}") from None
 
 
 class _DenseSynapse:
@@ -199,13 +210,19 @@ class _DenseSynapse:
             ]
 
     def __call__(self, spikes: torch.Tensor) -> list[tuple[int, torch.Tensor]]:
-        """Synaptic input per delay for a batch of spike vectors (rows)."""
-        flat = spikes.reshape(spikes.shape[0], -1).to(torch.float64)
-        if not self.delays:
-            parts = [(0, flat @ self.weight.T)]
-        else:
-            parts = [(d, flat @ w.T) for d, w in self.delays]
-        return [(d, _shift_right(torch.round(p).to(torch.int64), self.shift)) for d, p in parts]
+        """Synaptic input per delay for a batch of spike vectors (rows).
+
+        Graded payloads (int32 rows) are summed as Lava's graded dense model does, in
+        ``int32`` (wrapping at 32 bits) before the shift; float64 sums them exactly while
+        every sum stays below 2**53, else int64 does."""
+        if spikes.dtype != torch.int32:
+            flat = spikes.reshape(spikes.shape[0], -1).to(torch.float64)
+            if not self.delays:
+                parts = [(0, flat @ self.weight.T)]
+            else:
+                parts = [(d, flat @ w.T) for d, w in self.delays]
+            return [(d, _shift_right(torch.round(p).to(torch.int64), self.shift)) for d, p in parts]
+        return _graded_dense(self, spikes.reshape(spikes.shape[0], -1))
 
 
 class _ConvSynapse:
@@ -219,10 +236,15 @@ class _ConvSynapse:
         # float32 sums integers exactly below 2**24; use it when no sum can reach that
         fan_in = self.weight[0].numel()
         bound = float(self.weight.abs().max()) * float(spikes.abs().max()) * fan_in if spikes.numel() else 0.0
-        dtype = torch.float32 if bound < 2 ** 24 else torch.float64
-        out = F.conv2d(spikes.to(dtype), self.weight.to(dtype), stride=self.layer.stride,
+        if bound >= 2 ** 24:  # large graded payloads: exact float64, as Lava's scipy conv
+            return [(0, _signed_wrap(_graded_conv(self, spikes), STATE_BITS))]
+        out = F.conv2d(spikes.to(torch.float32), self.weight.to(torch.float32), stride=self.layer.stride,
                        padding=self.layer.padding, dilation=self.layer.dilation, groups=self.layer.groups)
         return [(0, _signed_wrap(torch.round(out).to(torch.int64), STATE_BITS))]
+
+    def conv(self, rows: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+        return F.conv2d(rows, weight, stride=self.layer.stride, padding=self.layer.padding,
+                        dilation=self.layer.dilation, groups=self.layer.groups)
 
 
 def _delayed(values: torch.Tensor, delay: int) -> torch.Tensor:

@@ -110,14 +110,20 @@ def test_a_chip_file_without_the_flags_has_neither_feature(tmp_path):
 
 
 def test_commands_without_a_sdnn_model_refuse_in_one_line(tmp_path, capsys):
+    """verify runs SDNN nets (tests/converters/test_lava_sdnn.py) and ONNX holds their ReLU ANN; NIR has no node."""
     path = netx.write(_net(SDNN, SIGMA), tmp_path / "sdnn.net")
-    for argv, text in ((["verify", str(path)], "neurons, not SDNN"),
-                       (["convert", str(path), str(tmp_path / "x.nir")], "neuron type SDNN has no NIR node")):
+    for argv, text in ((["convert", str(path), str(tmp_path / "x.nir")], "neuron type SDNN has no NIR node"),):
         assert main(argv) == 2
         err = capsys.readouterr().err.strip()
         assert err.count("\n") == 0 and text in err, err
     assert not (tmp_path / "x.nir").exists()
     assert main(["convert", str(path), str(tmp_path / "x.onnx")]) == 0  # its ReLU ANN, see test_nir_onnx_kinds.py
+
+
+def test_verify_runs_a_sdnn_net_in_lava(tmp_path, capsys):
+    path = netx.write(_net(SDNN, SIGMA), tmp_path / "sdnn.net")
+    assert main(["verify", str(path), "--steps", "6"]) == 0
+    assert "spike-exact" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize("stored,kind", [("RF", "RF_IZHIKEVICH"), ("RF_IZ", "RF_IZHIKEVICH"),

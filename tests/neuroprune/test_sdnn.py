@@ -304,10 +304,5 @@ def test_sdnn_pruned_under_synops_target_exports_and_runs_in_lava(sdnn_digits, t
         assert all(np.count_nonzero(o) for o in outputs)
         assert int(outputs[-1][..., -1].argmax()) == ours_last[sample]
 
-    try:
-        result = lava_verify.verify(tmp_path / "pruned.net", x=x[:1])
-    except UnsupportedLayerError as err:
-        if "SDNN" not in str(err):
-            raise
-        pytest.xfail(f"the bit-exact SDNN fixed point is not in this tree yet: {err}")
+    result = lava_verify.verify(tmp_path / "pruned.net", x=x[:1])
     assert result.exact, [(m.index, m.percent, m.first_mismatch) for m in result.layers]
