@@ -30,6 +30,8 @@ This module imports numpy only.
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 __all__ = [
@@ -54,6 +56,7 @@ __all__ = [
     "SIM_INT_BITS",
     "threshold_for",
     "to_mantissa",
+    "shift_right",
 ]
 
 DECAY_UNITY = 1 << 12
@@ -129,3 +132,10 @@ SDNN_STATE_EXP = 6
 SIM_INT_BITS = 32
 """Width of the ``int32`` arrays Lava's fixed-point sigma-delta and graded dense models
 compute in (their 24-bit ``precision`` is not enforced by the simulator): sums wrap here."""
+
+
+def shift_right(values: Any, shift: int) -> Any:
+    """Arithmetic shift of integer arrays or tensors by ``shift`` bits to the right (floor
+    division by ``2**shift``; a negative ``shift`` shifts left), as the chip scales sums
+    by a weight exponent."""
+    return values >> shift if shift >= 0 else values << -shift

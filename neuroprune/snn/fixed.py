@@ -49,6 +49,7 @@ from neuroprune.loihi_arith import (
     MAX_V_TH_MANT,
     STATE_BITS,
     VTH_SHIFT,
+    shift_right,
 )
 from neuroprune.registry import lookup
 from neuroprune.snn.fixed_sdnn import graded_conv as _graded_conv
@@ -113,14 +114,6 @@ def dense_synapse_weights(weight: np.ndarray) -> tuple[np.ndarray, int]:
     if mode == "inh":
         weight = -weight
     return weight, -weight_exp
-
-
-def _shift_right(values: torch.Tensor, shift: int) -> torch.Tensor:
-    if shift > 0:
-        return torch.bitwise_right_shift(values, shift)
-    if shift < 0:
-        return torch.bitwise_left_shift(values, -shift)
-    return values
 
 
 def _signed_wrap(values: torch.Tensor, bits: int) -> torch.Tensor:
@@ -221,7 +214,7 @@ class _DenseSynapse:
                 parts = [(0, flat @ self.weight.T)]
             else:
                 parts = [(d, flat @ w.T) for d, w in self.delays]
-            return [(d, _shift_right(torch.round(p).to(torch.int64), self.shift)) for d, p in parts]
+            return [(d, shift_right(torch.round(p).to(torch.int64), self.shift)) for d, p in parts]
         return _graded_dense(self, spikes.reshape(spikes.shape[0], -1))
 
 

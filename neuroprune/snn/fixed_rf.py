@@ -36,13 +36,12 @@ import torch
 
 from neuroprune.errors import UnsupportedLayerError
 from neuroprune.ir import ComplexDenseLayer, Neuron, RecurrentDenseLayer
-from neuroprune.loihi_arith import DECAY_UNITY, STATE_BITS, VTH_SHIFT
+from neuroprune.loihi_arith import DECAY_UNITY, STATE_BITS, VTH_SHIFT, shift_right
 from neuroprune.snn.fixed import (
     NEURON_MODELS,
     SYNAPSES,
     _DenseSynapse,
     _delayed,
-    _shift_right,
     _signed_wrap,
     dense_synapse_weights,
 )
@@ -134,7 +133,7 @@ def _matrix(weight: np.ndarray, device: torch.device) -> torch.Tensor:
 
 def _apply(weight: torch.Tensor, shift: int, rows: torch.Tensor) -> torch.Tensor:
     flat = rows.reshape(rows.shape[0], -1).to(torch.float64)
-    return _shift_right(torch.round(flat @ weight.T).to(torch.int64), shift)
+    return shift_right(torch.round(flat @ weight.T).to(torch.int64), shift)
 
 
 class _RecurrentDenseSynapse(_DenseSynapse):

@@ -29,7 +29,7 @@ import torch
 
 from neuroprune.errors import ShapeError
 from neuroprune.ir import Neuron
-from neuroprune.loihi_arith import SDNN_SPIKE_EXP, SDNN_STATE_EXP, SIM_INT_BITS
+from neuroprune.loihi_arith import SDNN_SPIKE_EXP, SDNN_STATE_EXP, SIM_INT_BITS, shift_right
 
 __all__ = ["sdnn_neuron", "SigmaDeltaNeuron", "DeltaNeuron", "SigmaNeuron", "wrap_int"]
 
@@ -124,14 +124,6 @@ def sdnn_neuron(neuron: Neuron, shape: tuple[int, ...], batch: int, bias: np.nda
     return SigmaDeltaNeuron(neuron, shape, batch, bias, device)
 
 
-def _shift(values: torch.Tensor, shift: int) -> torch.Tensor:
-    if shift > 0:
-        return torch.bitwise_right_shift(values, shift)
-    if shift < 0:
-        return torch.bitwise_left_shift(values, -shift)
-    return values
-
-
 def _matmul(rows: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
     """``rows @ weight.T`` exactly: float64 while no sum can reach 2**53, else int64."""
     bound = float(rows.abs().max()) * float(weight.abs().sum(dim=1).max()) if rows.numel() and weight.numel() else 0.0
@@ -150,8 +142,8 @@ def graded_dense(synapse: Any, rows: torch.Tensor) -> list[tuple[int, torch.Tens
     """
     if not synapse.delays:
         total = wrap_int(_matmul(rows, synapse.weight))
-        return [(0, wrap_int(_shift(total, synapse.shift)))]
-    return [(d, wrap_int(_shift(_matmul(rows, w), synapse.shift))) for d, w in synapse.delays]
+        return [(0, wrap_int(shift_right(total, synapse.shift)))]
+    return [(d, wrap_int(shift_right(_matmul(rows, w), synapse.shift))) for d, w in synapse.delays]
 
 
 def graded_conv(synapse: Any, rows: torch.Tensor) -> torch.Tensor:
