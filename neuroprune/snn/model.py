@@ -436,11 +436,15 @@ def _build_flatten(index: int, spec: LayerSpec, shape: Shape, cuba: Any, params:
     return cuba.Flatten(), (int(np.prod(shape)),)
 
 
-def _build_dense(index: int, spec: LayerSpec, shape: Shape, cuba: Any, params: dict, weight_scale: float) -> Any:
+def _check_dense(index: int, spec: LayerSpec, shape: Shape) -> None:
     _check_spec(index, spec.kind, spec)
     if len(shape) != 1:
         raise ShapeError(f"layer {index}: dense after shape {shape}; add 'f' (flatten) before it")
     _check_size(index, "dense", spec.out, spec.out * shape[0])
+
+
+def _build_dense(index: int, spec: LayerSpec, shape: Shape, cuba: Any, params: dict, weight_scale: float) -> Any:
+    _check_dense(index, spec, shape)
     return cuba.Dense(params, shape[0], spec.out, weight_scale=weight_scale), (spec.out,)
 
 
@@ -456,10 +460,7 @@ _BLOCK_BUILDERS: dict[str, Any] = {
 
 def _build_output(index: int, spec: LayerSpec, shape: Shape, module: Any, params: dict, weight_scale: float) -> Any:
     """The classifier of a sigma-delta net: slayer's sigma ``Output`` block (dense, integrating)."""
-    _check_spec(index, spec.kind, spec)
-    if len(shape) != 1:
-        raise ShapeError(f"layer {index}: dense after shape {shape}; add 'f' (flatten) before it")
-    _check_size(index, "dense", spec.out, spec.out * shape[0])
+    _check_dense(index, spec, shape)
     return module.Output(params, shape[0], spec.out, weight_scale=weight_scale), (spec.out,)
 
 
