@@ -31,7 +31,7 @@ import torch
 import torch.nn.functional as F
 
 from neuroprune.errors import ShapeError, UnsupportedLayerError
-from neuroprune.ir import ConvLayer, DenseLayer, Network, Neuron, PoolLayer
+from neuroprune.ir import ConcatLayer, ConvLayer, ConvTransposeLayer, DenseLayer, Network, Neuron, PoolLayer, UnpoolLayer
 from neuroprune.loihi_arith import (
     ACT_SHIFT,
     BIAS_EXP,
@@ -244,12 +244,42 @@ def _pool(layer: PoolLayer, in_shape: tuple[int, ...], device: torch.device) -> 
     return _ConvSynapse(layer.as_conv(in_shape[0]), device)  # sum pooling = depthwise conv, one shared weight
 
 
+class _UnrolledSynapse(_DenseSynapse):
+    """A transposed convolution as the dense synapses Lava runs it with (lava-dl netx's
+    dense block on :meth:`~neuroprune.ir.ConvTransposeLayer.unrolled_weight`, see
+    ``converters.lava_build``): the dense arithmetic on the unrolled matrix."""
+
+    def __init__(self, layer: ConvTransposeLayer, in_shape: tuple[int, ...], device: torch.device) -> None:
+        if layer.delay is not None and np.any(layer.delay):
+            raise UnsupportedLayerError(f"convT layer {layer.name!r} with synaptic delays is not supported: "
+                                        "Lava runs it without delays; train it without delays")
+        super().__init__(DenseLayer(name=layer.name, weight=layer.unrolled_weight(in_shape)), device)
+        self.layer = layer
+
+
+def _conv_transpose(layer: ConvTransposeLayer, in_shape: tuple[int, ...], device: torch.device) -> _UnrolledSynapse:
+    return _UnrolledSynapse(layer, in_shape, device)
+
+
+def _unpool(layer: UnpoolLayer, in_shape: tuple[int, ...], device: torch.device) -> _UnrolledSynapse:
+    return _UnrolledSynapse(layer.as_conv_transpose(in_shape[0]), in_shape, device)  # one shared weight per tap
+
+
 #: the synapse (``layer`` attribute: the layer it computes) of each synaptic kind, from (layer, input shape, device)
 SYNAPSES: dict[str, Callable[[Any, tuple[int, ...], torch.device], Any]] = {
     "dense": _dense,
     "conv": _conv,
+    "convT": _conv_transpose,
     "pool": _pool,
+    "unpool": _unpool,
 }
+
+
+def _joined(network: Network, index: int, outputs: dict[int, torch.Tensor]) -> torch.Tensor:
+    """A concat's output ``(T, N, *shape)``: its sources' outputs joined along channels."""
+    parts = [outputs[source].reshape(*outputs[source].shape[:2], *network.shapes[source]).to(torch.int64)
+             for source in network.sources_of(index)]
+    return torch.cat(parts, dim=2)
 
 
 def run_fixed(network: Network, x: torch.Tensor | np.ndarray, record_voltage: bool = False,
@@ -297,8 +327,14 @@ def run_fixed(network: Network, x: torch.Tensor | np.ndarray, record_voltage: bo
             voltages[index] = trace.permute(*back)
         return out
 
+    outputs: dict[int, torch.Tensor] = {}  # (T, N, ...) each layer's output, for concat layers
     for index, layer in enumerate(network.layers):
         shape = network.shapes[index]
+        if index:
+            outputs[index - 1] = current  # references only (spikes already holds the neuron outputs)
+        if isinstance(layer, ConcatLayer):
+            current = _joined(network, index, outputs)
+            continue
         if not layer.synaptic:  # the input (its neurons encode), or a pass-through: the next synapse reshapes
             if layer.holds_compartments:
                 model = _neuron_model(layer.neuron, shape, batch, None, device, f"layer {index} ({layer.name})",
