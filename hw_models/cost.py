@@ -38,8 +38,8 @@ from typing import TYPE_CHECKING, Any, Callable
 import numpy as np
 
 from neuroprune.registry import lookup
-from neuroprune.ir import (ComplexDenseLayer, ConvLayer, DenseLayer, InputLayer, Layer, PoolLayer,
-                           RecurrentDenseLayer)
+from neuroprune.ir import (ComplexDenseLayer, ConvLayer, ConvTransposeLayer, DenseLayer, InputLayer, Layer,
+                           PoolLayer, RecurrentDenseLayer, UnpoolLayer)
 
 if TYPE_CHECKING:  # pragma: no cover
     from hw_models.chip import Chip
@@ -277,8 +277,8 @@ class DenseCoster(Coster):
 
     def __init__(self, layer: DenseLayer, fmt: SynapseFormat, chip: "Chip",
                  weight: np.ndarray | None = None, copies: int = 1) -> None:
-        super().__init__(layer.out_channels, fmt, chip)
         weight = layer.effective_weight if weight is None else weight
+        super().__init__(int(weight.shape[0]), fmt, chip)
         rows, cols, self.count_zeros = _cached(layer, "minority", lambda: _minority(weight))
         self.rows, self.cols, self.inputs = rows, cols, weight.shape[1]
         # ``copies`` weight matrices side by side share each input axon (complex dense: real, imag)
@@ -367,6 +367,22 @@ class RecurrentDenseCoster(DenseCoster):
         keep = costs.pair_units < self.feed_forward
         return replace(costs, pair_blocks=costs.pair_blocks[keep], pair_units=costs.pair_units[keep],
                        pair_axons=costs.pair_axons[keep], pair_share=costs.pair_share[keep])
+
+
+class UnrolledCoster(DenseCoster):
+    """Transposed convolution (and unpool) as Lava runs it: the dense synapses of the
+    unrolled matrix (``converters.lava_build``), discrete axons, every (output, input)
+    pair of a kernel tap one stored synapse; the rows in on-chip order (``H, W, C``,
+    :func:`chip_order`) so blocks are contiguous compartments like every image layer's."""
+
+    def __init__(self, layer: ConvTransposeLayer, in_shape: Shape, out_shape: Shape, fmt: SynapseFormat,
+                 chip: "Chip") -> None:
+        def unrolled() -> np.ndarray:
+            order = chip_order(out_shape)
+            weight = layer.unrolled_weight(in_shape)
+            return weight if order is None else weight[order]
+
+        super().__init__(layer, fmt, chip, _cached(layer, f"unrolled{tuple(in_shape)}", unrolled))  # type: ignore[arg-type]
 
 
 def _taps_out(size: int, kernel: int, stride: int, padding: int, dilation: int, out_size: int) -> np.ndarray:
@@ -592,7 +608,9 @@ SYNAPSE_BITS: dict[str, Callable[[Any], tuple[int, int]]] = {
     "dense_rec": _two_matrix_synapse_bits,
     "dense_comp": _two_matrix_synapse_bits,
     "conv": _weight_synapse_bits,
+    "convT": _weight_synapse_bits,
     "pool": _pool_synapse_bits,
+    "unpool": _pool_synapse_bits,
 }
 
 
@@ -636,14 +654,27 @@ def _pool_coster(layer: PoolLayer, in_shape: Shape, out_shape: Shape, fmt: Synap
     return ConvCoster(layer.as_conv(in_shape[0]), in_shape, out_shape, fmt, chip)
 
 
-#: the cost model of each kind that holds compartments (flatten is a pass-through: no cost)
+def _conv_transpose_coster(layer: ConvTransposeLayer, in_shape: Shape, out_shape: Shape, fmt: SynapseFormat,
+                           chip: "Chip") -> Coster:
+    return UnrolledCoster(layer, in_shape, out_shape, fmt, chip)
+
+
+def _unpool_coster(layer: UnpoolLayer, in_shape: Shape, out_shape: Shape, fmt: SynapseFormat,
+                   chip: "Chip") -> Coster:
+    return UnrolledCoster(layer.as_conv_transpose(in_shape[0]), in_shape, out_shape, fmt, chip)
+
+
+#: the cost model of each kind that holds compartments (flatten is a pass-through, concat joins
+#: its sources' spikes: no cost of their own)
 COSTERS: dict[str, Callable[..., Coster]] = {
     "input": _input_coster,
     "dense": _dense_coster,
     "dense_rec": _dense_rec_coster,
     "dense_comp": _dense_comp_coster,
     "conv": _conv_coster,
+    "convT": _conv_transpose_coster,
     "pool": _pool_coster,
+    "unpool": _unpool_coster,
 }
 
 

@@ -31,7 +31,7 @@ from hw_models.energy import EnergyBreakdown, EnergyCounts, energy
 from hw_models.fixes import chips_fix, core_fix, cores_fix, keep_channels, synops_fix
 from hw_models.mapper import Allocation, map_network
 from neuroprune.errors import FitError, ShapeError
-from neuroprune.ir import Network
+from neuroprune.ir import ConcatLayer, Network
 from neuroprune.jsonout import finite_json
 
 __all__ = [
@@ -205,7 +205,8 @@ def _number(value: float) -> str:
 def _rates(network: Network, activity: Activity | None, default_rate: float) -> tuple[dict[int, np.ndarray], str]:
     """Per-neuron spike rates (flattened) of every neuron-bearing layer, and their source."""
     activity = dict(activity or {})
-    bearing = network.source_indices()
+    joins = [i for i in network.source_indices() if isinstance(network.layers[i], ConcatLayer)]
+    bearing = [i for i in network.source_indices() if i not in joins]
     for key in activity:
         if key not in bearing:
             raise ShapeError(
@@ -231,6 +232,10 @@ def _rates(network: Network, activity: Activity | None, default_rate: float) -> 
             raise ShapeError(f"activity of layer {index} must be finite rates >= 0 (spikes per neuron per step)")
         rates[index] = value.reshape(-1)
         measured.append(index)
+    for index in joins:  # a concat's spikes are its sources' spikes (C, H, W order: sources one after another)
+        rates[index] = np.concatenate([
+            rates[network.producer_of(source) if network.layers[source].passthrough else source]  # type: ignore[index]
+            for source in network.sources_of(index)])
     if not measured:
         source = f"assumed {default_rate:g}"
     elif len(measured) == len(bearing):
