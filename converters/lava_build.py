@@ -26,7 +26,7 @@ from __future__ import annotations
 import contextlib
 import io
 import os
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
@@ -96,17 +96,19 @@ def build(path: str | os.PathLike[str], network: Network, source: Any) -> dict[i
     hdf5 = lava["hdf5"].Network
     configs = lava["NetDict"](str(path))["layer"]
     offset = 0 if configs[0]["type"] == "input" else 1  # a file without input layer: its ids are one lower
-    outputs: dict[int, Any] = {}  # IR index -> output port in Lava order (torch order for 1-D)
+    # IR index -> a function making its output port (Lava order; torch order for 1-D): virtual
+    # ports are made per consumer, as Lava's compiler fails on a virtual port that goes nowhere
+    outputs: dict[int, Callable[[], Any]] = {}
     bits: dict[int, int] = {}  # IR index -> message bits of its output
     blocks: dict[int, Any] = {}
     for index, layer in enumerate(network.layers):
         if layer.on_host:
             break
         config = configs[index - offset] if index >= offset else None
-        producer = index - 1
-        in_port, in_bits = (outputs[producer], bits[producer]) if index else (source, 0)
+        feed, in_bits = (outputs[index - 1], bits[index - 1]) if index else (lambda: source, 0)
         shape, in_shape = network.shapes[index], network.input_shape_of(index)
         block = None
+        flat_input = False
         with contextlib.redirect_stdout(io.StringIO()):
             if layer.kind == "input":
                 if layer.holds_compartments:
@@ -114,7 +116,7 @@ def build(path: str | os.PathLike[str], network: Network, source: Any) -> dict[i
                     block.inp.connect(block.neuron.a_in)  # the input mantissas arrive as synaptic input
             elif layer.kind in ("dense", "dense_rec", "dense_comp"):
                 block, _ = hdf5.create_dense(config, input_message_bits=in_bits, rec=layer.kind == "dense_rec")
-                in_port = _flat(in_port)
+                flat_input = True
             elif layer.kind in ("conv", "pool"):
                 if isinstance(layer, PoolLayer):  # netx's conv block on the pool's depthwise weights
                     conv = layer.as_conv(in_shape[0])
@@ -125,31 +127,33 @@ def build(path: str | os.PathLike[str], network: Network, source: Any) -> dict[i
             elif layer.kind in ("convT", "unpool"):
                 transposed = layer.as_conv_transpose(in_shape[0]) if isinstance(layer, UnpoolLayer) else layer
                 block = _unrolled_block(lava, transposed, config, in_shape, shape, in_bits)  # type: ignore[arg-type]
-                in_port = _flat(in_port)
+                flat_input = True
             elif layer.kind == "flatten":
-                outputs[index], bits[index] = _flat(in_port), in_bits
+                outputs[index], bits[index] = (lambda feed=feed: _flat(feed())), in_bits
                 continue
             elif isinstance(layer, ConcatLayer):
                 sources = network.sources_of(index)
                 axis = 2 if len(shape) == 3 else 0  # channels: Lava's last axis of (W, H, C)
-                joined = outputs[sources[0]]
+                joined = outputs[sources[0]]()
                 for other in sources[1:]:
-                    join = lava["Join"](tuple(joined.shape), tuple(outputs[other].shape), axis)
+                    port = outputs[other]()
+                    join = lava["Join"](tuple(joined.shape), tuple(port.shape), axis)
                     joined.connect(join.inp_a)
-                    outputs[other].connect(join.inp_b)
+                    port.connect(join.inp_b)
                     joined = join.out
-                outputs[index], bits[index] = joined, max(bits[s] for s in sources)
+                outputs[index], bits[index] = (lambda joined=joined: joined), max(bits[s] for s in sources)
                 continue
             else:
                 raise UnsupportedLayerError(f"layer {index}: Lava cannot build a {layer.kind} layer here")
         if block is None:  # an input without neurons: the source itself
-            outputs[index], bits[index] = source, 0
+            outputs[index], bits[index] = (lambda: source), 0
             continue
-        in_port.connect(block.inp)
-        out = block.out
-        if layer.kind in ("convT", "unpool"):
-            out = _lava_order(out.reshape(shape))
-        outputs[index], bits[index] = out, int(block.output_message_bits)
+        (_flat(feed()) if flat_input else feed()).connect(block.inp)
+        if layer.kind in ("convT", "unpool"):  # neurons in C, H, W order
+            outputs[index] = lambda block=block, shape=shape: _lava_order(block.out.reshape(shape))
+        else:
+            outputs[index] = lambda block=block: block.out
+        bits[index] = int(block.output_message_bits)
         blocks[index] = block
     return blocks
 
