@@ -279,8 +279,13 @@ class DenseCoster(Coster):
                  weight: np.ndarray | None = None, copies: int = 1) -> None:
         weight = layer.effective_weight if weight is None else weight
         super().__init__(int(weight.shape[0]), fmt, chip)
-        rows, cols, self.count_zeros = _cached(layer, "minority", lambda: _minority(weight))
-        self.rows, self.cols, self.inputs = rows, cols, weight.shape[1]
+        rows, cols, count_zeros = _cached(layer, "minority", lambda: _minority(weight))
+        self._set_entries(rows, cols, count_zeros, int(weight.shape[1]), copies)
+
+    def _set_entries(self, rows: np.ndarray, cols: np.ndarray, count_zeros: bool, inputs: int,
+                     copies: int = 1) -> None:
+        """The matrix as its zeros (``count_zeros``) or non-zeros at ``(rows, cols)``."""
+        self.rows, self.cols, self.count_zeros, self.inputs = rows, cols, count_zeros, inputs
         # ``copies`` weight matrices side by side share each input axon (complex dense: real, imag)
         self.copies, self.axons = copies, self.inputs // copies
         per_column = np.bincount(cols, minlength=self.inputs)
@@ -372,17 +377,24 @@ class RecurrentDenseCoster(DenseCoster):
 class UnrolledCoster(DenseCoster):
     """Transposed convolution (and unpool) as Lava runs it: the dense synapses of the
     unrolled matrix (``converters.lava_build``), discrete axons, every (output, input)
-    pair of a kernel tap one stored synapse; the rows in on-chip order (``H, W, C``,
-    :func:`chip_order`) so blocks are contiguous compartments like every image layer's."""
+    pair of a non-zero kernel tap one stored synapse; outputs numbered in on-chip order
+    (``H, W, C``, :func:`chip_order`) so blocks are contiguous compartments like every
+    image layer's. Built from the matrix's non-zero entries, never the matrix itself."""
 
     def __init__(self, layer: ConvTransposeLayer, in_shape: Shape, out_shape: Shape, fmt: SynapseFormat,
                  chip: "Chip") -> None:
-        def unrolled() -> np.ndarray:
+        def entries() -> tuple[np.ndarray, np.ndarray]:
+            rows, cols, _ = layer.unrolled_entries(in_shape)
             order = chip_order(out_shape)
-            weight = layer.unrolled_weight(in_shape)
-            return weight if order is None else weight[order]
+            if order is not None:  # torch index -> on-chip position
+                position = np.empty_like(order)
+                position[order] = np.arange(len(order))
+                rows = position[rows]
+            return rows, cols
 
-        super().__init__(layer, fmt, chip, _cached(layer, f"unrolled{tuple(in_shape)}", unrolled))  # type: ignore[arg-type]
+        Coster.__init__(self, int(np.prod(out_shape)), fmt, chip)
+        rows, cols = _cached(layer, f"unrolled{tuple(in_shape)}", entries)
+        self._set_entries(rows, cols, False, int(np.prod(in_shape)))
 
 
 def _taps_out(size: int, kernel: int, stride: int, padding: int, dilation: int, out_size: int) -> np.ndarray:

@@ -616,25 +616,36 @@ class ConvTransposeLayer(_SynapticLayer):
             raise ShapeError(f"convT layer {self.name!r}: padding {self.padding} crops input {in_shape} to nothing")
         return (self.out_channels, out_hw[0], out_hw[1])
 
-    def unrolled_weight(self, in_shape: Shape) -> np.ndarray:
-        """The equivalent dense weight ``(out C*H*W, in C*H*W)`` (torch flatten order):
-        entry ``[o, i]`` is the kernel tap that carries input neuron ``i`` to output ``o``, 0 where none does."""
+    def unrolled_entries(self, in_shape: Shape) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The non-zero entries ``(rows, columns, values)`` of :meth:`unrolled_weight`, without
+        building the matrix (a (output, input) pair meets through at most one kernel tap)."""
         out_shape = self.output_shape(in_shape)
         (c_in, h_in, w_in), (c_out, h_out, w_out) = in_shape, out_shape
         per_in, per_out = c_in // self.groups, c_out // self.groups
         weight = self.effective_weight
-        dense = np.zeros((c_out * h_out * w_out, c_in * h_in * w_in), dtype=np.int64)
-        ci, co, y, x = np.meshgrid(np.arange(c_in), np.arange(per_out), np.arange(h_in), np.arange(w_in),
-                                   indexing="ij")
+        ci, co, y, x = (axis.ravel() for axis in np.meshgrid(
+            np.arange(c_in), np.arange(per_out), np.arange(h_in), np.arange(w_in), indexing="ij"))
         co_full = (ci // per_in) * per_out + co
         source = (ci * h_in + y) * w_in + x
+        rows, cols, values = [], [], []
         for ky in range(self.kernel_size[0]):
             for kx in range(self.kernel_size[1]):
                 oy = y * self.stride[0] - self.padding[0] + ky * self.dilation[0]
                 ox = x * self.stride[1] - self.padding[1] + kx * self.dilation[1]
-                inside = (oy >= 0) & (oy < h_out) & (ox >= 0) & (ox < w_out)
-                target = (co_full * h_out + oy) * w_out + ox
-                dense[target[inside], source[inside]] = weight[ci, co, ky, kx][inside]
+                tap = weight[ci, co, ky, kx]
+                keep = (oy >= 0) & (oy < h_out) & (ox >= 0) & (ox < w_out) & (tap != 0)
+                rows.append(((co_full * h_out + oy) * w_out + ox)[keep])
+                cols.append(source[keep])
+                values.append(tap[keep])
+        return (np.concatenate(rows).astype(np.int64), np.concatenate(cols).astype(np.int64),
+                np.concatenate(values).astype(np.int64))
+
+    def unrolled_weight(self, in_shape: Shape) -> np.ndarray:
+        """The equivalent dense weight ``(out C*H*W, in C*H*W)`` (torch flatten order):
+        entry ``[o, i]`` is the kernel tap that carries input neuron ``i`` to output ``o``, 0 where none does."""
+        rows, cols, values = self.unrolled_entries(in_shape)
+        dense = np.zeros((int(np.prod(self.output_shape(in_shape))), int(np.prod(in_shape))), dtype=np.int64)
+        dense[rows, cols] = values
         return dense
 
     def describe(self) -> str:

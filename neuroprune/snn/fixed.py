@@ -84,7 +84,8 @@ def dense_synapse_weights(weight: np.ndarray) -> tuple[np.ndarray, int]:
     elif min_w >= 0:
         mode, signed, scale = "exc", 0, 255 / max_w
     else:
-        mode, signed, scale = "mixed", 1, min(127 / max_w, -128 / min_w)
+        # numpy's 127 / 0 is inf in lava-dl (a non-positive matrix with zeros): the negative scale decides
+        mode, signed, scale = "mixed", 1, min(127 / max_w if max_w else np.inf, -128 / min_w)
     scale_bits = int(np.floor(np.log2(scale))) + signed
     n = 8
     while n > 0 and np.sum(np.abs(weight / 2**n - np.round(weight / 2**n))) != 0:
@@ -244,25 +245,42 @@ def _pool(layer: PoolLayer, in_shape: tuple[int, ...], device: torch.device) -> 
     return _ConvSynapse(layer.as_conv(in_shape[0]), device)  # sum pooling = depthwise conv, one shared weight
 
 
-class _UnrolledSynapse(_DenseSynapse):
-    """A transposed convolution as the dense synapses Lava runs it with (lava-dl netx's
-    dense block on :meth:`~neuroprune.ir.ConvTransposeLayer.unrolled_weight`, see
-    ``converters.lava_build``): the dense arithmetic on the unrolled matrix."""
+class _ConvTransposeSynapse:
+    """A transposed convolution with the arithmetic of the dense synapses Lava runs it with
+    (lava-dl netx's dense block on :meth:`~neuroprune.ir.ConvTransposeLayer.unrolled_weight`,
+    see ``converters.lava_build``), computed without the matrix: the dense weight scaling of
+    :func:`dense_synapse_weights` depends only on the set of values the matrix holds (the
+    kernel taps, and 0 where the matrix has any zero) and maps each value alike; the sum of
+    the scaled taps of the spiking inputs is a transposed convolution, then shifted."""
 
     def __init__(self, layer: ConvTransposeLayer, in_shape: tuple[int, ...], device: torch.device) -> None:
         if layer.delay is not None and np.any(layer.delay):
             raise UnsupportedLayerError(f"convT layer {layer.name!r} with synaptic delays is not supported: "
                                         "Lava runs it without delays; train it without delays")
-        super().__init__(DenseLayer(name=layer.name, weight=layer.unrolled_weight(in_shape)), device)
-        self.layer = layer
+        self.layer, self.in_shape = layer, tuple(in_shape)
+        kernel = layer.effective_weight.astype(np.int64)
+        stored = len(layer.unrolled_entries(in_shape)[2])
+        values = np.unique(kernel)
+        if stored < int(np.prod(layer.output_shape(in_shape))) * int(np.prod(in_shape)):
+            values = np.union1d(values, [0])  # the unrolled matrix holds zeros too
+        scaled, self.shift = dense_synapse_weights(values)
+        self.weight = torch.as_tensor(scaled[np.searchsorted(values, kernel)].astype(np.float64), device=device)
+
+    def __call__(self, spikes: torch.Tensor) -> list[tuple[int, torch.Tensor]]:
+        layer = self.layer
+        out = F.conv_transpose2d(spikes.reshape(-1, *self.in_shape).to(torch.float64), self.weight,
+                                 stride=layer.stride, padding=layer.padding, groups=layer.groups,
+                                 dilation=layer.dilation)
+        return [(0, _shift_right(torch.round(out).to(torch.int64), self.shift))]
 
 
-def _conv_transpose(layer: ConvTransposeLayer, in_shape: tuple[int, ...], device: torch.device) -> _UnrolledSynapse:
-    return _UnrolledSynapse(layer, in_shape, device)
+def _conv_transpose(layer: ConvTransposeLayer, in_shape: tuple[int, ...],
+                    device: torch.device) -> _ConvTransposeSynapse:
+    return _ConvTransposeSynapse(layer, in_shape, device)
 
 
-def _unpool(layer: UnpoolLayer, in_shape: tuple[int, ...], device: torch.device) -> _UnrolledSynapse:
-    return _UnrolledSynapse(layer.as_conv_transpose(in_shape[0]), in_shape, device)  # one shared weight per tap
+def _unpool(layer: UnpoolLayer, in_shape: tuple[int, ...], device: torch.device) -> _ConvTransposeSynapse:
+    return _ConvTransposeSynapse(layer.as_conv_transpose(in_shape[0]), in_shape, device)  # one weight per tap
 
 
 #: the synapse (``layer`` attribute: the layer it computes) of each synaptic kind, from (layer, input shape, device)

@@ -56,7 +56,17 @@ def _concat() -> Network:
     ], name="concat")
 
 
-NETS = {"convT": _convT, "unpool": _unpool, "concat": _concat}
+def _inhibitory_convT() -> Network:
+    # every tap negative: the unrolled matrix's zeros make lava-dl scale it as a mixed-sign matrix
+    rng = np.random.default_rng(8)
+    return Network([
+        InputLayer(shape=(2, 3, 3)),
+        ConvTransposeLayer(weight=-rng.integers(5, 90, size=(2, 2, 3, 3)), stride=2, neuron=NEURON,
+                           bias=np.array([30, 45])),
+    ], name="convT_inhibitory")
+
+
+NETS = {"convT": _convT, "unpool": _unpool, "concat": _concat, "convT_inhibitory": _inhibitory_convT}
 
 
 @pytest.mark.parametrize("kind", sorted(NETS))
@@ -65,7 +75,7 @@ def test_round_trip_runs_in_lava_and_agrees_exactly_on_every_layer(kind, tmp_pat
 
     net = NETS[kind]()
     path = netx.write(net, tmp_path / f"{kind}.net")
-    assert kind in netx.stored_types(path) and netx.read(path).same_as(net)
+    assert kind.split("_")[0] in netx.stored_types(path) and netx.read(path).same_as(net)
     # lava-dl 0.6's netx cannot build the kind (NotImplementedError); slayer's own loader
     # (slayer.auto.SequentialNetwork) reads none of convT, unpool, concat either
     with pytest.raises(NotImplementedError), contextlib.redirect_stdout(io.StringIO()):
@@ -143,7 +153,7 @@ def test_concat_as_lava_dl_describes_it_without_input_layer(tmp_path):
         netx.read(broken)
 
 
-@pytest.mark.parametrize("kind", sorted(NETS))
+@pytest.mark.parametrize("kind", ["convT", "unpool", "concat"])
 def test_info_and_fit_on_a_file_with_each_kind(kind, tmp_path, capsys):
     path = netx.write(NETS[kind](), tmp_path / f"{kind}.net")
     assert main(["info", str(path)]) == 0
