@@ -77,10 +77,19 @@ def test_fixed_point_concat_is_the_joined_spikes_and_convT_the_dense_arithmetic(
     alone = Network([InputLayer(shape=(7 * 16,)), net[5]])
     assert torch.equal(run_fixed(alone, joined.reshape(2, -1, 9)).spikes[1], spikes[5])
 
+
+
+@pytest.mark.parametrize("low,high,stride", [(-40, 90, 2), (-300, 400, 1), (-90, -5, 2), (1, 255, 3)])
+def test_fixed_point_conv_transpose_is_the_dense_arithmetic_of_the_unrolled_matrix(low, high, stride):
+    # the unrolled matrix's zeros take part in lava-dl's weight scaling (all-negative taps scale as mixed)
     rng = np.random.default_rng(3)
-    convt = ConvTransposeLayer(weight=rng.integers(-40, 90, size=(2, 3, 2, 2)), stride=2, neuron=NEURON)
-    dense = DenseLayer(weight=convt.unrolled_weight((2, 3, 3)), neuron=NEURON)
-    inputs = (rng.random((1, 2, 3, 3, 8)) < 0.5).astype(np.int64)
+    convt = ConvTransposeLayer(weight=rng.integers(low, high, size=(2, 3, 2, 2)), stride=stride, neuron=NEURON,
+                               bias=np.array([40, 0, 25]))
+    dense = DenseLayer(weight=convt.unrolled_weight((2, 3, 3)), neuron=NEURON, bias=None)
+    inputs = (rng.random((2, 2, 3, 3, 8)) < 0.5).astype(np.int64)
     ours = run_fixed(Network([InputLayer(shape=(2, 3, 3)), convt]), inputs).spikes[1]
-    flat = run_fixed(Network([InputLayer(shape=(18,)), dense]), inputs.reshape(1, 18, 8)).spikes[1]
-    assert ours.sum() > 0 and torch.equal(ours.reshape(1, -1, 8), flat)
+    out_shape = convt.output_shape((2, 3, 3))
+    flat_bias = np.broadcast_to(np.array([40, 0, 25]).reshape(3, 1, 1), out_shape).reshape(-1)
+    flat = run_fixed(Network([InputLayer(shape=(18,)), DenseLayer(weight=dense.weight, neuron=NEURON, bias=flat_bias)]),
+                     inputs.reshape(2, 18, 8)).spikes[1]
+    assert ours.sum() > 0 and torch.equal(ours.reshape(2, -1, 8), flat)
