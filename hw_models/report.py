@@ -31,7 +31,7 @@ from hw_models.energy import EnergyBreakdown, EnergyCounts, energy
 from hw_models.fixes import chips_fix, core_fix, cores_fix, keep_channels, synops_fix
 from hw_models.mapper import Allocation, map_network
 from neuroprune.errors import FitError, ShapeError
-from neuroprune.ir import ConcatLayer, Network
+from neuroprune.ir import Network
 from neuroprune.jsonout import finite_json
 
 __all__ = [
@@ -205,7 +205,7 @@ def _number(value: float) -> str:
 def _rates(network: Network, activity: Activity | None, default_rate: float) -> tuple[dict[int, np.ndarray], str]:
     """Per-neuron spike rates (flattened) of every neuron-bearing layer, and their source."""
     activity = dict(activity or {})
-    joins = [i for i in network.source_indices() if isinstance(network.layers[i], ConcatLayer)]
+    joins = [i for i in network.source_indices() if network.layers[i].kind == "concat"]
     bearing = [i for i in network.source_indices() if i not in joins]
     for key in activity:
         if key not in bearing:
