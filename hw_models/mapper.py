@@ -26,7 +26,7 @@ Rules (the same as nengo-loihi's block splitting, simplified):
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Callable, Mapping
 
 import numpy as np
@@ -296,10 +296,16 @@ def _place(network: Network, chip: "Chip", index: int, weight_bits: int | None,
     coster, required, delay = make_coster(
         layer, network.input_shape_of(index), network.shapes[index], chip, weight_bits)
     cache: dict[int, tuple[BlockCosts, np.ndarray, list, float]] = {}
+    producer = network.producer_of(index) if layer.synaptic else None
+    # population axons come from each source of a concat: one per source pixel, not per joined pixel
+    joined = len(network.sources_of(producer)) if producer is not None and \
+        isinstance(network.layers[producer], ConcatLayer) else 1
 
     def evaluate(chunk: int) -> tuple[BlockCosts, np.ndarray, list, float]:
         if chunk not in cache:
             costs = coster.evaluate(chunk)
+            if joined > 1 and costs.population:
+                costs = replace(costs, in_axons=costs.in_axons * joined)
             out = _out_axons(costs.starts, costs.stops, fan)
             if costs.own_out_axons is not None:  # a recurrent layer's axons back into its own blocks
                 out = out + costs.own_out_axons
@@ -312,7 +318,6 @@ def _place(network: Network, chip: "Chip", index: int, weight_bits: int | None,
                            coster.ideal_chunk())
     costs, out, broken, _ = evaluate(chosen)
     costs = coster.with_pairs(costs)
-    producer = network.producer_of(index) if layer.synaptic else None
     units = producer_fan = None
     if costs.pair_blocks is not None and producer is not None:
         producer_fan = _producer_fanout(network, producer, costs)

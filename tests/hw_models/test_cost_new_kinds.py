@@ -7,7 +7,7 @@ import numpy as np
 
 from hw_models import fit
 from hw_models.cost import make_coster
-from neuroprune.ir import ConcatLayer, ConvTransposeLayer, DenseLayer, InputLayer, Network, UnpoolLayer
+from neuroprune.ir import ConcatLayer, ConvLayer, ConvTransposeLayer, DenseLayer, InputLayer, Network, UnpoolLayer
 
 from .conftest import NEURON
 
@@ -54,3 +54,19 @@ def test_concat_costs_nothing_and_its_sources_owe_the_axons_by_hand():
     assert rows[1].out_axons == 3 + 2  # A: each neuron to B's core, and two of them to C's core
     assert rows[2].out_axons == 2      # B: both neurons to C's core
     assert rows[1].synops_per_step == 0.5 * 4 * 3 and rows[2].synops_per_step == 0.25 * 3 * 2
+
+
+def test_a_shared_weight_conv_after_a_concat_receives_each_sources_population_axons(loihi1):
+    one = np.ones((1, 1, 1, 1), dtype=np.int32)
+    net = Network([
+        InputLayer(shape=(1, 2, 2)),
+        ConvLayer(weight=one, neuron=NEURON),                                   # A: 4 neurons
+        ConvLayer(weight=one, neuron=NEURON),                                   # B
+        ConcatLayer(layers=(1,)),                                               # (B, A): 2 channels
+        ConvLayer(weight=np.ones((1, 2, 1, 1), dtype=np.int32), neuron=NEURON),  # C
+    ])
+    slots = loihi1.population_axon_slots
+    rows = fit(net, loihi1).layers
+    assert rows[4].in_axons == 2 * 4  # a population axon per pixel from B and from A
+    assert rows[2].out_axons == 4 * slots  # B: each pixel to C's core
+    assert rows[1].out_axons == 4 * slots + 4 * slots  # A: each pixel to B's core and to C's core
