@@ -1,8 +1,10 @@
 """Run a netx network in Lava (``Loihi2SimCfg``, fixed point) and compare its spikes,
 layer by layer, with neuroprune's bit-exact fixed-point model of the same file.
 
-The reference is Lava: ``lava.lib.dl.netx.hdf5.Network`` built from the file, driven by
-a ``RingBuffer`` source, every layer's output recorded by its own ``RingBuffer`` sink.
+The reference is Lava: ``lava.lib.dl.netx.hdf5.Network`` built from the file (or, for a
+file holding layers lava-dl's netx cannot build, ``converters.lava_build``'s graph of netx's
+and Lava's processes), driven by a ``RingBuffer`` source, every layer's output recorded by
+its own ``RingBuffer`` sink.
 Our side is :func:`neuroprune.snn.fixed.run_fixed` on :func:`converters.netx.read` of
 the same file. Works for any netx file the reader accepts, not only our exports.
 """

@@ -13,7 +13,9 @@ Conventions
   for vectors. (netx files and Lava use the reverse, ``(W, H, C)``; the converters
   translate.)
 - Dense weights are ``(out, in)``; conv weights are ``(out, in // groups, kH, kW)`` and
-  act as a correlation, exactly like ``torch.nn.functional.conv2d``.
+  act as a correlation, exactly like ``torch.nn.functional.conv2d``; transposed conv
+  weights are ``(in, out // groups, kH, kW)``, as ``torch.nn.functional.conv_transpose2d``
+  and lava-dl's slayer hold them.
 - Neuron parameters are the chip's integers: ``i_decay`` and ``v_decay`` in 1/4096 per
   time step, ``v_th_mant`` such that a neuron spikes when ``v > v_th_mant << 6``.
 
@@ -780,7 +782,9 @@ LAYER_TYPES: dict[str, type[Layer]] = {
 
 
 class Network:
-    """An ordered chain of layers starting with an :class:`InputLayer`.
+    """An ordered chain of layers starting with an :class:`InputLayer`: each layer receives
+    the previous layer's output, a :class:`ConcatLayer` also earlier layers' (the chain is
+    in topological order; :meth:`sources_of` names what a layer receives).
 
     Shapes are inferred at construction; a mismatch raises :class:`ShapeError` naming
     the layer. The network is immutable by convention: transforms return new networks
