@@ -39,6 +39,9 @@ __all__ = ["build", "run_lava", "NETX_BUILT"]
 #: the create_complex_dense its dense_comp branch calls)
 NETX_BUILT = ("input", "dense", "dense_rec", "conv", "flatten")
 
+#: most entries of an unrolled transposed convolution built as a dense Lava synapse (256 MB as int64)
+MAX_UNROLLED = 1 << 25
+
 #: the neuron netx gives a dense block whose file stores none (a non-leaky integrator)
 _NO_NEURON = {"type": "CUBA", "iDecay": 0, "vDecay": 4096, "vThMant": 1 << 17, "refDelay": 1, "gradedSpike": False}
 
@@ -74,6 +77,11 @@ def _unrolled_block(lava: dict[str, Any], layer: ConvTransposeLayer, config: Any
     if layer.delay is not None and np.any(layer.delay):
         raise UnsupportedLayerError(f"convT layer {layer.name!r} with synaptic delays cannot be built in Lava; "
                                     "train it without delays")
+    entries = int(np.prod(shape)) * int(np.prod(in_shape))
+    if entries > MAX_UNROLLED:
+        raise UnsupportedLayerError(
+            f"{layer.kind} layer {layer.name!r}: Lava runs it as a {int(np.prod(shape))} x {int(np.prod(in_shape))} "
+            f"dense matrix, more than the {MAX_UNROLLED} entries a simulation here holds; verify a smaller network")
     weight, bits, exponent, sign_mode = lava["optimize_weight_bits"](layer.unrolled_weight(in_shape))
     params = {"shape": (int(np.prod(shape)),), "weight": weight, "num_weight_bits": bits,
               "weight_exponent": exponent, "sign_mode": sign_mode, "input_message_bits": message_bits,

@@ -60,3 +60,16 @@ def test_a_concat_may_end_the_network(tmp_path):
     ])
     result = lava_verify.verify(netx.write(net, tmp_path / "end.net"), steps=8)
     assert [layer.index for layer in result.layers] == [1, 2] and result.exact
+
+
+def test_a_transposed_conv_too_large_to_unroll_is_refused_in_one_line(tmp_path, capsys):
+    from neuroprune.cli import main
+    from neuroprune.ir import ConvTransposeLayer
+
+    weight = np.ones((32, 16, 4, 4), dtype=np.int32)
+    net = Network([InputLayer(shape=(32, 16, 16)), ConvTransposeLayer(weight=weight, stride=2, padding=1,
+                                                                       neuron=NEURON)])
+    path = netx.write(net, tmp_path / "big.net")
+    assert main(["verify", str(path), "--steps", "1"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "Lava runs it as a 16384 x 8192 dense matrix" in err, err
