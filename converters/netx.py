@@ -582,6 +582,9 @@ def _read_concat(group: Any, index: int) -> ConcatLayer:
         raise FormatError(f"{where}: no 'layers' entry naming the earlier layers it joins")
     ids = check_int_range(_array(group, key, where).reshape(-1), key, where, 0, index - 2,  # type: ignore[union-attr]
                           f"name earlier layers 0..{index - 2} (the previous layer {index - 1} is joined first)")
+    if not np.array_equal(ids, np.round(ids)):
+        raise FormatError(f"{where}: {key!r} holds {ids[ids != np.round(ids)][0]:g}; name earlier layers by their "
+                          "integer ids")
     return ConcatLayer(layers=tuple(int(i) for i in ids))
 
 

@@ -163,3 +163,34 @@ def test_info_and_fit_on_a_file_with_each_kind(kind, tmp_path, capsys):
     tight = ["fit", str(path), "--chip", "loihi1", "--max-cores", "1"]  # violations: exit 1, never 2
     assert main(tight) == 1
     assert "cores" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("layers,message", [
+    (np.array([0.5]), r"layer 3 \(concat\): 'layers' holds 0.5; name earlier layers by their integer ids"),
+    (np.array([7]), r"layer 3 \(concat\): layers = 7 is outside \[0, 1\]"),
+    (np.array([], dtype=np.int64), r"concat layer .*name at least one earlier layer"),
+])
+def test_bad_concat_entries_are_refused_in_one_line(tmp_path, layers, message):
+    path = netx.write(_concat(), tmp_path / "concat.net")
+    with h5py.File(path, "a") as handle:
+        del handle["layer/3/layers"]
+        handle.create_dataset("layer/3/layers", data=layers)
+    with pytest.raises(Exception, match=message) as caught:
+        netx.read(path)
+    assert "\n" not in str(caught.value)
+
+
+def test_bad_transposed_layers_are_refused_naming_the_layer(tmp_path):
+    path = netx.write(_unpool(), tmp_path / "unpool.net")
+    with h5py.File(path, "a") as handle:
+        del handle["layer/2/weight"]
+        handle.create_dataset("layer/2/weight", data=np.array([[[[40, 41], [40, 40]]]]))
+    with pytest.raises(Exception, match=r"layer 2: unpool layer with 2 different tap weights; an unpool layer shares "
+                                         r"one weight \(write it as a depthwise convT layer\)"):
+        netx.read(path)
+    path = netx.write(_convT(), tmp_path / "convT.net")
+    with h5py.File(path, "a") as handle:
+        del handle["layer/1/weight"]
+        handle.create_dataset("layer/1/weight", data=np.ones((2, 3, 3)))
+    with pytest.raises(Exception, match=r"layer 1: convT layer '': weight must be 4-D \(in, out/groups, kH, kW\)"):
+        netx.read(path)
