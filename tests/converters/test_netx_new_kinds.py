@@ -14,6 +14,7 @@ import pytest
 
 from converters import lava_verify, netx
 from neuroprune.cli import main
+from neuroprune.errors import FormatError, NeuropruneError, ShapeError, UnsupportedLayerError
 from neuroprune.ir import (ConcatLayer, ConvLayer, ConvTransposeLayer, DenseLayer, FlattenLayer, InputLayer, Network,
                            Neuron, UnpoolLayer)
 
@@ -149,7 +150,7 @@ def test_concat_as_lava_dl_describes_it_without_input_layer(tmp_path):
     with h5py.File(broken, "a") as handle:
         del handle["layer/2/layers"]
         handle.create_dataset("layer/2/layers", data=np.array([1]))  # the previous layer itself
-    with pytest.raises(Exception, match=r"layer 2 \(concat\): layers = 1 is outside \[0, 0\]; name earlier layers"):
+    with pytest.raises(FormatError, match=r"layer 2 \(concat\): layers = 1 is outside \[0, 0\]; name earlier layers"):
         netx.read(broken)
 
 
@@ -175,7 +176,7 @@ def test_bad_concat_entries_are_refused_in_one_line(tmp_path, layers, message):
     with h5py.File(path, "a") as handle:
         del handle["layer/3/layers"]
         handle.create_dataset("layer/3/layers", data=layers)
-    with pytest.raises(Exception, match=message) as caught:
+    with pytest.raises(NeuropruneError, match=message) as caught:
         netx.read(path)
     assert "\n" not in str(caught.value)
 
@@ -185,12 +186,12 @@ def test_bad_transposed_layers_are_refused_naming_the_layer(tmp_path):
     with h5py.File(path, "a") as handle:
         del handle["layer/2/weight"]
         handle.create_dataset("layer/2/weight", data=np.array([[[[40, 41], [40, 40]]]]))
-    with pytest.raises(Exception, match=r"layer 2: unpool layer with 2 different tap weights; an unpool layer shares "
+    with pytest.raises(UnsupportedLayerError, match=r"layer 2: unpool layer with 2 different tap weights; an unpool layer shares "
                                          r"one weight \(write it as a depthwise convT layer\)"):
         netx.read(path)
     path = netx.write(_convT(), tmp_path / "convT.net")
     with h5py.File(path, "a") as handle:
         del handle["layer/1/weight"]
         handle.create_dataset("layer/1/weight", data=np.ones((2, 3, 3)))
-    with pytest.raises(Exception, match=r"layer 1: convT layer '': weight must be 4-D \(in, out/groups, kH, kW\)"):
+    with pytest.raises(ShapeError, match=r"layer 1: convT layer '': weight must be 4-D \(in, out/groups, kH, kW\)"):
         netx.read(path)
