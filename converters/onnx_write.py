@@ -107,7 +107,8 @@ def _onnx_conv(g: _OnnxParts, index: int, layer: Layer, current: str,
         else:  # per-neuron bias: add it after the convolution
             extra_bias = np.asarray(bias, dtype=np.float32).reshape(g.network.shapes[index])
     g.nodes.append(g.helper.make_node(
-        "ConvTranspose" if isinstance(conv, ConvTransposeLayer) else "Conv", inputs, [out], name=layer.name, doc_string=g.doc(index, layer) + note,
+        "ConvTranspose" if isinstance(conv, ConvTransposeLayer) else "Conv", inputs, [out], name=layer.name,
+        doc_string=g.doc(index, layer) + note,
         kernel_shape=list(conv.kernel_size), strides=list(conv.stride),
         pads=[conv.padding[0], conv.padding[1], conv.padding[0], conv.padding[1]],
         dilations=list(conv.dilation), group=conv.groups,

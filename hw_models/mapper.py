@@ -259,7 +259,8 @@ def _record_fan(network: Network, fanouts: dict[int, dict[int, Fan]], producer: 
     counts, unit, per_unit = fan
     shape, start = network.shapes[producer], 0
     for source in network.sources_of(producer):
-        spiking = network.producer_of(source) if network.layers[source].passthrough else source  # a flatten: its producer
+        # a flatten source: its producer's spikes
+        spiking = network.producer_of(source) if network.layers[source].passthrough else source
         width = network.shapes[source][0]
         if per_unit:  # one population axon per pixel and consumer core: each source's pixel sends its own
             part: Fan = (counts, width, True)

@@ -691,8 +691,8 @@ class UnpoolLayer(Layer):
     def as_conv_transpose(self, in_channels: int) -> ConvTransposeLayer:
         """The depthwise transposed convolution that computes the same sums."""
         weight = np.full((in_channels, 1, *self.kernel), self.weight, dtype=np.int32)
-        return ConvTransposeLayer(name=self.name, weight=weight, neuron=self.neuron,
-                                  stride=self.stride, padding=self.padding, groups=in_channels)  # type: ignore[arg-type]
+        return ConvTransposeLayer(name=self.name, weight=weight, neuron=self.neuron, stride=self.stride,  # type: ignore
+                                  padding=self.padding, groups=in_channels)
 
     def output_shape(self, in_shape: Shape) -> Shape:
         if len(in_shape) != 3:
@@ -755,7 +755,8 @@ class ConcatLayer(Layer):
     layers: tuple[int, ...] = ()
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "layers", tuple(int(i) for i in np.atleast_1d(np.asarray(self.layers, dtype=np.int64))))
+        ids = np.atleast_1d(np.asarray(self.layers, dtype=np.int64))
+        object.__setattr__(self, "layers", tuple(int(i) for i in ids))
         if not self.layers:
             raise ShapeError(f"concat layer {self.name!r}: name at least one earlier layer to join")
 

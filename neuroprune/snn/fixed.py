@@ -31,7 +31,8 @@ import torch
 import torch.nn.functional as F
 
 from neuroprune.errors import ShapeError, UnsupportedLayerError
-from neuroprune.ir import ConcatLayer, ConvLayer, ConvTransposeLayer, DenseLayer, Network, Neuron, PoolLayer, UnpoolLayer
+from neuroprune.ir import ConvLayer, DenseLayer, Network, Neuron, PoolLayer
+from neuroprune.ir import ConcatLayer, ConvTransposeLayer, UnpoolLayer
 from neuroprune.loihi_arith import (
     ACT_SHIFT,
     BIAS_EXP,

@@ -186,8 +186,8 @@ def test_bad_transposed_layers_are_refused_naming_the_layer(tmp_path):
     with h5py.File(path, "a") as handle:
         del handle["layer/2/weight"]
         handle.create_dataset("layer/2/weight", data=np.array([[[[40, 41], [40, 40]]]]))
-    with pytest.raises(UnsupportedLayerError, match=r"layer 2: unpool layer with 2 different tap weights; an unpool layer shares "
-                                         r"one weight \(write it as a depthwise convT layer\)"):
+    with pytest.raises(UnsupportedLayerError, match=r"layer 2: unpool layer with 2 different tap weights; an unpool "
+                                                     r"layer shares one weight \(write it as a depthwise convT layer\)"):
         netx.read(path)
     path = netx.write(_convT(), tmp_path / "convT.net")
     with h5py.File(path, "a") as handle:

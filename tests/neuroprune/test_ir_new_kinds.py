@@ -58,10 +58,11 @@ def test_concat_joins_the_previous_layer_and_its_sources_along_channels():
 
 def test_concat_errors_name_the_layer_and_the_fix():
     layers = list(_skip_net().layers)
-    with pytest.raises(ShapeError, match=r"layer 3: concat layer 'concat3' joins layer 2; name earlier layers \(0..1\)"):
+    with pytest.raises(ShapeError,
+                       match=r"layer 3: concat layer 'concat3' joins layer 2; name earlier layers \(0..1\)"):
         Network(layers[:3] + [ConcatLayer(layers=(2,))])
-    with pytest.raises(ShapeError, match=r"layer 3: concat layer 'concat3' cannot join shapes \[\(48,\), \(2, 4, 4\)\]: "
-                                         r"all but the channel size must agree"):
+    with pytest.raises(ShapeError, match=r"layer 3: concat layer 'concat3' cannot join shapes "
+                                         r"\[\(48,\), \(2, 4, 4\)\]: all but the channel size must agree"):
         Network(layers[:2] + [FlattenLayer(), ConcatLayer(layers=(0,))])
     with pytest.raises(ShapeError, match=r"name at least one earlier layer"):
         ConcatLayer(layers=())
