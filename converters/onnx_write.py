@@ -20,9 +20,10 @@ import numpy as np
 from converters.ann_to_snn import INPUT_SCALE
 from converters.onnx_read import _onnx
 from neuroprune.atomic import atomic_path
-from neuroprune.ir import (ConcatLayer, ConvLayer, ConvTransposeLayer, DenseLayer, FlattenLayer, InputLayer, Layer,
-                           Network, Neuron, PoolLayer, UnpoolLayer)
+from neuroprune.ir import ConvLayer, DenseLayer, FlattenLayer, InputLayer, Layer, Network, Neuron, PoolLayer
 from neuroprune.registry import lookup
+
+from neuroprune.ir import ConcatLayer, ConvTransposeLayer, UnpoolLayer  # noqa: E402  (transposed, joined)
 
 __all__ = ["to_onnx", "write"]
 
@@ -120,11 +121,6 @@ def _onnx_conv(g: _OnnxParts, index: int, layer: Layer, current: str,
     return _onnx_neurons(g, layer, out)
 
 
-def _onnx_pool(g: _OnnxParts, index: int, layer: PoolLayer, current: str) -> str:
-    conv = layer.as_conv(g.network.input_shape_of(index)[0])
-    return _onnx_conv(g, index, layer, current, conv, "; sum pooling as a depthwise conv")
-
-
 def _onnx_unpool(g: _OnnxParts, index: int, layer: UnpoolLayer, current: str) -> str:
     conv = layer.as_conv_transpose(g.network.input_shape_of(index)[0])
     return _onnx_conv(g, index, layer, current, conv, "; unpooling as a depthwise transposed conv")
@@ -137,6 +133,11 @@ def _onnx_concat(g: _OnnxParts, index: int, layer: ConcatLayer, current: str) ->
     return out
 
 
+def _onnx_pool(g: _OnnxParts, index: int, layer: PoolLayer, current: str) -> str:
+    conv = layer.as_conv(g.network.input_shape_of(index)[0])
+    return _onnx_conv(g, index, layer, current, conv, "; sum pooling as a depthwise conv")
+
+
 #: the ONNX nodes of each layer kind, from (parts, index, layer, current tensor name) to the next name
 _ONNX_EXPORTERS: dict[str, Any] = {
     "input": _onnx_input,
@@ -144,9 +145,9 @@ _ONNX_EXPORTERS: dict[str, Any] = {
     "dense": _onnx_dense,
     "conv": _onnx_conv,
     "convT": _onnx_conv,
-    "pool": _onnx_pool,
     "unpool": _onnx_unpool,
     "concat": _onnx_concat,
+    "pool": _onnx_pool,
 }
 
 
