@@ -22,8 +22,7 @@ from converters.onnx_read import _onnx
 from neuroprune.atomic import atomic_path
 from neuroprune.ir import ConvLayer, DenseLayer, FlattenLayer, InputLayer, Layer, Network, Neuron, PoolLayer
 from neuroprune.registry import lookup
-
-from neuroprune.ir import ConcatLayer, ConvTransposeLayer, UnpoolLayer  # noqa: E402  (transposed, joined)
+from neuroprune.ir import ConcatLayer, ConvTransposeLayer, UnpoolLayer  # the transposed and joined kinds
 
 __all__ = ["to_onnx", "write"]
 
