@@ -277,15 +277,10 @@ class DenseCoster(Coster):
 
     def __init__(self, layer: DenseLayer, fmt: SynapseFormat, chip: "Chip",
                  weight: np.ndarray | None = None, copies: int = 1) -> None:
+        super().__init__(layer.out_channels, fmt, chip)
         weight = layer.effective_weight if weight is None else weight
-        super().__init__(int(weight.shape[0]), fmt, chip)
-        rows, cols, count_zeros = _cached(layer, "minority", lambda: _minority(weight))
-        self._set_entries(rows, cols, count_zeros, int(weight.shape[1]), copies)
-
-    def _set_entries(self, rows: np.ndarray, cols: np.ndarray, count_zeros: bool, inputs: int,
-                     copies: int = 1) -> None:
-        """The matrix as its zeros (``count_zeros``) or non-zeros at ``(rows, cols)``."""
-        self.rows, self.cols, self.count_zeros, self.inputs = rows, cols, count_zeros, inputs
+        rows, cols, self.count_zeros = _cached(layer, "minority", lambda: _minority(weight))
+        self.rows, self.cols, self.inputs = rows, cols, weight.shape[1]
         # ``copies`` weight matrices side by side share each input axon (complex dense: real, imag)
         self.copies, self.axons = copies, self.inputs // copies
         per_column = np.bincount(cols, minlength=self.inputs)
@@ -374,34 +369,19 @@ class RecurrentDenseCoster(DenseCoster):
                        pair_axons=costs.pair_axons[keep], pair_share=costs.pair_share[keep])
 
 
-class UnrolledCoster(DenseCoster):
-    """Transposed convolution (and unpool) as Lava runs it: the dense synapses of the
-    unrolled matrix (``converters.lava_build``), discrete axons, every (output, input)
-    pair of a non-zero kernel tap one stored synapse; outputs numbered in on-chip order
-    (``H, W, C``, :func:`chip_order`) so blocks are contiguous compartments like every
-    image layer's. Built from the matrix's non-zero entries, never the matrix itself."""
-
-    def __init__(self, layer: ConvTransposeLayer, in_shape: Shape, out_shape: Shape, fmt: SynapseFormat,
-                 chip: "Chip") -> None:
-        def entries() -> tuple[np.ndarray, np.ndarray]:
-            rows, cols, _ = layer.unrolled_entries(in_shape)
-            order = chip_order(out_shape)
-            if order is not None:  # torch index -> on-chip position
-                position = np.empty_like(order)
-                position[order] = np.arange(len(order))
-                rows = position[rows]
-            return rows, cols
-
-        Coster.__init__(self, int(np.prod(out_shape)), fmt, chip)
-        rows, cols = _cached(layer, f"unrolled{tuple(in_shape)}", entries)
-        self._set_entries(rows, cols, False, int(np.prod(in_shape)))
-
-
 def _taps_out(size: int, kernel: int, stride: int, padding: int, dilation: int, out_size: int) -> np.ndarray:
     """``(size, kernel)``: output position input position ``y`` meets through tap ``t`` (-1: none)."""
     positions = np.arange(size)[:, None] + padding - dilation * np.arange(kernel)[None, :]
     out = positions // stride
     return np.where((positions % stride == 0) & (out >= 0) & (out < out_size), out, -1)
+
+
+def _taps_transposed(size: int, kernel: int, stride: int, padding: int, dilation: int,
+                     out_size: int) -> np.ndarray:
+    """``(size, kernel)``: output position input position ``y`` reaches through tap ``t`` of a
+    transposed convolution, ``y * stride - padding + t * dilation`` (-1: none)."""
+    out = np.arange(size)[:, None] * stride - padding + dilation * np.arange(kernel)[None, :]
+    return np.where((out >= 0) & (out < out_size), out, -1)
 
 
 def _classes(taps: np.ndarray) -> np.ndarray:
@@ -435,8 +415,8 @@ class ConvCoster(Coster):
         self.groups = layer.groups
         (kernel_rows, kernel_cols), stride, padding, dilation = (
             layer.kernel_size, layer.stride, layer.padding, layer.dilation)
-        self.row_taps = _taps_out(self.in_rows, kernel_rows, stride[0], padding[0], dilation[0], self.out_rows)
-        self.col_taps = _taps_out(self.in_cols, kernel_cols, stride[1], padding[1], dilation[1], self.out_cols)
+        self.row_taps = self._taps(self.in_rows, kernel_rows, stride[0], padding[0], dilation[0], self.out_rows)
+        self.col_taps = self._taps(self.in_cols, kernel_cols, stride[1], padding[1], dilation[1], self.out_cols)
         self.row_class, self.col_class = _classes(self.row_taps), _classes(self.col_taps)
         self.reach_rows = (stride[0], padding[0], dilation[0] * (kernel_rows - 1))
         self.reach_cols = (stride[1], padding[1], dilation[1] * (kernel_cols - 1))
@@ -460,16 +440,32 @@ class ConvCoster(Coster):
         if dilation[1] == 1:
             self.col_run = (np.where(valid_c.any(axis=1), leftmost * channels_out, _FAR),
                             valid_c.sum(axis=1) * channels_out)
-        nonzero = layer.effective_weight != 0  # (out, in / groups, kH, kW)
-        per_out, per_in = layer.out_channels // layer.groups, self.in_channels // layer.groups
-        taps = np.zeros((self.in_channels, kernel_rows, kernel_cols))
-        for group in range(layer.groups):
-            taps[group * per_in:(group + 1) * per_in] = nonzero[group * per_out:(group + 1) * per_out].sum(axis=0)
+        nonzero = layer.effective_weight != 0
+        per_in = self.in_channels // layer.groups
+        taps = self._tap_counts(nonzero, layer.groups)
         valid_rows = (self.row_taps >= 0).astype(np.float64)
         valid_cols = (self.col_taps >= 0).astype(np.float64)
         self.fanout = np.rint((valid_rows @ taps) @ valid_cols.T).astype(np.int64).ravel()  # (C, H, W)
         self.density = float(nonzero.mean()) if nonzero.size else 0.0
         self.atoms = per_in  # weights per target in a shared list: the input channels of a group
+
+    #: the output position each input position meets through each tap (see :func:`_taps_out`)
+    _taps = staticmethod(_taps_out)
+
+    def _tap_counts(self, nonzero: np.ndarray, groups: int) -> np.ndarray:
+        """``(in channels, kH, kW)``: non-zero weights each input channel has at each tap."""
+        per_out, per_in = nonzero.shape[0] // groups, nonzero.shape[1]  # weight (out, in / groups, kH, kW)
+        taps = np.zeros((self.in_channels, *nonzero.shape[2:]))
+        for group in range(groups):
+            taps[group * per_in:(group + 1) * per_in] = nonzero[group * per_out:(group + 1) * per_out].sum(axis=0)
+        return taps
+
+    @staticmethod
+    def _reaching(first: np.ndarray, last: np.ndarray, reach: tuple[int, int, int],
+                  size: int) -> tuple[np.ndarray, np.ndarray]:
+        """The input positions ``[low, high]`` that can reach output positions ``[first, last]``."""
+        stride, pad, span = reach
+        return np.clip(first * stride - pad, 0, size), np.clip(last * stride - pad + span, -1, size - 1)
 
     def _pairs(self, starts: np.ndarray, stops: np.ndarray) -> dict[str, np.ndarray]:
         """Every (block, input pixel) pair whose pixel reaches the block, with its targets.
@@ -482,16 +478,13 @@ class ConvCoster(Coster):
         Blocks are taken in batches of about ``_BATCH`` candidates (memory stays small).
         """
         channels, out_cols = self.out_channels, self.out_cols
-        (row_stride, row_pad, row_span), (col_stride, col_pad, col_span) = self.reach_rows, self.reach_cols
         first_row = (starts // channels) // out_cols
         last_row = ((stops - 1) // channels) // out_cols
-        low = np.clip(first_row * row_stride - row_pad, 0, self.in_rows)
-        high = np.clip(last_row * row_stride - row_pad + row_span, -1, self.in_rows - 1)
+        low, high = self._reaching(first_row, last_row, self.reach_rows, self.in_rows)
         one_row = first_row == last_row
         first_col = np.where(one_row, (starts // channels) % out_cols, 0)
         last_col = np.where(one_row, ((stops - 1) // channels) % out_cols, out_cols - 1)
-        left = np.clip(first_col * col_stride - col_pad, 0, self.in_cols)
-        right = np.clip(last_col * col_stride - col_pad + col_span, -1, self.in_cols - 1)
+        left, right = self._reaching(first_col, last_col, self.reach_cols, self.in_cols)
         width = np.maximum(right - left + 1, 0)
         per_block = np.maximum(high - low + 1, 0) * width
         ends = np.cumsum(per_block)
@@ -591,6 +584,25 @@ class ConvCoster(Coster):
                           population=True)
 
 
+class ConvTransposeCoster(ConvCoster):
+    """Transposed conv (and unpool, its depthwise form) with shared weights, mapped as a conv
+    is: input pixel ``y`` reaches outputs ``y * stride - padding + t * dilation`` through
+    tap ``t``; a population axon per input pixel and block it reaches (groups 1), weight
+    lists shared by the pixels with the same targets pattern; grouped ones (unpool) use
+    discrete axons as a pool does. Weights ``(in, out / groups, kH, kW)``."""
+
+    _taps = staticmethod(_taps_transposed)
+
+    def _tap_counts(self, nonzero: np.ndarray, groups: int) -> np.ndarray:
+        return nonzero.sum(axis=1).astype(np.float64)  # each input channel over its group's outputs
+
+    @staticmethod
+    def _reaching(first: np.ndarray, last: np.ndarray, reach: tuple[int, int, int],
+                  size: int) -> tuple[np.ndarray, np.ndarray]:
+        stride, pad, span = reach  # y * stride - pad + t * dilation in [first, last] for a tap t
+        return np.clip(-((span - pad - first) // stride), 0, size), np.clip((last + pad) // stride, -1, size - 1)
+
+
 def _no_synapse_bits(layer: InputLayer) -> tuple[int, int]:
     return 0, 0
 
@@ -668,12 +680,13 @@ def _pool_coster(layer: PoolLayer, in_shape: Shape, out_shape: Shape, fmt: Synap
 
 def _conv_transpose_coster(layer: ConvTransposeLayer, in_shape: Shape, out_shape: Shape, fmt: SynapseFormat,
                            chip: "Chip") -> Coster:
-    return UnrolledCoster(layer, in_shape, out_shape, fmt, chip)
+    return ConvTransposeCoster(layer, in_shape, out_shape, fmt, chip)  # type: ignore[arg-type]
 
 
 def _unpool_coster(layer: UnpoolLayer, in_shape: Shape, out_shape: Shape, fmt: SynapseFormat,
                    chip: "Chip") -> Coster:
-    return UnrolledCoster(layer.as_conv_transpose(in_shape[0]), in_shape, out_shape, fmt, chip)
+    return ConvTransposeCoster(layer.as_conv_transpose(in_shape[0]), in_shape, out_shape, fmt,  # type: ignore[arg-type]
+                               chip)
 
 
 #: the cost model of each kind that holds compartments (flatten is a pass-through, concat joins

@@ -564,12 +564,13 @@ class ConvTransposeLayer(_SynapticLayer):
     of ``torch.nn.functional.conv_transpose2d`` (no output padding), as lava-dl's slayer
     ``ConvT`` block stores them (netx type ``convT``).
 
-    lava-dl 0.6's netx builds no Lava process for it; ``converters.lava_build`` runs it
-    as the dense synapses of :meth:`unrolled_weight` (every (output, input) pair a
-    synapse), and the cost model counts those synapses (discrete axons, not the
-    population axons of a shared-weight conv)."""
+    The chip maps it as a conv (shared weights, population axons; see
+    ``hw_models.cost.ConvTransposeCoster``). lava-dl 0.6's netx builds no Lava process for
+    it; ``converters.lava_build`` runs it as the dense synapses of :meth:`unrolled_weight`
+    (the same sums), and the fixed point computes them with Lava's dense arithmetic."""
 
     kind: ClassVar[str] = "convT"
+    shared_weights: ClassVar[bool] = True
     stride: tuple[int, int] = (1, 1)
     padding: tuple[int, int] = (0, 0)
     dilation: tuple[int, int] = (1, 1)
@@ -669,6 +670,7 @@ class UnpoolLayer(Layer):
     :class:`PoolLayer`: it computes what :meth:`as_conv_transpose` computes."""
 
     kind: ClassVar[str] = "unpool"
+    shared_weights: ClassVar[bool] = True
     synaptic: ClassVar[bool] = True
     kernel: tuple[int, int] = (2, 2)
     stride: tuple[int, int] | None = None

@@ -1,9 +1,13 @@
-"""Costs of convT, unpool (the unrolled dense synapses Lava runs) and concat (free, its
-consumer's axons owed by its sources), computed by hand."""
+"""Costs of convT and unpool (mapped as a conv and a pool are: shared weights) and concat
+(free, its consumer's axons owed by its sources), computed by hand; the transposed conv's
+axons and fan-out against a brute-force count."""
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
+import pytest
 
 from hw_models import fit
 from hw_models.cost import make_coster
@@ -18,9 +22,13 @@ def test_conv_transpose_by_hand(loihi1):
     coster, required, delay = make_coster(layer, (1, 2, 2), (1, 4, 4), loihi1)
     assert (required, delay, coster.fmt.weight_bits) == (3, 0, 3)  # max 4 -> 3 magnitude bits
     costs = coster.evaluate(16)
-    assert list(costs.neurons) == [16] and list(costs.in_axons) == [4] and list(costs.synapses) == [16]
-    # dense: 4 axons x (16 x 3 + 10 = 58 -> one 64-bit word); sparse: 4 axons x (4 x 3 + 10 = 22 -> 64)
-    assert list(costs.dense_bits) == [256] and list(costs.sparse_bits) == [256]
+    assert list(costs.neurons) == [16] and list(costs.synapses) == [16]
+    # a population axon per input pixel (4), each taking population_axon_slots at the producer
+    assert list(costs.in_axons) == [4] and costs.encodings == ["population"]
+    assert list(costs.pair_axons) == [loihi1.population_axon_slots] * 4
+    # the 4 pixels reach the same pattern (their own 2x2 window): one shared list of 4 weights of
+    # 3 bits + 6 index bits (largest index 5 needs 3, the chip's narrowest index width is 6): 46 -> 64
+    assert list(costs.memory_bits) == [64]
     assert list(costs.fanout_synapses) == [4, 4, 4, 4]
     report = fit(Network([InputLayer(shape=(1, 2, 2)), layer]), "loihi1", activity={0: 0.5})
     assert report.layers[1].synops_per_step == 4 * 0.5 * 4  # 4 inputs at 0.5 spikes/step, 4 synapses each
@@ -34,8 +42,8 @@ def test_unpool_by_hand(loihi1):
     assert (required, coster.fmt.weight_bits) == (2, 2)  # 6 = 3 x 2: 2 bits, the factor 2 in the exponent
     costs = coster.evaluate(8)
     assert list(costs.in_axons) == [2] and list(costs.synapses) == [8] and list(costs.fanout_synapses) == [4, 4]
-    # dense: 2 axons x (8 x 2 + 10 = 26 -> 64); sparse: 2 axons x (4 x 2 + 10 = 18 -> 64)
-    assert list(costs.dense_bits) == [128] and list(costs.sparse_bits) == [128]
+    # as a pool: discrete axons, taps stored sparse only: 2 axons x (4 x 2 + 10 = 18 -> 64)
+    assert list(costs.memory_bits) == [128] and costs.encodings == ["sparse"]
 
 
 def test_concat_costs_nothing_and_its_sources_owe_the_axons_by_hand():
@@ -70,3 +78,51 @@ def test_a_shared_weight_conv_after_a_concat_receives_each_sources_population_ax
     assert rows[4].in_axons == 2 * 4  # a population axon per pixel from B and from A
     assert rows[2].out_axons == 4 * slots  # B: each pixel to C's core
     assert rows[1].out_axons == 4 * slots + 4 * slots  # A: each pixel to B's core and to C's core
+
+
+def _brute_force_transposed(layer: ConvTransposeLayer, in_shape, out_shape, blocks):
+    """Synapse counts per (block, input neuron) by enumerating every connection of the
+    transposed conv; output neurons in H, W, C order, input neurons in torch order."""
+    cin, height, width = in_shape
+    cout, oh, ow = out_shape
+    nonzero = layer.effective_weight != 0  # (in, out / groups, kH, kW)
+    per_out, per_in = cout // layer.groups, cin // layer.groups
+    counts = np.zeros((len(blocks), cin * height * width), dtype=np.int64)
+    (kh, kw), (sh, sw), (ph, pw), (dh, dw) = layer.kernel_size, layer.stride, layer.padding, layer.dilation
+    for ci, y, x in itertools.product(range(cin), range(height), range(width)):
+        for cl, ky, kx in itertools.product(range(per_out), range(kh), range(kw)):
+            oy, ox = y * sh - ph + ky * dh, x * sw - pw + kx * dw
+            if 0 <= oy < oh and 0 <= ox < ow:
+                post = (oy * ow + ox) * cout + (ci // per_in) * per_out + cl
+                block = next(b for b, (start, stop) in enumerate(blocks) if start <= post < stop)
+                counts[block, (ci * height + y) * width + x] += 1 + 1000 * nonzero[ci, cl, ky, kx]
+    return counts
+
+
+@pytest.mark.parametrize("spec", [
+    dict(cin=3, cout=4, k=3, stride=1, padding=1, dilation=1, groups=1, size=5),
+    dict(cin=2, cout=6, k=3, stride=2, padding=1, dilation=1, groups=1, size=4),
+    dict(cin=4, cout=4, k=3, stride=2, padding=2, dilation=2, groups=2, size=5),
+    dict(cin=3, cout=3, k=2, stride=2, padding=0, dilation=1, groups=3, size=3),
+    dict(cin=2, cout=2, k=4, stride=3, padding=1, dilation=1, groups=1, size=4),
+])
+@pytest.mark.parametrize("chunk", [1000, 20, 7, 3])
+def test_conv_transpose_axons_match_brute_force(loihi1, spec, chunk):
+    rng = np.random.default_rng(sum(spec.values()) + chunk)
+    weight = rng.integers(-3, 4, size=(spec["cin"], spec["cout"] // spec["groups"], spec["k"], spec["k"]))
+    weight[rng.random(weight.shape) < 0.3] = 0  # pruned taps
+    layer = ConvTransposeLayer(weight=weight.astype(np.int32), stride=spec["stride"], padding=spec["padding"],
+                               dilation=spec["dilation"], groups=spec["groups"], neuron=NEURON)
+    in_shape = (spec["cin"], spec["size"], spec["size"])
+    out_shape = layer.output_shape(in_shape)
+    coster, _, _ = make_coster(layer, in_shape, out_shape, loihi1)
+    costs = coster.evaluate(min(chunk, coster.neurons))
+    expected = _brute_force_transposed(layer, in_shape, out_shape, list(zip(costs.starts, costs.stops)))
+    assert np.array_equal(costs.fanout_synapses, (expected // 1000).sum(axis=0))
+    reached = expected.reshape(len(costs.starts), spec["cin"], -1) > 0        # (block, channel, pixel)
+    pixels = reached.any(axis=1).sum(axis=1)
+    if spec["groups"] == 1:  # one population axon per reaching pixel
+        assert np.array_equal(costs.in_axons, pixels)
+    else:  # discrete axons: between one per pixel and one per input neuron
+        assert np.all(costs.in_axons >= pixels) and np.all(costs.in_axons <= reached.sum(axis=(1, 2)))
+    assert costs.stops[-1] == np.prod(out_shape)
