@@ -94,3 +94,13 @@ def test_fixed_point_conv_transpose_is_the_dense_arithmetic_of_the_unrolled_matr
     flat = run_fixed(Network([InputLayer(shape=(18,)), DenseLayer(weight=dense.weight, neuron=NEURON, bias=flat_bias)]),
                      inputs.reshape(2, 18, 8)).spikes[1]
     assert ours.sum() > 0 and torch.equal(ours.reshape(2, -1, 8), flat)
+
+
+def test_class_facts_of_the_new_kinds():
+    convt = ConvTransposeLayer(weight=np.ones((3, 1, 1, 1), dtype=np.int32), groups=3, neuron=NEURON)
+    net = Network([InputLayer(shape=(3, 2, 2)), UnpoolLayer(neuron=NEURON), convt, ConcatLayer(layers=(1,))])
+    assert [layer.shared_weights for layer in net] == [False, True, True, False]
+    assert [layer.channel_wise for layer in net] == [False, True, True, False]  # unpool, depthwise convT
+    assert [layer.holds_compartments for layer in net] == [False, True, True, False]
+    assert [layer.passthrough for layer in net] == [False] * 4  # a concat is a producer, not a reshape
+    assert net.compartment_indices() == [1, 2] and net.shapes[3] == (6, 4, 4)
