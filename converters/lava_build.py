@@ -114,7 +114,8 @@ def build(path: str | os.PathLike[str], network: Network, source: Any) -> dict[i
         if layer.on_host:
             break
         config = configs[index - offset] if index >= offset else None
-        feed, in_bits = (outputs[index - 1], bits[index - 1]) if index else (lambda: source, 0)
+        previous = network.sources_of(index)[:1]  # what a layer other than a concat receives
+        feed, in_bits = (outputs[previous[0]], bits[previous[0]]) if previous else (lambda: source, 0)
         shape, in_shape = network.shapes[index], network.input_shape_of(index)
         block = None
         flat_input = False
