@@ -46,14 +46,18 @@ def test_unpool_by_hand(loihi1):
     assert list(costs.memory_bits) == [128] and costs.encodings == ["sparse"]
 
 
-def test_concat_costs_nothing_and_its_sources_owe_the_axons_by_hand():
-    net = Network([
+def _vector_concat() -> Network:
+    return Network([
         InputLayer(shape=(4,)),
         DenseLayer(weight=np.ones((3, 4), dtype=np.int32), neuron=NEURON),       # A
         DenseLayer(weight=np.ones((2, 3), dtype=np.int32), neuron=NEURON),       # B
         ConcatLayer(layers=(1,)),                                                # (B, A): 5 neurons
         DenseLayer(weight=np.array([[1, 1, 0, 1, 1]], dtype=np.int32), neuron=NEURON),  # C
     ])
+
+
+def test_concat_costs_nothing_and_its_sources_owe_the_axons_by_hand():
+    net = _vector_concat()
     report = fit(net, "loihi1", activity={0: 0.5, 1: 0.25, 2: 1.0, 4: 0.0})
     rows = report.layers
     assert (rows[3].neurons, rows[3].cores, rows[3].synapses, rows[3].synops_per_step) == (0, 0, 0, 0)
@@ -78,6 +82,17 @@ def test_a_shared_weight_conv_after_a_concat_receives_each_sources_population_ax
     assert rows[4].in_axons == 2 * 4  # a population axon per pixel from B and from A
     assert rows[2].out_axons == 4 * slots  # B: each pixel to C's core
     assert rows[1].out_axons == 4 * slots + 4 * slots  # A: each pixel to B's core and to C's core
+
+    from hw_models.report import _traffic
+
+    report = fit(net, loihi1)
+    rates = {0: np.full(4, 0.1), 1: np.full(4, 0.5), 2: np.full(4, 0.25), 4: np.zeros(4)}
+    rates[3] = np.concatenate([rates[2], rates[1]])  # (B, A) in C, H, W order
+    messages, east_west, _ = _traffic(net, report.allocation, rates, loihi1)
+    # population messages per pixel: into A 0.1, into B 0.5 (A), into C 0.25 + 0.5 (B's and A's axons)
+    assert messages == 4 * 0.1 + 4 * 0.5 + 4 * (0.25 + 0.5)
+    # A (core 0) -> B (core 1): 1 hop, B -> C (core 2): 1 hop, A -> C: 2 hops
+    assert east_west == 4 * 0.5 * 1 + 4 * 0.25 * 1 + 4 * 0.5 * 2
 
 
 def _brute_force_transposed(layer: ConvTransposeLayer, in_shape, out_shape, blocks):
@@ -126,3 +141,20 @@ def test_conv_transpose_axons_match_brute_force(loihi1, spec, chunk):
     else:  # discrete axons: between one per pixel and one per input neuron
         assert np.all(costs.in_axons >= pixels) and np.all(costs.in_axons <= reached.sum(axis=(1, 2)))
     assert costs.stops[-1] == np.prod(out_shape)
+
+
+def test_messages_and_mesh_hops_through_a_concat_by_hand(loihi1):
+    from hw_models.report import _traffic
+
+    net = _vector_concat()
+    rates = {0: 0.5, 1: 0.25, 2: 1.0, 4: 0.0}
+    report = fit(net, loihi1, activity=rates)
+    assert [report.allocation.layer(i).blocks[0].core for i in (1, 2, 4)] == [0, 1, 2]  # one row of the mesh
+    full = {0: np.full(4, 0.5), 1: np.full(3, 0.25), 2: np.full(2, 1.0), 3: np.r_[np.full(2, 1.0), np.full(3, 0.25)],
+            4: np.zeros(1)}
+    messages, east_west, north_south = _traffic(net, report.allocation, full, loihi1)
+    # into A: 4 inputs x 0.5; into B: A's 3 x 0.25; into C: B's 2 x 1.0 and A's 2 non-zero x 0.25
+    assert messages == 4 * 0.5 + 3 * 0.25 + 2 * 1.0 + 2 * 0.25
+    # host -> A: none; A (core 0) -> B (core 1): 1 hop; B -> C (core 2): 1 hop; A -> C: 2 hops
+    assert east_west == 3 * 0.25 * 1 + 2 * 1.0 * 1 + 2 * 0.25 * 2 and north_south == 0
+    assert report.totals.spikes_per_step == 4 * 0.5 + 3 * 0.25 + 2 * 1.0  # the concat's spikes counted once
