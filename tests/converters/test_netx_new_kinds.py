@@ -145,6 +145,9 @@ def test_concat_as_lava_dl_describes_it_without_input_layer(tmp_path):
     net = netx.read(path)
     assert [layer.kind for layer in net] == ["input", "dense", "dense", "concat"]
     assert net[3].layers == (1,) and net.sources_of(3) == (2, 1) and net.shapes[3] == (9,)
+    result = lava_verify.verify(path, steps=8, seed=4)  # the file's ids one lower than the IR's: built right
+    assert result.exact and [layer.index for layer in result.layers] == [1, 2], result.to_dict()
+    assert all(layer.lava_spikes > 0 for layer in result.layers), result.to_dict()
     broken = tmp_path / "broken.net"
     broken.write_bytes(path.read_bytes())
     with h5py.File(broken, "a") as handle:
