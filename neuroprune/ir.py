@@ -643,6 +643,16 @@ class ConvTransposeLayer(_SynapticLayer):
         return (np.concatenate(rows).astype(np.int64), np.concatenate(cols).astype(np.int64),
                 np.concatenate(values).astype(np.int64))
 
+    def unrolled_nonzero(self, in_shape: Shape) -> int:
+        """Number of non-zero entries of :meth:`unrolled_weight` (counted per tap, no matrix)."""
+        out_shape = self.output_shape(in_shape)
+        reach = []
+        for axis in (0, 1):  # input positions whose output through each tap lands inside
+            out = (np.arange(in_shape[1 + axis])[:, None] * self.stride[axis] - self.padding[axis]
+                   + np.arange(self.kernel_size[axis])[None, :] * self.dilation[axis])
+            reach.append(((out >= 0) & (out < out_shape[1 + axis])).sum(axis=0))
+        return int(np.einsum("abyx,y,x->", (self.effective_weight != 0).astype(np.int64), *reach))
+
     def unrolled_weight(self, in_shape: Shape) -> np.ndarray:
         """The equivalent dense weight ``(out C*H*W, in C*H*W)`` (torch flatten order):
         entry ``[o, i]`` is the kernel tap that carries input neuron ``i`` to output ``o``, 0 where none does."""

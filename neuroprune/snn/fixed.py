@@ -260,7 +260,7 @@ class _ConvTransposeSynapse:
                                         "Lava runs it without delays; train it without delays")
         self.layer, self.in_shape = layer, tuple(in_shape)
         kernel = layer.effective_weight.astype(np.int64)
-        stored = len(layer.unrolled_entries(in_shape)[2])
+        stored = layer.unrolled_nonzero(in_shape)
         values = np.unique(kernel)
         if stored < int(np.prod(layer.output_shape(in_shape))) * int(np.prod(in_shape)):
             values = np.union1d(values, [0])  # the unrolled matrix holds zeros too

@@ -25,6 +25,8 @@ def test_conv_transpose_shape_and_unrolled_weight_are_torch_conv_transpose2d(str
                                   stride=stride, padding=padding, dilation=dilation, groups=groups)[0].numpy()
     assert layer.output_shape((4, 3, 5)) == expected.shape
     assert np.array_equal(layer.unrolled_weight((4, 3, 5)) @ x.ravel(), expected.ravel())
+    weight[0, 0, 0, 0] = 0  # a pruned tap
+    assert layer.unrolled_nonzero((4, 3, 5)) == np.count_nonzero(layer.unrolled_weight((4, 3, 5)))
 
 
 def test_unpool_is_nearest_upsampling_by_its_weight():
