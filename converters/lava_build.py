@@ -30,7 +30,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from neuroprune.errors import UnsupportedLayerError
+from neuroprune.errors import ShapeError, UnsupportedLayerError
 from neuroprune.ir import ConcatLayer, ConvTransposeLayer, Network, PoolLayer, UnpoolLayer
 
 __all__ = ["build", "run_lava", "NETX_BUILT"]
@@ -193,10 +193,12 @@ def run_lava(path: str | os.PathLike[str], network: Network, x: np.ndarray) -> d
     for index, out in recorded.items():
         shape = network.shapes[index]
         neuron = getattr(network[index], "neuron", None)
-        dtype = np.int32 if neuron is not None and neuron.sends_graded else np.int8
+        graded = neuron is not None and neuron.sends_graded
         if network[index].kind in ("convT", "unpool"):  # neurons in C, H, W order
-            result[index] = out.reshape(*shape, steps).astype(dtype)
-            continue
-        order = tuple(reversed(range(out.ndim - 1))) + (out.ndim - 1,)
-        result[index] = np.transpose(out, order).astype(dtype)
+            values = out.reshape(*shape, steps)
+        else:
+            values = np.transpose(out, tuple(reversed(range(out.ndim - 1))) + (out.ndim - 1,))
+        if graded and not np.array_equal(values, np.round(values)):
+            raise ShapeError(f"{path}: Lava sent non-integer payloads from layer {index}")
+        result[index] = values.astype(np.int64 if graded else np.int8)  # spikes 0/1, or graded payloads
     return result

@@ -1,10 +1,8 @@
 """Run a netx network in Lava (``Loihi2SimCfg``, fixed point) and compare its spikes,
 layer by layer, with neuroprune's bit-exact fixed-point model of the same file.
 
-The reference is Lava: ``lava.lib.dl.netx.hdf5.Network`` built from the file (or, for a
-file holding layers lava-dl's netx cannot build, ``converters.lava_build``'s graph of netx's
-and Lava's processes), driven by a ``RingBuffer`` source, every layer's output recorded by
-its own ``RingBuffer`` sink.
+The reference is Lava: ``lava.lib.dl.netx.hdf5.Network`` built from the file, driven by
+a ``RingBuffer`` source, every layer's output recorded by its own ``RingBuffer`` sink.
 Our side is :func:`neuroprune.snn.fixed.run_fixed` on :func:`converters.netx.read` of
 the same file. Works for any netx file the reader accepts, not only our exports.
 """
@@ -144,12 +142,11 @@ def _lava_modules() -> dict[str, Any]:
 def run_lava(path: str | os.PathLike[str], network: Network, x: np.ndarray) -> dict[int, np.ndarray]:
     """Run one input ``(*input_shape, T)`` through the netx file in Lava.
 
-    Returns spikes ``(*shape, T)`` in torch order per IR layer index. A file holding
-    layers lava-dl's netx cannot build runs through ``converters.lava_build`` instead.
+    Returns spikes ``(*shape, T)`` in torch order per IR layer index.
     """
     from converters import lava_build, netx
 
-    if not set(netx.stored_types(path)) <= set(lava_build.NETX_BUILT):
+    if not set(netx.stored_types(path)) <= set(lava_build.NETX_BUILT):  # Lava graph built by lava_build
         return lava_build.run_lava(path, network, x)
     lava = _lava_modules()
     steps = x.shape[-1]
