@@ -171,7 +171,8 @@ def build(path: str | os.PathLike[str], network: Network, source: Any) -> dict[i
 def run_lava(path: str | os.PathLike[str], network: Network, x: np.ndarray) -> dict[int, np.ndarray]:
     """Run one input ``(*input_shape, T)`` through the network built by :func:`build`
     (``Loihi2SimCfg``, fixed point). Returns the spikes ``(*shape, T)`` in torch order of
-    every layer that holds compartments, by IR index (as ``lava_verify.run_lava``)."""
+    every layer that holds compartments, by IR index (as ``lava_verify.run_lava``): int8 0/1,
+    or the int64 payloads of layers whose neurons send graded spikes."""
     from converters.lava_verify import _lava_modules
 
     lava = _lava_modules()
