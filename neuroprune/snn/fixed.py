@@ -272,7 +272,8 @@ class _ConvTransposeSynapse:
         out = F.conv_transpose2d(spikes.reshape(-1, *self.in_shape).to(torch.float64), self.weight,
                                  stride=layer.stride, padding=layer.padding, groups=layer.groups,
                                  dilation=layer.dilation)
-        return [(0, _shift_right(torch.round(out).to(torch.int64), self.shift))]
+        summed = torch.round(out).to(torch.int64)  # then the dense synapse's arithmetic shift (floor)
+        return [(0, summed >> self.shift if self.shift >= 0 else summed << -self.shift)]
 
 
 def _conv_transpose(layer: ConvTransposeLayer, in_shape: tuple[int, ...],
