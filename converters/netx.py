@@ -2,8 +2,8 @@
 
 Layout (the one ``lava.lib.dl.netx.hdf5.Network`` loads and lava-dl's slayer writes)::
 
-    /layer/{i}/type         b"input" | b"dense" | b"dense_rec" | b"dense_comp" | b"conv" | b"pool"
-                            | b"flatten" | b"average"
+    /layer/{i}/type         b"input" | b"dense" | b"dense_rec" | b"dense_comp" | b"conv" | b"convT"
+                            | b"pool" | b"unpool" | b"flatten" | b"concat" | b"average"
     /layer/{i}/shape        output shape in torch order (C, H, W) or (N,)
     /layer/{i}/weight       dense (out, in); conv (out, in/groups, kH, kW); integers
     /layer/{i}/bias         optional neuron bias mantissa
@@ -19,6 +19,11 @@ Layout (the one ``lava.lib.dl.netx.hdf5.Network`` loads and lava-dl's slayer wri
                             (slayer writes them under type dense; both forms are read)
     pool only:              kernelSize, stride, padding, dilation; weight (1, 1, kH, kW), one value
     average:                shape (num_outputs, 1, 1): the mean of num_outputs groups (host-side)
+    convT:                  as conv, weight (in, out/groups, kH, kW) (slayer's ConvT block)
+    unpool:                 kernelSize, stride, padding, dilation; weight (1, 1, kH, kW), one value
+                            (slayer's Unpool block)
+    concat:                 shape; layers: ids of the earlier layers joined (along channels) after
+                            the previous layer (netx's skip connections)
 
 Lava reverses the stored shapes (it works in W, H, C). File keys keep the format's
 spelling (``vThMant``); the IR uses snake_case names (``v_th_mant``).
@@ -26,11 +31,14 @@ spelling (``vThMant``); the IR uses snake_case names (``v_th_mant``).
 lava-dl's slayer writes ``pool`` layers (sum pooling, one weight on every tap) and the
 reader reads them as pool layers; but lava-dl 0.6's netx builds no Lava process for
 ``pool``, so pool layers are written as the equivalent depthwise convolution (which
-Lava runs) and a written-and-read pool comes back as a conv layer.
+Lava runs) and a written-and-read pool comes back as a conv layer. ``convT``, ``unpool``
+and ``concat`` are written as slayer writes them; lava-dl 0.6's netx builds none of
+them, ``converters.lava_build`` does.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 from pathlib import Path
@@ -43,7 +51,9 @@ from neuroprune.errors import FormatError, NeuropruneError, ShapeError, Unsuppor
 from neuroprune.ir import (
     AverageLayer,
     ComplexDenseLayer,
+    ConcatLayer,
     ConvLayer,
+    ConvTransposeLayer,
     DenseLayer,
     FlattenLayer,
     InputLayer,
@@ -52,6 +62,7 @@ from neuroprune.ir import (
     Neuron,
     PoolLayer,
     RecurrentDenseLayer,
+    UnpoolLayer,
 )
 from neuroprune.ir import MAX_MESSAGE_BITS
 from neuroprune.loihi_arith import DECAY_UNITY, MAX_BIAS_MANT, MAX_V_TH_MANT, MAX_WEIGHT_MANT, STATE_BITS
@@ -175,15 +186,40 @@ def _write_conv(group: Any, layer: ConvLayer, shape: tuple[int, ...], in_shape: 
 
 
 #: netx types lava-dl 0.6's netx builds no Lava process for (it raises NotImplementedError):
-#: :func:`write` emits a form Lava runs instead (pool), or Lava runs the network without
-#: them (host-side readouts such as average, see ``Network.chip_part``)
-LAVA_UNBUILT = ("pool", "average")
+#: :func:`write` emits a form Lava runs instead (pool), ``converters.lava_build`` builds
+#: them (convT, unpool, concat, pool), or Lava runs the network without them (host-side
+#: readouts such as average, see ``Network.chip_part``)
+LAVA_UNBUILT = ("pool", "convT", "unpool", "concat", "average")
 
 
 def _write_pool(group: Any, layer: PoolLayer, shape: tuple[int, ...], in_shape: tuple[int, ...]) -> None:
     # lava-dl 0.6's netx builds no Lava process for a 'pool' layer (NotImplementedError):
     # write the depthwise conv that computes the same sums, which every netx reader runs
     _write_conv(group, layer.as_conv(in_shape[0]), shape, in_shape)
+
+
+def _write_conv_transpose(group: Any, layer: ConvTransposeLayer, shape: tuple[int, ...],
+                          in_shape: tuple[int, ...]) -> None:
+    _write_conv(group, layer, shape, in_shape)  # slayer's ConvT block writes a conv's keys
+    del group["type"]
+    _write_type(group, "convT")
+
+
+def _write_unpool(group: Any, layer: UnpoolLayer, shape: tuple[int, ...], in_shape: tuple[int, ...]) -> None:
+    _write_type(group, "unpool")
+    group.create_dataset("shape", data=np.array(shape))
+    group.create_dataset("kernelSize", data=np.array(layer.kernel))
+    group.create_dataset("stride", data=np.array(layer.stride))
+    group.create_dataset("padding", data=np.array(layer.padding))
+    group.create_dataset("dilation", data=np.array([1, 1]))
+    group.create_dataset("weight", data=np.full((1, 1, *layer.kernel), layer.weight))  # slayer's (1, 1, kH, kW)
+    _write_neuron(group, layer.neuron)
+
+
+def _write_concat(group: Any, layer: ConcatLayer, shape: tuple[int, ...], in_shape: tuple[int, ...]) -> None:
+    _write_type(group, "concat")
+    group.create_dataset("shape", data=np.array(shape))
+    group.create_dataset("layers", data=np.array(layer.layers, dtype=np.int64))
 
 
 def _write_flatten(group: Any, layer: FlattenLayer, shape: tuple[int, ...], in_shape: tuple[int, ...]) -> None:
@@ -202,8 +238,11 @@ _WRITERS: dict[str, Callable[..., None]] = {
     "dense_rec": _write_dense_rec,
     "dense_comp": _write_dense_comp,
     "conv": _write_conv,
+    "convT": _write_conv_transpose,
     "pool": _write_pool,
+    "unpool": _write_unpool,
     "flatten": _write_flatten,
+    "concat": _write_concat,
     "average": _write_average,
 }
 
@@ -489,6 +528,66 @@ def _read_pool(group: Any, index: int) -> PoolLayer:
     )
 
 
+def _read_conv_transpose(group: Any, index: int) -> ConvTransposeLayer:
+    """slayer's ``ConvT`` block: a conv's keys, weight ``(in, out/groups, kH, kW)``."""
+    where = f"layer {index} (convT)"
+    weight = _weight(group, index, "convT")
+    if weight.ndim == 5:  # (in, out, kH, kW, 1) as torch's ConvTranspose3d holds it
+        if weight.shape[4] != 1:
+            raise UnsupportedLayerError(f"{where}: weight of shape {weight.shape} convolves over time; not supported")
+        weight = weight.reshape(weight.shape[:4])
+    groups = _number(group, "groups", where, 1, MAX_LAYER_NEURONS)
+    return ConvTransposeLayer(
+        weight=weight,
+        stride=_pair_from(group, "stride", 1, where),
+        padding=_pair_from(group, "padding", 0, where),
+        dilation=_pair_from(group, "dilation", 1, where),
+        groups=1 if groups is None else int(groups),
+        **_extras(group, index, "convT"),
+    )
+
+
+def _read_unpool(group: Any, index: int) -> UnpoolLayer:
+    """slayer's ``Unpool`` block: one weight mantissa on every tap of ``kernelSize``."""
+    where = f"layer {index} (unpool)"
+    weight = _weight(group, index, "unpool")
+    taps = np.unique(weight)
+    if taps.size != 1:
+        raise UnsupportedLayerError(f"layer {index}: unpool layer with {taps.size} different tap weights; an unpool "
+                                    "layer shares one weight (write it as a depthwise convT layer)")
+    dilation = _pair_from(group, "dilation", 1, where)
+    if dilation != (1, 1):
+        raise UnsupportedLayerError(f"layer {index}: unpool layer with dilation {dilation}; unpooling needs "
+                                    "dilation 1")
+    delay = _array(group, "delay", where)
+    if delay is not None and np.any(delay):
+        raise UnsupportedLayerError(f"layer {index}: unpool layer with synaptic delays; unpooling has no delays")
+    kernel = _pair_from(group, "kernelSize", 0, where) if "kernelSize" in group \
+        else tuple(int(k) for k in weight.shape[-2:])
+    return UnpoolLayer(
+        kernel=kernel,  # type: ignore[arg-type]
+        stride=_pair_from(group, "stride", kernel[0], where) if "stride" in group else kernel,  # type: ignore[arg-type]
+        padding=_pair_from(group, "padding", 0, where),
+        weight=int(taps[0]),
+        neuron=_read_neuron(group, index),
+    )
+
+
+def _read_concat(group: Any, index: int) -> ConcatLayer:
+    """netx's ``concat``: joins the previous layer with the layers listed in ``layers``
+    (file ids; lava-dl's format description spells it ``layers``, ``layer`` is read too)."""
+    where = f"layer {index} (concat)"
+    key = "layers" if "layers" in group else "layer" if "layer" in group else None
+    if key is None:
+        raise FormatError(f"{where}: no 'layers' entry naming the earlier layers it joins")
+    ids = check_int_range(_array(group, key, where).reshape(-1), key, where, 0, index - 2,  # type: ignore[union-attr]
+                          f"name earlier layers 0..{index - 2} (the previous layer {index - 1} is joined first)")
+    if not np.array_equal(ids, np.round(ids)):
+        raise FormatError(f"{where}: {key!r} holds {ids[ids != np.round(ids)][0]:g}; name earlier layers by their "
+                          "integer ids")
+    return ConcatLayer(layers=tuple(int(i) for i in ids))
+
+
 def _read_flatten(group: Any, index: int) -> FlattenLayer:
     return FlattenLayer()
 
@@ -508,8 +607,11 @@ _READERS: dict[str, Callable[[Any, int], Layer]] = {
     "dense_rec": _read_dense_rec,
     "dense_comp": _read_dense_comp,
     "conv": _read_conv,
+    "convT": _read_conv_transpose,
     "pool": _read_pool,
+    "unpool": _read_unpool,
     "flatten": _read_flatten,
+    "concat": _read_concat,
     "average": _read_average,
 }
 SUPPORTED_TYPES = tuple(_READERS)
@@ -612,6 +714,9 @@ def read(path: str | os.PathLike[str], input_shape: tuple[int, ...] | None = Non
                         raise
                     raise type(err)(f"layer {index}: {err}") from None
                 stored_shapes.append(_array(config, "shape", f"layer {index}"))
+        if stored_shapes[0] is None:  # an implicit input layer shifts the file's layer ids by one
+            layers = [dataclasses.replace(layer, layers=tuple(i + 1 for i in layer.layers))
+                      if isinstance(layer, ConcatLayer) else layer for layer in layers]
         try:
             network = Network(layers, name=path.stem)
         except ShapeError as err:

@@ -2,7 +2,8 @@
 
 :func:`to_onnx` writes a network's ANN-equivalent graph -- ``Gemm``/``Conv`` with the IR
 weight mantissas and biases, ``Relu`` after every layer with neurons, pools as depthwise
-``Conv`` with equal taps, ``Flatten`` -- for inspection tools such as Netron. Each node's
+``Conv`` with equal taps, ``ConvTranspose`` (unpools as depthwise ones with equal taps),
+``Concat`` along channels, ``Flatten`` -- for inspection tools such as Netron. Each node's
 ``doc_string`` holds its neuron parameters; a layer's spike rate is about
 ``relu(W x + b) / v_th_mant`` per step when it neither leaks nor keeps current.
 
@@ -41,6 +42,7 @@ from neuroprune.ir import (
     PoolLayer,
 )
 from neuroprune.registry import lookup
+from neuroprune.ir import ConcatLayer, ConvTransposeLayer, UnpoolLayer  # the transposed and joined kinds
 
 __all__ = ["to_onnx", "write"]
 
@@ -70,6 +72,7 @@ class _OnnxParts:
     network: Network
     nodes: list[Any] = field(default_factory=list)
     initializers: list[Any] = field(default_factory=list)
+    outputs: dict[int, str] = field(default_factory=dict)  # each layer's output tensor (concat joins them)
 
     def doc(self, index: int, layer: Layer) -> str:
         return f"layer {index} ({layer.kind}): {_neuron_doc(getattr(layer, 'neuron', None))}"
@@ -124,9 +127,10 @@ def _onnx_dense(g: _OnnxParts, index: int, layer: DenseLayer, current: str) -> s
     return _onnx_neurons(g, layer, out)
 
 
-def _onnx_conv(g: _OnnxParts, index: int, layer: Layer, current: str, conv: ConvLayer | None = None,
-               note: str = "") -> str:
-    """A Conv node for ``conv`` (the layer itself, or its depthwise-conv form), its bias, its neurons."""
+def _onnx_conv(g: _OnnxParts, index: int, layer: Layer, current: str,
+               conv: ConvLayer | ConvTransposeLayer | None = None, note: str = "") -> str:
+    """A Conv (or ConvTranspose) node for ``conv`` (the layer itself, or its depthwise form),
+    its bias, its neurons."""
     conv = layer if conv is None else conv  # type: ignore[assignment]
     out = f"{layer.name}.out"
     inputs = [current, g.tensor(conv.effective_weight.astype(np.float32), f"{layer.name}.weight")]
@@ -138,7 +142,8 @@ def _onnx_conv(g: _OnnxParts, index: int, layer: Layer, current: str, conv: Conv
         else:  # per-neuron bias: add it after the convolution
             extra_bias = np.asarray(bias, dtype=np.float32).reshape(g.network.shapes[index])
     g.nodes.append(g.helper.make_node(
-        "Conv", inputs, [out], name=layer.name, doc_string=g.doc(index, layer) + note,
+        "ConvTranspose" if isinstance(conv, ConvTransposeLayer) else "Conv", inputs, [out], name=layer.name,
+        doc_string=g.doc(index, layer) + note,
         kernel_shape=list(conv.kernel_size), strides=list(conv.stride),
         pads=[conv.padding[0], conv.padding[1], conv.padding[0], conv.padding[1]],
         dilations=list(conv.dilation), group=conv.groups,
@@ -148,6 +153,18 @@ def _onnx_conv(g: _OnnxParts, index: int, layer: Layer, current: str, conv: Conv
                                           [f"{layer.name}.biased"], name=f"{layer.name}.bias"))
         out = f"{layer.name}.biased"
     return _onnx_neurons(g, layer, out)
+
+
+def _onnx_unpool(g: _OnnxParts, index: int, layer: UnpoolLayer, current: str) -> str:
+    conv = layer.as_conv_transpose(g.network.input_shape_of(index)[0])
+    return _onnx_conv(g, index, layer, current, conv, "; unpooling as a depthwise transposed conv")
+
+
+def _onnx_concat(g: _OnnxParts, index: int, layer: ConcatLayer, current: str) -> str:
+    out = f"{layer.name}.out"
+    g.nodes.append(g.helper.make_node("Concat", [g.outputs[source] for source in g.network.sources_of(index)],
+                                      [out], name=layer.name, axis=1))
+    return out
 
 
 def _onnx_pool(g: _OnnxParts, index: int, layer: PoolLayer, current: str) -> str:
@@ -182,6 +199,9 @@ _ONNX_EXPORTERS: dict[str, Any] = {
     "dense_rec": _refusal("dense_rec", "a feed-forward ANN graph has no recurrent spiking layer"),
     "dense_comp": _refusal("dense_comp", "a complex synapse drives resonate-and-fire neurons, no rectifier"),
     "conv": _onnx_conv,
+    "convT": _onnx_conv,
+    "unpool": _onnx_unpool,
+    "concat": _onnx_concat,
     "pool": _onnx_pool,
     "average": _onnx_average,
 }
@@ -200,7 +220,7 @@ def to_onnx(network: Network) -> Any:
     current = "input"
     for index, layer in enumerate(network.layers):
         exporter = lookup(_ONNX_EXPORTERS, layer.kind, "ONNX export", f"layer {index}")
-        current = exporter(graph_parts, index, layer, current)
+        current = graph_parts.outputs[index] = exporter(graph_parts, index, layer, current)
     nodes, initializers = graph_parts.nodes, graph_parts.initializers
     nodes.append(helper.make_node("Identity", [current], ["output"], name="output"))
     graph = helper.make_graph(

@@ -38,8 +38,8 @@ from typing import TYPE_CHECKING, Any, Callable
 import numpy as np
 
 from neuroprune.registry import lookup
-from neuroprune.ir import (ComplexDenseLayer, ConvLayer, DenseLayer, InputLayer, Layer, PoolLayer,
-                           RecurrentDenseLayer)
+from neuroprune.ir import (ComplexDenseLayer, ConvLayer, ConvTransposeLayer, DenseLayer, InputLayer, Layer,
+                           PoolLayer, RecurrentDenseLayer, UnpoolLayer)
 
 if TYPE_CHECKING:  # pragma: no cover
     from hw_models.chip import Chip
@@ -376,6 +376,14 @@ def _taps_out(size: int, kernel: int, stride: int, padding: int, dilation: int, 
     return np.where((positions % stride == 0) & (out >= 0) & (out < out_size), out, -1)
 
 
+def _taps_transposed(size: int, kernel: int, stride: int, padding: int, dilation: int,
+                     out_size: int) -> np.ndarray:
+    """``(size, kernel)``: output position input position ``y`` reaches through tap ``t`` of a
+    transposed convolution, ``y * stride - padding + t * dilation`` (-1: none)."""
+    out = np.arange(size)[:, None] * stride - padding + dilation * np.arange(kernel)[None, :]
+    return np.where((out >= 0) & (out < out_size), out, -1)
+
+
 def _classes(taps: np.ndarray) -> np.ndarray:
     """Class id per input position (the bit mask of its valid taps): positions with the
     same valid taps share an id."""
@@ -407,8 +415,8 @@ class ConvCoster(Coster):
         self.groups = layer.groups
         (kernel_rows, kernel_cols), stride, padding, dilation = (
             layer.kernel_size, layer.stride, layer.padding, layer.dilation)
-        self.row_taps = _taps_out(self.in_rows, kernel_rows, stride[0], padding[0], dilation[0], self.out_rows)
-        self.col_taps = _taps_out(self.in_cols, kernel_cols, stride[1], padding[1], dilation[1], self.out_cols)
+        self.row_taps = self._taps(self.in_rows, kernel_rows, stride[0], padding[0], dilation[0], self.out_rows)
+        self.col_taps = self._taps(self.in_cols, kernel_cols, stride[1], padding[1], dilation[1], self.out_cols)
         self.row_class, self.col_class = _classes(self.row_taps), _classes(self.col_taps)
         self.reach_rows = (stride[0], padding[0], dilation[0] * (kernel_rows - 1))
         self.reach_cols = (stride[1], padding[1], dilation[1] * (kernel_cols - 1))
@@ -432,16 +440,32 @@ class ConvCoster(Coster):
         if dilation[1] == 1:
             self.col_run = (np.where(valid_c.any(axis=1), leftmost * channels_out, _FAR),
                             valid_c.sum(axis=1) * channels_out)
-        nonzero = layer.effective_weight != 0  # (out, in / groups, kH, kW)
-        per_out, per_in = layer.out_channels // layer.groups, self.in_channels // layer.groups
-        taps = np.zeros((self.in_channels, kernel_rows, kernel_cols))
-        for group in range(layer.groups):
-            taps[group * per_in:(group + 1) * per_in] = nonzero[group * per_out:(group + 1) * per_out].sum(axis=0)
+        nonzero = layer.effective_weight != 0
+        per_in = self.in_channels // layer.groups
+        taps = self._tap_counts(nonzero, layer.groups)
         valid_rows = (self.row_taps >= 0).astype(np.float64)
         valid_cols = (self.col_taps >= 0).astype(np.float64)
         self.fanout = np.rint((valid_rows @ taps) @ valid_cols.T).astype(np.int64).ravel()  # (C, H, W)
         self.density = float(nonzero.mean()) if nonzero.size else 0.0
         self.atoms = per_in  # weights per target in a shared list: the input channels of a group
+
+    #: the output position each input position meets through each tap (see :func:`_taps_out`)
+    _taps = staticmethod(_taps_out)
+
+    def _tap_counts(self, nonzero: np.ndarray, groups: int) -> np.ndarray:
+        """``(in channels, kH, kW)``: non-zero weights each input channel has at each tap."""
+        per_out, per_in = nonzero.shape[0] // groups, nonzero.shape[1]  # weight (out, in / groups, kH, kW)
+        taps = np.zeros((self.in_channels, *nonzero.shape[2:]))
+        for group in range(groups):
+            taps[group * per_in:(group + 1) * per_in] = nonzero[group * per_out:(group + 1) * per_out].sum(axis=0)
+        return taps
+
+    @staticmethod
+    def _reaching(first: np.ndarray, last: np.ndarray, reach: tuple[int, int, int],
+                  size: int) -> tuple[np.ndarray, np.ndarray]:
+        """The input positions ``[low, high]`` that can reach output positions ``[first, last]``."""
+        stride, pad, span = reach
+        return np.clip(first * stride - pad, 0, size), np.clip(last * stride - pad + span, -1, size - 1)
 
     def _pairs(self, starts: np.ndarray, stops: np.ndarray) -> dict[str, np.ndarray]:
         """Every (block, input pixel) pair whose pixel reaches the block, with its targets.
@@ -454,16 +478,13 @@ class ConvCoster(Coster):
         Blocks are taken in batches of about ``_BATCH`` candidates (memory stays small).
         """
         channels, out_cols = self.out_channels, self.out_cols
-        (row_stride, row_pad, row_span), (col_stride, col_pad, col_span) = self.reach_rows, self.reach_cols
         first_row = (starts // channels) // out_cols
         last_row = ((stops - 1) // channels) // out_cols
-        low = np.clip(first_row * row_stride - row_pad, 0, self.in_rows)
-        high = np.clip(last_row * row_stride - row_pad + row_span, -1, self.in_rows - 1)
+        low, high = self._reaching(first_row, last_row, self.reach_rows, self.in_rows)
         one_row = first_row == last_row
         first_col = np.where(one_row, (starts // channels) % out_cols, 0)
         last_col = np.where(one_row, ((stops - 1) // channels) % out_cols, out_cols - 1)
-        left = np.clip(first_col * col_stride - col_pad, 0, self.in_cols)
-        right = np.clip(last_col * col_stride - col_pad + col_span, -1, self.in_cols - 1)
+        left, right = self._reaching(first_col, last_col, self.reach_cols, self.in_cols)
         width = np.maximum(right - left + 1, 0)
         per_block = np.maximum(high - low + 1, 0) * width
         ends = np.cumsum(per_block)
@@ -563,6 +584,25 @@ class ConvCoster(Coster):
                           population=True)
 
 
+class ConvTransposeCoster(ConvCoster):
+    """Transposed conv (and unpool, its depthwise form) with shared weights, mapped as a conv
+    is: input pixel ``y`` reaches outputs ``y * stride - padding + t * dilation`` through
+    tap ``t``; a population axon per input pixel and block it reaches (groups 1), weight
+    lists shared by the pixels with the same targets pattern; grouped ones (unpool) use
+    discrete axons as a pool does. Weights ``(in, out / groups, kH, kW)``."""
+
+    _taps = staticmethod(_taps_transposed)
+
+    def _tap_counts(self, nonzero: np.ndarray, groups: int) -> np.ndarray:
+        return nonzero.sum(axis=1).astype(np.float64)  # each input channel over its group's outputs
+
+    @staticmethod
+    def _reaching(first: np.ndarray, last: np.ndarray, reach: tuple[int, int, int],
+                  size: int) -> tuple[np.ndarray, np.ndarray]:
+        stride, pad, span = reach  # y * stride - pad + t * dilation in [first, last] for a tap t
+        return np.clip(-((span - pad - first) // stride), 0, size), np.clip((last + pad) // stride, -1, size - 1)
+
+
 def _no_synapse_bits(layer: InputLayer) -> tuple[int, int]:
     return 0, 0
 
@@ -592,7 +632,9 @@ SYNAPSE_BITS: dict[str, Callable[[Any], tuple[int, int]]] = {
     "dense_rec": _two_matrix_synapse_bits,
     "dense_comp": _two_matrix_synapse_bits,
     "conv": _weight_synapse_bits,
+    "convT": _weight_synapse_bits,
     "pool": _pool_synapse_bits,
+    "unpool": _pool_synapse_bits,
 }
 
 
@@ -636,14 +678,28 @@ def _pool_coster(layer: PoolLayer, in_shape: Shape, out_shape: Shape, fmt: Synap
     return ConvCoster(layer.as_conv(in_shape[0]), in_shape, out_shape, fmt, chip)
 
 
-#: the cost model of each kind that holds compartments (flatten is a pass-through: no cost)
+def _conv_transpose_coster(layer: ConvTransposeLayer, in_shape: Shape, out_shape: Shape, fmt: SynapseFormat,
+                           chip: "Chip") -> Coster:
+    return ConvTransposeCoster(layer, in_shape, out_shape, fmt, chip)  # type: ignore[arg-type]
+
+
+def _unpool_coster(layer: UnpoolLayer, in_shape: Shape, out_shape: Shape, fmt: SynapseFormat,
+                   chip: "Chip") -> Coster:
+    return ConvTransposeCoster(layer.as_conv_transpose(in_shape[0]), in_shape, out_shape, fmt,  # type: ignore[arg-type]
+                               chip)
+
+
+#: the cost model of each kind that holds compartments (flatten is a pass-through, concat joins
+#: its sources' spikes: no cost of their own)
 COSTERS: dict[str, Callable[..., Coster]] = {
     "input": _input_coster,
     "dense": _dense_coster,
     "dense_rec": _dense_rec_coster,
     "dense_comp": _dense_comp_coster,
     "conv": _conv_coster,
+    "convT": _conv_transpose_coster,
     "pool": _pool_coster,
+    "unpool": _unpool_coster,
 }
 
 

@@ -30,6 +30,10 @@ def _depthwise(layer: Any) -> bool:
     return layer.channel_wise and layer.num_params > 0  # a pool's one shared weight needs no cut
 
 
+#: kinds :func:`keep_channels` cannot cut yet (transposed weights, joined channels): no channel fixes
+_UNCUT = ("convT", "unpool", "concat")
+
+
 def _consumer(network: Network, index: int) -> int | None:
     """The next layer with synapses after ``index`` that mixes channels (pools, flatten
     and depthwise convs skipped), if any."""
@@ -84,6 +88,8 @@ def _largest_keep(network: Network, chip: Chip, allocation: Allocation, index: i
     """Largest channel count of layer ``index`` whose trial ``accept(cores, changed)`` takes
     (bisection; ``None`` when even one channel is not accepted)."""
     now = network.shapes[index][0]
+    if any(layer.kind in _UNCUT for layer in network.layers):
+        return None
     changed = _changed_layers(network, index)
 
     def ok(keep: int) -> bool:
@@ -181,7 +187,7 @@ def core_fix(network: Network, chip: Chip, allocation: Allocation, layer: LayerA
     """Fix for a per-core limit that one neuron per core already breaks."""
     producer = layer.producer
     if limit == "max_in_axons_per_core":
-        if producer is not None and producer > 0:
+        if producer is not None and producer > 0 and network.layers[producer].kind not in _UNCUT:
             shape = network.shapes[producer]
             keep = max(int(shape[0] * budget // actual), 1)
             return (f"prune layer {producer} to <= {keep} {_unit(network, producer)} (now {shape[0]}) or prune "

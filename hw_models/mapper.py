@@ -16,6 +16,8 @@ Rules (the same as nengo-loihi's block splitting, simplified):
   (neuron, destination core), a population axon (``population_axon_slots`` slots) per
   (pixel, destination core) into a shared-weight conv; the last layer sends to the host
   and uses none. So layers are mapped from the last to the first;
+- a concat layer holds no compartments: the output axons its consumer needs are owed by
+  its sources, each for its channels (population axons: each source pixel sends its own);
 - if even one neuron per core breaks a limit, the layer is mapped one neuron per core
   and the broken limits are recorded on the layer (the report turns them into
   violations); cores are numbered in layer order, chips = ceil(cores / cores_per_chip).
@@ -24,13 +26,13 @@ Rules (the same as nengo-loihi's block splitting, simplified):
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Callable, Mapping
 
 import numpy as np
 
 from hw_models.cost import BlockCosts, chip_order, make_coster
-from neuroprune.ir import Network
+from neuroprune.ir import ConcatLayer, Network
 
 if TYPE_CHECKING:  # pragma: no cover
     from hw_models.chip import Chip
@@ -243,10 +245,44 @@ def _producer_fanout(network: Network, producer: int, costs: BlockCosts) -> tupl
     return counts, 1, False
 
 
-def _out_axons(starts: np.ndarray, stops: np.ndarray, fan: tuple[np.ndarray, int, bool] | None) -> np.ndarray:
-    """Output-axon slots per block from the consumer's per-unit counts (prefix sums)."""
-    if fan is None:
-        return np.zeros_like(starts)
+Fan = tuple[np.ndarray, int, bool]
+
+
+def _record_fan(network: Network, fanouts: dict[int, dict[int, Fan]], producer: int, consumer: int,
+                fan: Fan) -> None:
+    """Store what ``consumer`` costs ``producer`` in output axons (``fanouts[producer][consumer]``);
+    a concat producer passes each of its sources its share (its channels, in its own on-chip order)."""
+    layer = network.layers[producer]
+    if not isinstance(layer, ConcatLayer):
+        fanouts.setdefault(producer, {})[consumer] = fan
+        return
+    counts, unit, per_unit = fan
+    shape, start = network.shapes[producer], 0
+    for source in network.sources_of(producer):
+        # a flatten source: its producer's spikes
+        spiking = network.producer_of(source) if network.layers[source].passthrough else source
+        width = network.shapes[source][0]
+        if per_unit:  # one population axon per pixel and consumer core: each source's pixel sends its own
+            part: Fan = (counts, width, True)
+        elif len(shape) == 3:  # per compartment, H, W, C order: the source's channels of every pixel
+            part = (counts.reshape(-1, shape[0])[:, start:start + width].ravel(), 1, False)
+        else:  # vectors: the source's slice, in the spiking layer's on-chip order
+            piece = counts[start:start + width]
+            order = chip_order(network.shapes[spiking])  # type: ignore[index]
+            part = (piece if order is None else piece[order], 1, False)
+        _record_fan(network, fanouts, spiking, consumer, part)  # type: ignore[arg-type]
+        start += width
+
+
+def _out_axons(starts: np.ndarray, stops: np.ndarray, fans: dict[int, Fan] | None) -> np.ndarray:
+    """Output-axon slots per block from its consumers' per-unit counts (prefix sums)."""
+    total = np.zeros_like(starts)
+    for fan in (fans or {}).values():
+        total = total + _out_axons_of(starts, stops, fan)
+    return total
+
+
+def _out_axons_of(starts: np.ndarray, stops: np.ndarray, fan: Fan) -> np.ndarray:
     counts, unit, per_unit = fan
     prefix = np.concatenate(([0.0], np.cumsum(counts)))
     if per_unit:  # a block touching any channel of a pixel sends that pixel's population axons
@@ -255,16 +291,22 @@ def _out_axons(starts: np.ndarray, stops: np.ndarray, fan: tuple[np.ndarray, int
 
 
 def _place(network: Network, chip: "Chip", index: int, weight_bits: int | None,
-           fan: tuple[np.ndarray, int, bool] | None) -> tuple:
+           fan: dict[int, Fan] | None) -> tuple:
     """Split layer ``index`` into the fewest fitting blocks, given its consumer's fan-out."""
     layer = network.layers[index]
     coster, required, delay = make_coster(
         layer, network.input_shape_of(index), network.shapes[index], chip, weight_bits)
     cache: dict[int, tuple[BlockCosts, np.ndarray, list, float]] = {}
+    producer = network.producer_of(index) if layer.synaptic else None
+    # population axons come from each source of a concat: one per source pixel, not per joined pixel
+    joined = len(network.sources_of(producer)) if producer is not None and \
+        isinstance(network.layers[producer], ConcatLayer) else 1
 
     def evaluate(chunk: int) -> tuple[BlockCosts, np.ndarray, list, float]:
         if chunk not in cache:
             costs = coster.evaluate(chunk)
+            if joined > 1 and costs.population:
+                costs = replace(costs, in_axons=costs.in_axons * joined)
             out = _out_axons(costs.starts, costs.stops, fan)
             if costs.own_out_axons is not None:  # a recurrent layer's axons back into its own blocks
                 out = out + costs.own_out_axons
@@ -277,7 +319,6 @@ def _place(network: Network, chip: "Chip", index: int, weight_bits: int | None,
                            coster.ideal_chunk())
     costs, out, broken, _ = evaluate(chosen)
     costs = coster.with_pairs(costs)
-    producer = network.producer_of(index) if layer.synaptic else None
     units = producer_fan = None
     if costs.pair_blocks is not None and producer is not None:
         producer_fan = _producer_fanout(network, producer, costs)
@@ -294,12 +335,12 @@ def map_network(network: Network, chip: "Chip", weight_bits: Mapping[int, int] |
     """
     overrides = dict(weight_bits or {})
     hosts = compartment_layers(network)
-    fanouts: dict[int, tuple[np.ndarray, int, bool]] = {}
+    fanouts: dict[int, dict[int, Fan]] = {}
     placed: dict[int, tuple] = {}
     for index in reversed(hosts):
         placed[index], producer_fan = _place(network, chip, index, overrides.get(index), fanouts.get(index))
         if producer_fan is not None:
-            fanouts[placed[index][6]] = producer_fan
+            _record_fan(network, fanouts, placed[index][6], index, producer_fan)
 
     layers = []
     core = 0
@@ -338,13 +379,13 @@ def remap_cores(network: Network, chip: "Chip", base: Allocation, indices: list[
     report's fixes: a trial costs the changed layers, not the whole network.
     """
     overrides = dict(weight_bits or {})
-    fanouts = dict(base.fanouts)
+    fanouts = {producer: dict(fans) for producer, fans in base.fanouts.items()}
     cores = base.cores
     changed: dict[int, tuple[int, tuple]] = {}
     for index in sorted(indices, reverse=True):
         placed, producer_fan = _place(network, chip, index, overrides.get(index), fanouts.get(index))
         if producer_fan is not None:
-            fanouts[placed[6]] = producer_fan
+            _record_fan(network, fanouts, placed[6], index, producer_fan)
         changed[index] = (len(placed[0].starts), placed[2])
         cores += changed[index][0] - base.layer(index).cores
     return cores, changed

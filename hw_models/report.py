@@ -227,7 +227,8 @@ def _number(value: float) -> str:
 def _rates(network: Network, activity: Activity | None, default_rate: float) -> tuple[dict[int, np.ndarray], str]:
     """Per-neuron spike rates (flattened) of every neuron-bearing layer, and their source."""
     activity = dict(activity or {})
-    bearing = network.source_indices()
+    joins = [i for i in network.source_indices() if network.layers[i].kind == "concat"]
+    bearing = [i for i in network.source_indices() if i not in joins]
     for key in activity:
         if key not in bearing:
             raise ShapeError(
@@ -253,6 +254,10 @@ def _rates(network: Network, activity: Activity | None, default_rate: float) -> 
             raise ShapeError(f"activity of layer {index} must be finite rates >= 0 (spikes per neuron per step)")
         rates[index] = value.reshape(-1)
         measured.append(index)
+    for index in joins:  # a concat's spikes are its sources' spikes (C, H, W order: sources one after another)
+        rates[index] = np.concatenate([
+            rates[network.producer_of(source) if network.layers[source].passthrough else source]  # type: ignore[index]
+            for source in network.sources_of(index)])
     if not measured:
         source = f"assumed {default_rate:g}"
     elif len(measured) == len(bearing):
@@ -269,6 +274,38 @@ def _unit_rates(network: Network, producer: int, rates: dict[int, np.ndarray], u
     return values.reshape(-1, unit_size).sum(axis=1)
 
 
+def _concat_inputs(network: Network, concat: int, pairs: Any,
+                   rates: dict[int, np.ndarray]) -> list[tuple[int, np.ndarray, np.ndarray, np.ndarray]]:
+    """A consumer's input pairs from a concat, split by the concat's sources: (spiking
+    source, its first neuron of each pair's unit in its on-chip order, messages per step,
+    consumer blocks). Each source sends its own axons (a population axon per pixel)."""
+    shape, start, parts = network.shapes[concat], 0, []
+    for source in network.sources_of(concat):
+        spiking = network.producer_of(source) if network.layers[source].passthrough else source
+        width = network.shapes[source][0]
+        neuron_rates = _unit_rates(network, spiking, rates, 1)  # type: ignore[arg-type]
+        if pairs.unit_size > 1:  # pixels
+            pixel_rates = neuron_rates.reshape(-1, width).sum(axis=1)
+            parts.append((spiking, pairs.units * width, pixel_rates[pairs.units] * pairs.share, pairs.blocks))
+        else:
+            units = pairs.units
+            if len(shape) == 3:  # H, W, C order: the source's channels of each pixel
+                pixel, channel = np.divmod(units, shape[0])
+                mine = (channel >= start) & (channel < start + width)
+                neuron = pixel[mine] * width + channel[mine] - start
+            else:  # a slice of the vector, in the source's torch order
+                mine = (units >= start) & (units < start + width)
+                neuron = units[mine] - start
+                order = chip_order(network.shapes[spiking])  # type: ignore[index]
+                if order is not None:
+                    position = np.empty_like(order)
+                    position[order] = np.arange(len(order))
+                    neuron = position[neuron]
+            parts.append((spiking, neuron, neuron_rates[neuron] * pairs.share[mine], pairs.blocks[mine]))  # type: ignore[arg-type]
+        start += width
+    return parts
+
+
 def _traffic(network: Network, allocation: Allocation, rates: dict[int, np.ndarray],
              chip: Chip) -> tuple[float, float, float]:
     """Spike messages per step into cores (one per input axon a spike uses), and the
@@ -276,7 +313,7 @@ def _traffic(network: Network, allocation: Allocation, rates: dict[int, np.ndarr
 
     Cores are laid out row-major, ``mesh_columns`` wide, on each chip; hops between
     chips are not counted. Each input axon's messages travel from the core holding the
-    first neuron of its unit to the core of its block.
+    first neuron of its unit to the core of its block (through a concat: from each source).
     """
     by_index = {layer.index: layer for layer in allocation.layers}
     messages = east_west = north_south = 0.0
@@ -287,15 +324,20 @@ def _traffic(network: Network, allocation: Allocation, rates: dict[int, np.ndarr
         unit_rates = _unit_rates(network, consumer.producer, rates, pairs.unit_size)
         weight = unit_rates[pairs.units] * pairs.share
         messages += float(weight.sum())
-        source = by_index.get(consumer.producer)
-        if source is None:  # spikes from the host
-            continue
-        starts = np.array([block.neuron_start for block in source.blocks])
-        src_block = np.searchsorted(starts, pairs.units * pairs.unit_size, side="right") - 1
-        src = (source.blocks[0].core + src_block) % chip.cores_per_chip
-        dst = (consumer.blocks[0].core + pairs.blocks) % chip.cores_per_chip
-        east_west += float(weight @ np.abs(dst % chip.mesh_columns - src % chip.mesh_columns))
-        north_south += float(weight @ np.abs(dst // chip.mesh_columns - src // chip.mesh_columns))
+        if network.layers[consumer.producer].kind == "concat":
+            parts = _concat_inputs(network, consumer.producer, pairs, rates)
+        else:
+            parts = [(consumer.producer, pairs.units * pairs.unit_size, weight, pairs.blocks)]
+        for producer, first_neuron, part_weight, blocks in parts:
+            source = by_index.get(producer)
+            if source is None:  # spikes from the host
+                continue
+            starts = np.array([block.neuron_start for block in source.blocks])
+            src_block = np.searchsorted(starts, first_neuron, side="right") - 1
+            src = (source.blocks[0].core + src_block) % chip.cores_per_chip
+            dst = (consumer.blocks[0].core + blocks) % chip.cores_per_chip
+            east_west += float(part_weight @ np.abs(dst % chip.mesh_columns - src % chip.mesh_columns))
+            north_south += float(part_weight @ np.abs(dst // chip.mesh_columns - src // chip.mesh_columns))
     return messages, east_west, north_south
 
 
@@ -433,7 +475,8 @@ def fit(
         synapse_memory_bits=sum(layer.synapse_bits for layer in allocation.layers),
         synops_per_step=sum(synops.values()), energy_per_inference_j=breakdown.total_j,
         cores_available=chip.core_budget, chips_available=chip.max_chips,
-        spikes_per_step=sum(float(r.sum()) for r in rates.values()), macs_per_step=macs,
+        spikes_per_step=sum(float(r.sum()) for i, r in rates.items() if network.layers[i].kind != "concat"),
+        macs_per_step=macs,
         time_steps=steps, activity_source=source,
     )
     violations = _violations(network, chip, allocation, synops, suggest_fixes)

@@ -1,7 +1,8 @@
 """The neutral network description every part of neuroprune speaks.
 
 A :class:`Network` is an ordered chain of layers (``input``, ``dense``, ``dense_rec``, ``dense_comp``, ``conv``,
-``pool``, ``flatten``; host-side readouts such as ``average`` at the end) with shapes
+``convT``, ``pool``, ``unpool``, ``flatten``, ``concat``; host-side readouts such as ``average`` at the end;
+a ``concat`` joins the previous layer's output with earlier layers' outputs, netx's skip connections) with shapes
 inferred and checked at construction, integer-valued numpy weights (Loihi weight
 mantissas), optional unstructured masks, synaptic delays and neuron parameters (CUBA,
 sigma-delta, resonate-and-fire) in the units the chip uses.
@@ -12,7 +13,9 @@ Conventions
   for vectors. (netx files and Lava use the reverse, ``(W, H, C)``; the converters
   translate.)
 - Dense weights are ``(out, in)``; conv weights are ``(out, in // groups, kH, kW)`` and
-  act as a correlation, exactly like ``torch.nn.functional.conv2d``.
+  act as a correlation, exactly like ``torch.nn.functional.conv2d``; transposed conv
+  weights are ``(in, out // groups, kH, kW)``, as ``torch.nn.functional.conv_transpose2d``
+  and lava-dl's slayer hold them.
 - Neuron parameters are the chip's integers: ``i_decay`` and ``v_decay`` in 1/4096 per
   time step, ``v_th_mant`` such that a neuron spikes when ``v > v_th_mant << 6``.
 
@@ -44,8 +47,11 @@ __all__ = [
     "RecurrentDenseLayer",
     "ComplexDenseLayer",
     "ConvLayer",
+    "ConvTransposeLayer",
     "PoolLayer",
+    "UnpoolLayer",
     "FlattenLayer",
+    "ConcatLayer",
     "AverageLayer",
     "Network",
     "LAYER_TYPES",
@@ -547,6 +553,169 @@ class PoolLayer(Layer):
                 f"p{self.padding[0]},{self.padding[1]} w{self.weight}")
 
 
+def conv_transpose_output_size(size: int, kernel: int, stride: int, padding: int, dilation: int) -> int:
+    """Output length of a transposed convolution along one axis (torch's formula, no output padding)."""
+    return (size - 1) * stride - 2 * padding + dilation * (kernel - 1) + 1
+
+
+@dataclass(frozen=True, eq=False)
+class ConvTransposeLayer(_SynapticLayer):
+    """2-D transposed convolution, weights ``(in, out // groups, kH, kW)`` with the semantics
+    of ``torch.nn.functional.conv_transpose2d`` (no output padding), as lava-dl's slayer
+    ``ConvT`` block stores them (netx type ``convT``).
+
+    The chip maps it as a conv (shared weights, population axons; see
+    ``hw_models.cost.ConvTransposeCoster``). lava-dl 0.6's netx builds no Lava process for
+    it; ``converters.lava_build`` runs it as the dense synapses of :meth:`unrolled_weight`
+    (the same sums), and the fixed point computes them with Lava's dense arithmetic."""
+
+    kind: ClassVar[str] = "convT"
+    shared_weights: ClassVar[bool] = True
+    stride: tuple[int, int] = (1, 1)
+    padding: tuple[int, int] = (0, 0)
+    dilation: tuple[int, int] = (1, 1)
+    groups: int = 1
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.weight.ndim != 4:
+            raise ShapeError(f"convT layer {self.name!r}: weight must be 4-D (in, out/groups, kH, kW), "
+                             f"got shape {self.weight.shape}")
+        object.__setattr__(self, "stride", _pair(self.stride, "stride"))
+        object.__setattr__(self, "padding", _pair(self.padding, "padding"))
+        object.__setattr__(self, "dilation", _pair(self.dilation, "dilation"))
+        object.__setattr__(self, "groups", int(self.groups))
+        if min(self.stride) < 1 or min(self.dilation) < 1 or min(self.padding) < 0 or self.groups < 1:
+            raise ShapeError(f"convT layer {self.name!r}: stride/dilation/groups must be >= 1, padding >= 0")
+        if self.weight.shape[0] % self.groups:
+            raise ShapeError(f"convT layer {self.name!r}: {self.weight.shape[0]} input channels not divisible "
+                             f"by groups={self.groups}")
+
+    @property
+    def in_channels(self) -> int:
+        return int(self.weight.shape[0])
+
+    @property
+    def out_channels(self) -> int:
+        return int(self.weight.shape[1] * self.groups)
+
+    @property
+    def kernel_size(self) -> tuple[int, int]:
+        return int(self.weight.shape[2]), int(self.weight.shape[3])
+
+    @property
+    def channel_wise(self) -> bool:
+        return self.groups > 1 and self.groups == self.in_channels == self.out_channels
+
+    def output_shape(self, in_shape: Shape) -> Shape:
+        if len(in_shape) != 3:
+            raise ShapeError(f"convT layer {self.name!r} needs a (C, H, W) input, got {in_shape}")
+        if in_shape[0] != self.in_channels:
+            raise ShapeError(f"convT layer {self.name!r}: weight expects {self.in_channels} input channels, "
+                             f"the previous layer gives {in_shape[0]}")
+        out_hw = [conv_transpose_output_size(size, k, s, p, d) for size, k, s, p, d in
+                  zip(in_shape[1:], self.kernel_size, self.stride, self.padding, self.dilation)]
+        if min(out_hw) < 1:
+            raise ShapeError(f"convT layer {self.name!r}: padding {self.padding} crops input {in_shape} to nothing")
+        return (self.out_channels, out_hw[0], out_hw[1])
+
+    def unrolled_entries(self, in_shape: Shape) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The non-zero entries ``(rows, columns, values)`` of :meth:`unrolled_weight`, without
+        building the matrix (a (output, input) pair meets through at most one kernel tap)."""
+        out_shape = self.output_shape(in_shape)
+        (c_in, h_in, w_in), (c_out, h_out, w_out) = in_shape, out_shape
+        per_in, per_out = c_in // self.groups, c_out // self.groups
+        weight = self.effective_weight
+        ci, co, y, x = (axis.ravel() for axis in np.meshgrid(
+            np.arange(c_in), np.arange(per_out), np.arange(h_in), np.arange(w_in), indexing="ij"))
+        co_full = (ci // per_in) * per_out + co
+        source = (ci * h_in + y) * w_in + x
+        rows, cols, values = [], [], []
+        for ky in range(self.kernel_size[0]):
+            for kx in range(self.kernel_size[1]):
+                oy = y * self.stride[0] - self.padding[0] + ky * self.dilation[0]
+                ox = x * self.stride[1] - self.padding[1] + kx * self.dilation[1]
+                tap = weight[ci, co, ky, kx]
+                keep = (oy >= 0) & (oy < h_out) & (ox >= 0) & (ox < w_out) & (tap != 0)
+                rows.append(((co_full * h_out + oy) * w_out + ox)[keep])
+                cols.append(source[keep])
+                values.append(tap[keep])
+        return (np.concatenate(rows).astype(np.int64), np.concatenate(cols).astype(np.int64),
+                np.concatenate(values).astype(np.int64))
+
+    def unrolled_nonzero(self, in_shape: Shape) -> int:
+        """Number of non-zero entries of :meth:`unrolled_weight` (counted per tap, no matrix)."""
+        out_shape = self.output_shape(in_shape)
+        reach = []
+        for axis in (0, 1):  # input positions whose output through each tap lands inside
+            out = (np.arange(in_shape[1 + axis])[:, None] * self.stride[axis] - self.padding[axis]
+                   + np.arange(self.kernel_size[axis])[None, :] * self.dilation[axis])
+            reach.append(((out >= 0) & (out < out_shape[1 + axis])).sum(axis=0))
+        return int(np.einsum("abyx,y,x->", (self.effective_weight != 0).astype(np.int64), *reach))
+
+    def unrolled_weight(self, in_shape: Shape) -> np.ndarray:
+        """The equivalent dense weight ``(out C*H*W, in C*H*W)`` (torch flatten order):
+        entry ``[o, i]`` is the kernel tap that carries input neuron ``i`` to output ``o``, 0 where none does."""
+        rows, cols, values = self.unrolled_entries(in_shape)
+        dense = np.zeros((int(np.prod(self.output_shape(in_shape))), int(np.prod(in_shape))), dtype=np.int64)
+        dense[rows, cols] = values
+        return dense
+
+    def describe(self) -> str:
+        k, s, p = self.kernel_size, self.stride, self.padding
+        text = f"{self.in_channels}->{self.out_channels} k{k[0]}x{k[1]} s{s[0]},{s[1]} p{p[0]},{p[1]} transposed"
+        if self.dilation != (1, 1):
+            text += f" d{self.dilation[0]},{self.dilation[1]}"
+        if self.groups != 1:
+            text += f" g{self.groups}"
+        return text
+
+
+@dataclass(frozen=True, eq=False)
+class UnpoolLayer(Layer):
+    """Unpooling per channel with one shared weight mantissa, followed by neurons (lava-dl
+    slayer's ``Unpool`` block, netx type ``unpool``): each input neuron drives the
+    ``kernel`` window of outputs at ``stride`` (nearest upsampling when ``stride ==
+    kernel``) with ``weight``; ``padding`` crops the border. The transposed counterpart of
+    :class:`PoolLayer`: it computes what :meth:`as_conv_transpose` computes."""
+
+    kind: ClassVar[str] = "unpool"
+    shared_weights: ClassVar[bool] = True
+    synaptic: ClassVar[bool] = True
+    kernel: tuple[int, int] = (2, 2)
+    stride: tuple[int, int] | None = None
+    padding: tuple[int, int] = (0, 0)
+    weight: int = 64
+    neuron: Neuron | None = None
+
+    @property
+    def channel_wise(self) -> bool:
+        return True
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "kernel", _pair(self.kernel, "kernel"))
+        object.__setattr__(self, "stride", _pair(self.kernel if self.stride is None else self.stride, "stride"))
+        object.__setattr__(self, "padding", _pair(self.padding, "padding"))
+        object.__setattr__(self, "weight", int(self.weight))
+        if min(self.kernel) < 1 or min(self.stride) < 1 or min(self.padding) < 0:  # type: ignore[type-var]
+            raise ShapeError(f"unpool layer {self.name!r}: kernel and stride must be >= 1, padding >= 0")
+
+    def as_conv_transpose(self, in_channels: int) -> ConvTransposeLayer:
+        """The depthwise transposed convolution that computes the same sums."""
+        weight = np.full((in_channels, 1, *self.kernel), self.weight, dtype=np.int32)
+        return ConvTransposeLayer(name=self.name, weight=weight, neuron=self.neuron, stride=self.stride,  # type: ignore
+                                  padding=self.padding, groups=in_channels)
+
+    def output_shape(self, in_shape: Shape) -> Shape:
+        if len(in_shape) != 3:
+            raise ShapeError(f"unpool layer {self.name!r} needs a (C, H, W) input, got {in_shape}")
+        return self.as_conv_transpose(in_shape[0]).output_shape(in_shape)
+
+    def describe(self) -> str:
+        return (f"k{self.kernel[0]}x{self.kernel[1]} s{self.stride[0]},{self.stride[1]} "  # type: ignore[index]
+                f"p{self.padding[0]},{self.padding[1]} w{self.weight}")
+
+
 @dataclass(frozen=True, eq=False)
 class FlattenLayer(Layer):
     """Reshape ``(C, H, W)`` into ``(C*H*W,)`` in C order (torch's flatten)."""
@@ -586,14 +755,49 @@ class AverageLayer(Layer):
         return f"mean of {self.num_outputs} groups (host)"
 
 
+@dataclass(frozen=True, eq=False)
+class ConcatLayer(Layer):
+    """Joins, along channels, the output of the previous layer with the outputs of the
+    earlier layers ``layers`` (network indices, in that order): netx's ``concat`` (a skip
+    connection; the chain stays in topological order). No synapses, no neurons: its
+    spikes are its sources' spikes (see :meth:`Network.sources_of`). Maps ``(C_k, H, W)``
+    join to ``(sum C_k, H, W)``, vectors ``(N_k,)`` to ``(sum N_k,)``."""
+
+    kind: ClassVar[str] = "concat"
+    layers: tuple[int, ...] = ()
+
+    def __post_init__(self) -> None:
+        ids = np.atleast_1d(np.asarray(self.layers, dtype=np.int64))
+        object.__setattr__(self, "layers", tuple(int(i) for i in ids))
+        if not self.layers:
+            raise ShapeError(f"concat layer {self.name!r}: name at least one earlier layer to join")
+
+    def output_shape(self, in_shape: Shape) -> Shape:  # pragma: no cover - Network joins the sources' shapes
+        raise ShapeError(f"concat layer {self.name!r}: its shape comes from its sources (Network.sources_of)")
+
+    def joined_shape(self, shapes: Sequence[Shape]) -> Shape:
+        """Output shape of joining ``shapes`` (the previous layer's first) along channels."""
+        first = shapes[0]
+        for shape in shapes[1:]:
+            if len(shape) != len(first) or tuple(shape[1:]) != tuple(first[1:]):
+                raise ShapeError(f"concat layer {self.name!r} cannot join shapes {list(map(tuple, shapes))}: "
+                                 "all but the channel size must agree")
+        return (sum(int(shape[0]) for shape in shapes), *first[1:])
+
+    def describe(self) -> str:
+        return "joins the previous layer with layers " + ", ".join(map(str, self.layers))
+
+
 LAYER_TYPES: dict[str, type[Layer]] = {
-    cls.kind: cls for cls in (InputLayer, DenseLayer, RecurrentDenseLayer, ComplexDenseLayer, ConvLayer, PoolLayer,
-                              FlattenLayer, AverageLayer)
+    cls.kind: cls for cls in (InputLayer, DenseLayer, RecurrentDenseLayer, ComplexDenseLayer, ConvLayer,
+                              ConvTransposeLayer, PoolLayer, UnpoolLayer, FlattenLayer, ConcatLayer, AverageLayer)
 }
 
 
 class Network:
-    """An ordered chain of layers starting with an :class:`InputLayer`.
+    """An ordered chain of layers starting with an :class:`InputLayer`: each layer receives
+    the previous layer's output, a :class:`ConcatLayer` also earlier layers' (the chain is
+    in topological order; :meth:`sources_of` names what a layer receives).
 
     Shapes are inferred at construction; a mismatch raises :class:`ShapeError` naming
     the layer. The network is immutable by convention: transforms return new networks
@@ -626,11 +830,21 @@ class Network:
         shape: Shape = ()
         for index, layer in enumerate(self.layers):
             try:
-                shape = layer.output_shape(shape)
+                if isinstance(layer, ConcatLayer):
+                    shape = layer.joined_shape([shapes[source] for source in self._check_sources(index, layer)])
+                else:
+                    shape = layer.output_shape(shape)
             except ShapeError as err:
                 raise ShapeError(f"layer {index}: {err}") from None
             shapes.append(shape)
         self.shapes: tuple[Shape, ...] = tuple(shapes)
+
+    def _check_sources(self, index: int, layer: "ConcatLayer") -> tuple[int, ...]:
+        for source in layer.layers:
+            if not 0 <= source < index - 1 or self.layers[source].on_host:
+                raise ShapeError(f"concat layer {layer.name!r} joins layer {source}; name earlier layers "
+                                 f"(0..{index - 2}) the chip computes (the previous layer {index - 1} is joined first)")
+        return (index - 1, *layer.layers)
 
     # -- container protocol -------------------------------------------------------
     def __len__(self) -> int:
@@ -684,9 +898,18 @@ class Network:
             keep -= 1
         return self if keep == len(self.layers) else Network(self.layers[:keep], name=self.name)
 
+    def sources_of(self, index: int) -> tuple[int, ...]:
+        """The layers whose outputs layer ``index`` receives: a concat's joined layers (the
+        previous one first), else the previous layer (none for the input layer)."""
+        layer = self.layers[index]
+        if isinstance(layer, ConcatLayer):
+            return (index - 1, *layer.layers)
+        return (index - 1,) if index else ()
+
     def producer_of(self, index: int) -> int | None:
         """The layer whose spikes feed layer ``index`` (pass-through layers such as
-        flatten skipped); ``None`` for the input layer."""
+        flatten skipped; a concat is a producer: its spikes are its sources' spikes, see
+        :meth:`sources_of`); ``None`` for the input layer."""
         for previous in range(index - 1, -1, -1):
             if not self.layers[previous].passthrough:
                 return previous
@@ -711,8 +934,8 @@ class Network:
         graph = nx.DiGraph(name=self.name)
         for index, (layer, shape) in enumerate(zip(self.layers, self.shapes)):
             graph.add_node(index, layer=layer, kind=layer.kind, shape=shape)
-            if index:
-                graph.add_edge(index - 1, index)
+            for source in self.sources_of(index):
+                graph.add_edge(source, index)
         return graph
 
     # -- transforms -----------------------------------------------------------------

@@ -39,6 +39,7 @@ import torch.nn.functional as F
 
 from neuroprune.errors import ShapeError, UnsupportedLayerError
 from neuroprune.ir import ConvLayer, DenseLayer, Network, Neuron, PoolLayer
+from neuroprune.ir import ConcatLayer, ConvTransposeLayer, UnpoolLayer
 from neuroprune.loihi_arith import (
     ACT_SHIFT,
     BIAS_EXP,
@@ -95,7 +96,8 @@ def dense_synapse_weights(weight: np.ndarray) -> tuple[np.ndarray, int]:
     elif min_w >= 0:
         mode, signed, scale = "exc", 0, 255 / max_w
     else:
-        mode, signed, scale = "mixed", 1, min(127 / max_w, -128 / min_w)
+        # numpy's 127 / 0 is inf in lava-dl (a non-positive matrix with zeros): the negative scale decides
+        mode, signed, scale = "mixed", 1, min(127 / max_w if max_w else np.inf, -128 / min_w)
     scale_bits = int(np.floor(np.log2(scale))) + signed
     n = 8
     while n > 0 and np.sum(np.abs(weight / 2**n - np.round(weight / 2**n))) != 0:
@@ -262,12 +264,60 @@ def _pool(layer: PoolLayer, in_shape: tuple[int, ...], device: torch.device) -> 
     return _ConvSynapse(layer.as_conv(in_shape[0]), device)  # sum pooling = depthwise conv, one shared weight
 
 
+class _ConvTransposeSynapse:
+    """A transposed convolution with the arithmetic of the dense synapses Lava runs it with
+    (lava-dl netx's dense block on :meth:`~neuroprune.ir.ConvTransposeLayer.unrolled_weight`,
+    see ``converters.lava_build``), computed without the matrix: the dense weight scaling of
+    :func:`dense_synapse_weights` depends only on the set of values the matrix holds (the
+    kernel taps, and 0 where the matrix has any zero) and maps each value alike; the sum of
+    the scaled taps of the spiking inputs is a transposed convolution, then shifted."""
+
+    def __init__(self, layer: ConvTransposeLayer, in_shape: tuple[int, ...], device: torch.device) -> None:
+        if layer.delay is not None and np.any(layer.delay):
+            raise UnsupportedLayerError(f"convT layer {layer.name!r} with synaptic delays is not supported: "
+                                        "Lava runs it without delays; train it without delays")
+        self.layer, self.in_shape = layer, tuple(in_shape)
+        kernel = layer.effective_weight.astype(np.int64)
+        stored = layer.unrolled_nonzero(in_shape)
+        values = np.unique(kernel)
+        if stored < int(np.prod(layer.output_shape(in_shape))) * int(np.prod(in_shape)):
+            values = np.union1d(values, [0])  # the unrolled matrix holds zeros too
+        scaled, self.shift = dense_synapse_weights(values)
+        self.weight = torch.as_tensor(scaled[np.searchsorted(values, kernel)].astype(np.float64), device=device)
+
+    def __call__(self, spikes: torch.Tensor) -> list[tuple[int, torch.Tensor]]:
+        layer = self.layer
+        out = F.conv_transpose2d(spikes.reshape(-1, *self.in_shape).to(torch.float64), self.weight,
+                                 stride=layer.stride, padding=layer.padding, groups=layer.groups,
+                                 dilation=layer.dilation)
+        summed = torch.round(out).to(torch.int64)  # then the dense synapse's arithmetic shift (floor)
+        return [(0, summed >> self.shift if self.shift >= 0 else summed << -self.shift)]
+
+
+def _conv_transpose(layer: ConvTransposeLayer, in_shape: tuple[int, ...],
+                    device: torch.device) -> _ConvTransposeSynapse:
+    return _ConvTransposeSynapse(layer, in_shape, device)
+
+
+def _unpool(layer: UnpoolLayer, in_shape: tuple[int, ...], device: torch.device) -> _ConvTransposeSynapse:
+    return _ConvTransposeSynapse(layer.as_conv_transpose(in_shape[0]), in_shape, device)  # one weight per tap
+
+
 #: the synapse (``layer`` attribute: the layer it computes) of each synaptic kind, from (layer, input shape, device)
 SYNAPSES: dict[str, Callable[[Any, tuple[int, ...], torch.device], Any]] = {
     "dense": _dense,
     "conv": _conv,
+    "convT": _conv_transpose,
     "pool": _pool,
+    "unpool": _unpool,
 }
+
+
+def _joined(network: Network, index: int, outputs: dict[int, torch.Tensor]) -> torch.Tensor:
+    """A concat's output ``(T, N, *shape)``: its sources' outputs joined along channels."""
+    parts = [outputs[source].reshape(*outputs[source].shape[:2], *network.shapes[source]).to(torch.int64)
+             for source in network.sources_of(index)]
+    return torch.cat(parts, dim=2)
 
 
 def run_fixed(network: Network, x: torch.Tensor | np.ndarray, record_voltage: bool = False,
@@ -315,8 +365,14 @@ def run_fixed(network: Network, x: torch.Tensor | np.ndarray, record_voltage: bo
             voltages[index] = trace.permute(*back)
         return out
 
+    outputs: dict[int, torch.Tensor] = {}  # (T, N, ...) each layer's output, for concat layers
     for index, layer in enumerate(network.layers):
         shape = network.shapes[index]
+        if index:
+            outputs[index - 1] = current  # references only (spikes already holds the neuron outputs)
+        if isinstance(layer, ConcatLayer):
+            current = _joined(network, index, outputs)
+            continue
         if not layer.synaptic:  # the input (its neurons encode), or a pass-through: the next synapse reshapes
             if layer.holds_compartments:
                 model = _neuron_model(layer.neuron, shape, batch, None, device, f"layer {index} ({layer.name})",

@@ -73,10 +73,10 @@ def test_unsupported_layer_type_names_index_and_type(tmp_path, dense_net):
     path = netx.write(dense_net, tmp_path / "x.net")
     with h5py.File(path, "a") as handle:
         del handle["layer/2/type"]
-        handle["layer/2"].create_dataset("type", (1,), "S10", [b"convT"])
+        handle["layer/2"].create_dataset("type", (1,), "S10", [b"deconv"])
     with pytest.raises(UnsupportedLayerError,
-                       match=r"layer 2: layer type 'convT' has no netx reader; supported: input, dense, dense_rec, dense_comp, conv, "
-                             r"pool, flatten, average"):
+                       match=r"layer 2: layer type 'deconv' has no netx reader; supported: input, dense, dense_rec, "
+                             r"dense_comp, conv, convT, pool, unpool, flatten, concat, average"):
         netx.read(path)
 
 

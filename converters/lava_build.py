@@ -1,0 +1,205 @@
+"""Build and run in Lava the netx networks lava-dl 0.6's netx cannot build.
+
+lava-dl 0.6's ``netx.hdf5.Network`` raises ``NotImplementedError`` for ``pool``, ``convT``,
+``unpool`` and ``concat`` layers. This module builds the Lava process graph of such a
+network from the IR and its netx file with Lava's and lava-dl's own processes:
+
+- ``input``, ``dense``, ``dense_rec``, ``dense_comp``, ``conv``: lava-dl netx's block
+  factories (``hdf5.Network.create_input``, ``create_dense``, ``create_conv``) on the
+  file's layer entries, exactly as netx builds them;
+- ``pool``: netx's ``Conv`` block (``create_conv``) with the depthwise weights of the pool;
+- ``convT`` and ``unpool``: netx's ``Dense`` block on the unrolled weight matrix
+  (:meth:`neuroprune.ir.ConvTransposeLayer.unrolled_weight`), its weights scaled by
+  lava-dl's ``optimize_weight_bits`` as ``create_dense`` scales any dense layer; the
+  block's neurons sit in C, H, W order and its output port is reshaped to Lava's W, H, C;
+- ``concat``: :class:`converters.lava_procs.join.Join` processes (receive the inputs,
+  send them joined along the channel axis in the same time step: routing only). Lava's
+  own port concatenation (``OutPort.concat_with``) cannot be used: Lava 0.10's compiler
+  raises ``NotImplementedError("ConcatPorts are not yet supported.")``;
+- ``flatten``: the producer's port transposed to C, H, W and flattened, as netx flattens.
+
+Host-side readouts (``average``) are not built (see ``Network.chip_part``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+from typing import Any, Callable
+
+import numpy as np
+
+from neuroprune.errors import ShapeError, UnsupportedLayerError
+from neuroprune.ir import ConcatLayer, ConvTransposeLayer, Network, PoolLayer, UnpoolLayer
+
+__all__ = ["build", "run_lava", "NETX_BUILT"]
+
+#: layer kinds lava-dl 0.6's netx builds itself (a network of only these runs through netx; it lacks
+#: the create_complex_dense its dense_comp branch calls)
+NETX_BUILT = ("input", "dense", "dense_rec", "conv", "flatten")
+
+#: most entries of an unrolled transposed convolution built as a dense Lava synapse (256 MB as int64)
+MAX_UNROLLED = 1 << 25
+
+#: the neuron netx gives a dense block whose file stores none (a non-leaky integrator)
+_NO_NEURON = {"type": "CUBA", "iDecay": 0, "vDecay": 4096, "vThMant": 1 << 17, "refDelay": 1, "gradedSpike": False}
+
+
+def _lava() -> dict[str, Any]:
+    with contextlib.redirect_stdout(io.StringIO()):
+        from lava.lib.dl.netx import hdf5
+        from lava.lib.dl.netx.blocks.process import Dense
+        from lava.lib.dl.netx.utils import NetDict, optimize_weight_bits
+
+        from converters.lava_procs.join import Join
+    return {"hdf5": hdf5, "Dense": Dense, "NetDict": NetDict, "optimize_weight_bits": optimize_weight_bits,
+            "Join": Join}
+
+
+def _lava_order(port: Any) -> Any:
+    """A port of torch shape (C, H, W) seen in Lava's (W, H, C) order, and back (its own inverse)."""
+    return port.transpose([2, 1, 0]) if len(port.shape) == 3 else port
+
+
+def _flat(port: Any) -> Any:
+    """A Lava-order port flattened in torch's C, H, W order (as netx flattens between blocks)."""
+    return _lava_order(port).flatten() if len(port.shape) > 1 else port
+
+
+def _neuron_config(config: Any) -> Any:
+    return config["neuron"] if "neuron" in config.keys() else _NO_NEURON
+
+
+def _unrolled_block(lava: dict[str, Any], layer: ConvTransposeLayer, config: Any, in_shape: tuple[int, ...],
+                    shape: tuple[int, ...], message_bits: int) -> Any:
+    """netx's Dense block on the unrolled transposed convolution (neurons in C, H, W order)."""
+    if layer.delay is not None and np.any(layer.delay):
+        raise UnsupportedLayerError(f"convT layer {layer.name!r} with synaptic delays cannot be built in Lava; "
+                                    "train it without delays")
+    entries = int(np.prod(shape)) * int(np.prod(in_shape))
+    if entries > MAX_UNROLLED:
+        raise UnsupportedLayerError(
+            f"{layer.kind} layer {layer.name!r}: Lava runs it as a {int(np.prod(shape))} x {int(np.prod(in_shape))} "
+            f"dense matrix, more than the {MAX_UNROLLED} entries a simulation here holds; verify a smaller network")
+    weight, bits, exponent, sign_mode = lava["optimize_weight_bits"](layer.unrolled_weight(in_shape))
+    params = {"shape": (int(np.prod(shape)),), "weight": weight, "num_weight_bits": bits,
+              "weight_exponent": exponent, "sign_mode": sign_mode, "input_message_bits": message_bits,
+              "neuron_params": lava["hdf5"].Network.get_neuron_params(_neuron_config(config))}
+    if layer.bias is not None:  # one value per channel or per neuron, in C, H, W order
+        params["bias"] = np.broadcast_to(np.asarray(layer.bias).reshape(-1, *([1] * (len(shape) - 1)))
+                                         if np.asarray(layer.bias).size == shape[0] else
+                                         np.asarray(layer.bias).reshape(shape), shape).reshape(-1)
+    return lava["Dense"](**params)
+
+
+def build(path: str | os.PathLike[str], network: Network, source: Any) -> dict[int, Any]:
+    """Build ``network`` (read from the netx file ``path``) in Lava, fed by the OutPort
+    ``source`` (the input layer's spikes or input mantissas, Lava's W, H, C order).
+
+    Returns the Lava block of every layer that holds compartments, by IR index (the
+    blocks' ``out`` ports give their spikes in Lava's order). Raises
+    :class:`UnsupportedLayerError` naming a layer it cannot build.
+    """
+    lava = _lava()
+    hdf5 = lava["hdf5"].Network
+    configs = lava["NetDict"](str(path))["layer"]
+    offset = 0 if configs[0]["type"] == "input" else 1  # a file without input layer: its ids are one lower
+    # IR index -> a function making its output port (Lava order; torch order for 1-D): virtual
+    # ports are made per consumer, as Lava's compiler fails on a virtual port that goes nowhere
+    outputs: dict[int, Callable[[], Any]] = {}
+    bits: dict[int, int] = {}  # IR index -> message bits of its output
+    blocks: dict[int, Any] = {}
+    for index, layer in enumerate(network.layers):
+        if layer.on_host:
+            break
+        config = configs[index - offset] if index >= offset else None
+        previous = network.sources_of(index)[:1]  # what a layer other than a concat receives
+        feed, in_bits = (outputs[previous[0]], bits[previous[0]]) if previous else (lambda: source, 0)
+        shape, in_shape = network.shapes[index], network.input_shape_of(index)
+        block = None
+        flat_input = False
+        with contextlib.redirect_stdout(io.StringIO()):
+            if layer.kind == "input":
+                if layer.holds_compartments:
+                    block, _ = hdf5.create_input(config)
+                    block.inp.connect(block.neuron.a_in)  # the input mantissas arrive as synaptic input
+            elif layer.kind in ("dense", "dense_rec", "dense_comp"):
+                block, _ = hdf5.create_dense(config, input_message_bits=in_bits, rec=layer.kind == "dense_rec")
+                flat_input = True
+            elif layer.kind in ("conv", "pool"):
+                if isinstance(layer, PoolLayer):  # netx's conv block on the pool's depthwise weights
+                    conv = layer.as_conv(in_shape[0])
+                    config = {"shape": np.array(shape), "neuron": _neuron_config(config), "weight": conv.weight,
+                              "stride": np.array(conv.stride), "padding": np.array(conv.padding),
+                              "dilation": np.array(conv.dilation), "groups": np.int64(conv.groups)}
+                block, _ = hdf5.create_conv(config, input_shape=tuple(in_shape[::-1]), input_message_bits=in_bits)
+            elif layer.kind in ("convT", "unpool"):
+                transposed = layer.as_conv_transpose(in_shape[0]) if isinstance(layer, UnpoolLayer) else layer
+                block = _unrolled_block(lava, transposed, config, in_shape, shape, in_bits)  # type: ignore[arg-type]
+                flat_input = True
+            elif layer.kind == "flatten":
+                outputs[index], bits[index] = (lambda feed=feed: _flat(feed())), in_bits
+                continue
+            elif isinstance(layer, ConcatLayer):
+                sources = network.sources_of(index)
+                axis = 2 if len(shape) == 3 else 0  # channels: Lava's last axis of (W, H, C)
+                joined = outputs[sources[0]]()
+                for other in sources[1:]:
+                    port = outputs[other]()
+                    join = lava["Join"](tuple(joined.shape), tuple(port.shape), axis)
+                    joined.connect(join.inp_a)
+                    port.connect(join.inp_b)
+                    joined = join.out
+                outputs[index], bits[index] = (lambda joined=joined: joined), max(bits[s] for s in sources)
+                continue
+            else:
+                raise UnsupportedLayerError(f"layer {index}: Lava cannot build a {layer.kind} layer here")
+        if block is None:  # an input without neurons: the source itself
+            outputs[index], bits[index] = (lambda: source), 0
+            continue
+        (_flat(feed()) if flat_input else feed()).connect(block.inp)
+        if layer.kind in ("convT", "unpool"):  # neurons in C, H, W order
+            outputs[index] = lambda block=block, shape=shape: _lava_order(block.out.reshape(shape))
+        else:
+            outputs[index] = lambda block=block: block.out
+        bits[index] = int(block.output_message_bits)
+        blocks[index] = block
+    return blocks
+
+
+def run_lava(path: str | os.PathLike[str], network: Network, x: np.ndarray) -> dict[int, np.ndarray]:
+    """Run one input ``(*input_shape, T)`` through the network built by :func:`build`
+    (``Loihi2SimCfg``, fixed point). Returns the spikes ``(*shape, T)`` in torch order of
+    every layer that holds compartments, by IR index (as ``lava_verify.run_lava``): int8 0/1,
+    or the int64 payloads of layers whose neurons send graded spikes."""
+    from converters.lava_verify import _lava_modules
+
+    lava = _lava_modules()
+    steps = x.shape[-1]
+    data = np.transpose(x, tuple(reversed(range(x.ndim - 1))) + (x.ndim - 1,))  # (C,H,W,T) -> (W,H,C,T)
+    source = lava["Source"](data=data.astype(np.int32))
+    blocks = build(path, network, source.s_out)
+    sinks = {}
+    for index, block in blocks.items():
+        out = block.out
+        sinks[index] = lava["Sink"](shape=out.shape, buffer=steps)
+        out.connect(sinks[index].a_in)
+    try:
+        source.run(condition=lava["RunSteps"](num_steps=steps), run_cfg=lava["Loihi2SimCfg"](select_tag="fixed_pt"))
+        recorded = {index: sink.data.get() for index, sink in sinks.items()}
+    finally:
+        source.stop()
+    result = {}
+    for index, out in recorded.items():
+        shape = network.shapes[index]
+        neuron = getattr(network[index], "neuron", None)
+        graded = neuron is not None and neuron.sends_graded
+        if network[index].kind in ("convT", "unpool"):  # neurons in C, H, W order
+            values = out.reshape(*shape, steps)
+        else:
+            values = np.transpose(out, tuple(reversed(range(out.ndim - 1))) + (out.ndim - 1,))
+        if graded and not np.array_equal(values, np.round(values)):
+            raise ShapeError(f"{path}: Lava sent non-integer payloads from layer {index}")
+        result[index] = values.astype(np.int64 if graded else np.int8)  # spikes 0/1, or graded payloads
+    return result
