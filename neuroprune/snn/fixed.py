@@ -291,7 +291,7 @@ class _ConvTransposeSynapse:
                                  stride=layer.stride, padding=layer.padding, groups=layer.groups,
                                  dilation=layer.dilation)
         summed = torch.round(out).to(torch.int64)  # then the dense synapse's arithmetic shift (floor)
-        return [(0, summed >> self.shift if self.shift >= 0 else summed << -self.shift)]
+        return [(0, shift_right(summed, self.shift))]
 
 
 def _conv_transpose(layer: ConvTransposeLayer, in_shape: tuple[int, ...],
