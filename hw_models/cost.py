@@ -153,7 +153,10 @@ class BlockCosts:
     outgoing synapses in this layer; ``recurrent_fanout[j]`` the layer's own neuron ``j``'s
     recurrent synapses (recurrent layers), and ``own_out_axons[b]`` the output axons block
     ``b`` sends to the layer's own blocks (one per own neuron and block it reaches).
-    Pair arrays are ``None`` for layers without synapses.
+    The recurrent input axons are listed apart: ``recurrent_blocks[i]`` receives the
+    layer's own neuron ``recurrent_units[i]`` (each carries all that neuron's spikes).
+    Pair arrays are ``None`` for layers without synapses (recurrent ones for layers
+    without recurrent synapses).
     """
 
     starts: np.ndarray
@@ -171,6 +174,8 @@ class BlockCosts:
     population: bool = False
     recurrent_fanout: np.ndarray | None = None
     own_out_axons: np.ndarray | None = None
+    recurrent_blocks: np.ndarray | None = None
+    recurrent_units: np.ndarray | None = None
 
     @property
     def neurons(self) -> np.ndarray:
@@ -348,7 +353,7 @@ class RecurrentDenseCoster(DenseCoster):
     own neurons count as input axons of every block they reach (recurrent fan-in) and its
     recurrent synapses share the blocks' synapse memory. The input-axon pairs and fan-out
     handed to the mapper are the feed-forward ones (the producer's); the recurrent axons
-    are the layer's own."""
+    are the layer's own, listed apart (``recurrent_blocks``, ``recurrent_units``)."""
 
     def __init__(self, layer: RecurrentDenseLayer, fmt: SynapseFormat, chip: "Chip") -> None:
         self.feed_forward = layer.in_features
@@ -365,8 +370,11 @@ class RecurrentDenseCoster(DenseCoster):
     def with_pairs(self, costs: BlockCosts) -> BlockCosts:
         costs = super().with_pairs(costs)
         keep = costs.pair_units < self.feed_forward
+        own = ~keep  # own neuron -> own block: the recurrent input axons
         return replace(costs, pair_blocks=costs.pair_blocks[keep], pair_units=costs.pair_units[keep],
-                       pair_axons=costs.pair_axons[keep], pair_share=costs.pair_share[keep])
+                       pair_axons=costs.pair_axons[keep], pair_share=costs.pair_share[keep],
+                       recurrent_blocks=costs.pair_blocks[own],
+                       recurrent_units=costs.pair_units[own] - self.feed_forward)
 
 
 def _taps_out(size: int, kernel: int, stride: int, padding: int, dilation: int, out_size: int) -> np.ndarray:

@@ -92,6 +92,8 @@ class LayerAllocation:
     fanout_synapses: np.ndarray | None = field(default=None, repr=False, compare=False)
     #: non-zero recurrent synapses out of each of the layer's own neurons (recurrent layers)
     recurrent_fanout: np.ndarray | None = field(default=None, repr=False, compare=False)
+    #: the recurrent input axons: which own block receives which own neuron (recurrent layers)
+    recurrent_inputs: "AxonPairs | None" = field(default=None, repr=False, compare=False)
 
     @property
     def cores(self) -> int:
@@ -360,11 +362,16 @@ def map_network(network: Network, chip: "Chip", weight_bits: Mapping[int, int] |
         inputs = None
         if units is not None:
             inputs = AxonPairs(costs.pair_blocks, units, costs.pair_share, costs.unit_size)
+        recurrent_inputs = None
+        if costs.recurrent_blocks is not None:  # own neurons of a 1-D layer: on-chip order = index order
+            recurrent_inputs = AxonPairs(costs.recurrent_blocks, costs.recurrent_units,
+                                         np.ones(len(costs.recurrent_blocks)), 1)
         layers.append(LayerAllocation(
             index=index, kind=layer.kind, name=layer.name, neurons=int(np.prod(network.shapes[index])),
             blocks=tuple(blocks), weight_bits=stored_bits if layer.synaptic else 0,
             required_weight_bits=required, delay_bits=delay, over_limits=broken, producer=producer,
             inputs=inputs, fanout_synapses=costs.fanout_synapses, recurrent_fanout=costs.recurrent_fanout,
+            recurrent_inputs=recurrent_inputs,
         ))
     return Allocation(chip=chip.name, layers=tuple(layers), cores_per_chip=chip.cores_per_chip, fanouts=fanouts)
 

@@ -314,10 +314,28 @@ def _traffic(network: Network, allocation: Allocation, rates: dict[int, np.ndarr
     Cores are laid out row-major, ``mesh_columns`` wide, on each chip; hops between
     chips are not counted. Each input axon's messages travel from the core holding the
     first neuron of its unit to the core of its block (through a concat: from each source).
+    A recurrent layer's own spikes count too: one message per own neuron and own block it
+    reaches, from the core holding the neuron to that block's core.
     """
     by_index = {layer.index: layer for layer in allocation.layers}
     messages = east_west = north_south = 0.0
+
+    def travel(source: Any, first_neuron: np.ndarray, weight: np.ndarray, consumer: Any,
+               blocks: np.ndarray) -> tuple[float, float]:
+        starts = np.array([block.neuron_start for block in source.blocks])
+        src_block = np.searchsorted(starts, first_neuron, side="right") - 1
+        src = (source.blocks[0].core + src_block) % chip.cores_per_chip
+        dst = (consumer.blocks[0].core + blocks) % chip.cores_per_chip
+        return (float(weight @ np.abs(dst % chip.mesh_columns - src % chip.mesh_columns)),
+                float(weight @ np.abs(dst // chip.mesh_columns - src // chip.mesh_columns)))
+
     for consumer in allocation.layers:
+        own = consumer.recurrent_inputs
+        if own is not None:  # the layer's own spikes back into its own blocks (1-D: on-chip = index order)
+            weight = rates[consumer.index][own.units] * own.share
+            messages += float(weight.sum())
+            hops = travel(consumer, own.units, weight, consumer, own.blocks)
+            east_west, north_south = east_west + hops[0], north_south + hops[1]
         pairs = consumer.inputs
         if pairs is None:
             continue
@@ -332,12 +350,8 @@ def _traffic(network: Network, allocation: Allocation, rates: dict[int, np.ndarr
             source = by_index.get(producer)
             if source is None:  # spikes from the host
                 continue
-            starts = np.array([block.neuron_start for block in source.blocks])
-            src_block = np.searchsorted(starts, first_neuron, side="right") - 1
-            src = (source.blocks[0].core + src_block) % chip.cores_per_chip
-            dst = (consumer.blocks[0].core + blocks) % chip.cores_per_chip
-            east_west += float(part_weight @ np.abs(dst % chip.mesh_columns - src % chip.mesh_columns))
-            north_south += float(part_weight @ np.abs(dst // chip.mesh_columns - src // chip.mesh_columns))
+            hops = travel(source, first_neuron, part_weight, consumer, blocks)
+            east_west, north_south = east_west + hops[0], north_south + hops[1]
     return messages, east_west, north_south
 
 
