@@ -8,7 +8,7 @@ share of synapses to keep.
 from __future__ import annotations
 
 import math
-from typing import Any, Callable
+from typing import Callable
 
 import numpy as np
 
