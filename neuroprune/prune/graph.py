@@ -93,6 +93,11 @@ def cut_plan(network: Network, keep: Mapping[int, np.ndarray]) -> list[Coupling]
     input and output layers are cut if named (:class:`DependencyGraph` guards them).
     Raises :class:`CutBlocked` when a grouped layer or a host-side readout reads a cut.
     """
+    return _propagate(network, keep)[0]
+
+
+def _propagate(network: Network, keep: Mapping[int, np.ndarray]) -> tuple[list[Coupling], dict[int, np.ndarray]]:
+    """:func:`cut_plan`'s couplings, and the output entries kept by every layer a cut reaches."""
     kept: dict[int, np.ndarray] = {}  # output entries kept, per layer a cut reaches
     origin: dict[int, int] = {}  # the root whose cut reached the layer (for errors)
     couplings: list[Coupling] = []
@@ -136,7 +141,7 @@ def cut_plan(network: Network, keep: Mapping[int, np.ndarray]) -> list[Coupling]
             root = np.asarray(root, dtype=np.int64)
             couplings.append(Coupling(index, "out", root))
             kept[index], origin[index] = root, index
-    return couplings
+    return couplings, kept
 
 
 class DependencyGraph:
@@ -162,10 +167,14 @@ class DependencyGraph:
             if index in self.protected or network[index].channel_wise:
                 continue
             try:
-                couplings = cut_plan(network, {index: np.arange(self.channels(index))})
+                couplings, kept = _propagate(network, {index: np.arange(self.channels(index))})
             except CutBlocked as err:
                 self.protected.add(index)
                 self._reasons[index] = err.reason
+                continue
+            if len(network) - 1 in kept:  # e.g. a source of a concat that ends the network
+                self.protected.add(index)
+                self._reasons[index] = "a source of the network output"
                 continue
             # its cut must reach a layer that mixes channels, and no protected layer may lose outputs
             if any(c.role == "in" for c in couplings) and not any(

@@ -248,3 +248,29 @@ def test_a_host_side_readout_and_channel_wise_roots_refuse_a_cut():
         cut_network(net, {2: np.array([0])})
     with pytest.raises(PruneError, match=r"layer 3 \(flatten\) is not a layer with synapses"):
         cut_network(net, {3: np.array([0])})
+
+
+def test_the_graph_protects_a_source_of_a_concat_that_ends_the_network():
+    net = Network([
+        InputLayer(shape=(2, 4, 4)),
+        ConvLayer(weight=_ints(27, 3, 2, 3, 3), padding=1, neuron=NEURON),
+        ConvLayer(weight=_ints(28, 2, 3, 1, 1), neuron=NEURON),
+        ConcatLayer(layers=(1,)),                         # the network's output: layer 2's and layer 1's spikes
+    ])
+    graph = DependencyGraph(net)
+    assert graph.prunable() == []
+    with pytest.raises(PruneError, match=r"layer 1 \(conv\) is a source of the network output"):
+        prune_network(net, {1: [0]})
+    assert keep_channels(net, 1, 2).shapes[3] == (4, 4, 4)  # fit's cut may change the output
+
+
+def test_a_grouped_conv_keeps_its_groups_when_it_loses_outputs():
+    net = Network([
+        InputLayer(shape=(4, 4, 4)),
+        ConvLayer(weight=_ints(29, 6, 2, 3, 3), padding=1, groups=2, neuron=NEURON),  # outputs 0..2 | 3..5
+        ConvLayer(weight=_ints(30, 3, 6, 2, 2), stride=2, neuron=NEURON),
+    ])
+    cut = _check_cut_equals_silenced(net, 1, [0, 1, 4, 5])
+    assert cut[1].groups == 2 and cut[1].weight.shape == (4, 2, 3, 3) and cut[2].weight.shape == (3, 4, 2, 2)
+    with pytest.raises(PruneError, match=r"keep the same number of output channels in each group \(kept \[1, 2\]\)"):
+        prune_network(net, {1: [0, 3, 4]})
