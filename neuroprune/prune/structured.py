@@ -7,6 +7,9 @@ Two targets share the dependency graph (:mod:`neuroprune.prune.graph`):
   keeping the float shadow weights the optimiser works on.
 
 Both take ``keep``: a mapping from IR layer index to the output channels that stay.
+:func:`cut_network` applies the same cut without the graph's protections (the fit
+report's fixes, :mod:`hw_models.fixes`, use it); ``SLICERS`` says how each synaptic kind
+loses the channels :func:`~neuroprune.prune.graph.cut_plan` couples.
 :func:`keep_by_ratio` turns per-layer keep ratios and channel importances into such a
 mapping.
 """

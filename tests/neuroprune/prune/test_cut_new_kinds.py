@@ -2,7 +2,7 @@
 dense layers): the cut network runs exactly as the original with the cut neurons silenced
 (their incoming weights zeroed: a neuron without bias that receives nothing never spikes,
 so its outgoing synapses carry nothing), shapes stay consistent, and the cut network
-survives a netx round trip."""
+survives a netx round trip and runs in Lava exactly as our fixed point."""
 
 from __future__ import annotations
 
@@ -274,3 +274,15 @@ def test_a_grouped_conv_keeps_its_groups_when_it_loses_outputs():
     assert cut[1].groups == 2 and cut[1].weight.shape == (4, 2, 3, 3) and cut[2].weight.shape == (3, 4, 2, 2)
     with pytest.raises(PruneError, match=r"keep the same number of output channels in each group \(kept \[1, 2\]\)"):
         prune_network(net, {1: [0, 3, 4]})
+
+
+@pytest.mark.parametrize("build,root,keep", [(_convT_net, 2, [0, 2, 5]), (_concat_net, 1, [0, 2])],
+                         ids=["convT", "concat"])
+def test_a_cut_net_runs_in_lava_exactly_as_our_fixed_point(build, root, keep, tmp_path):
+    from converters import lava_verify
+
+    cut = cut_network(build(), {root: np.asarray(keep)})
+    path = netx.write(cut, tmp_path / "cut.net")
+    result = lava_verify.verify(path, steps=10, samples=1, seed=2)
+    assert [layer.index for layer in result.layers] == cut.compartment_indices()
+    assert result.exact and any(layer.lava_spikes > 0 for layer in result.layers), result.to_dict()
