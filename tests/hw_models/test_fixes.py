@@ -12,7 +12,7 @@ import pytest
 from hw_models.chip import load_chip
 from hw_models.report import fit, keep_channels
 from neuroprune.ir import (ConcatLayer, ConvLayer, ConvTransposeLayer, DenseLayer, FlattenLayer, InputLayer, Network,
-                           UnpoolLayer)
+                           RecurrentDenseLayer, UnpoolLayer)
 
 from .conftest import NEURON, chip_variant, dense_net, full_weights, small_conv_net
 
@@ -151,3 +151,15 @@ def test_channel_fixes_on_nets_with_new_kinds_apply(kind, budget, fix, loihi1, t
     report = fit(net, loihi1, max_cores=budget)
     assert fix in report.violations[0].fix
     assert _check_every_fix(net, loihi1, max_cores=budget) == 2  # a higher budget, and the cut
+
+
+def test_channel_fixes_on_a_recurrent_net_apply(loihi1):
+    # cutting a recurrent layer's neurons cuts its recurrent matrix's rows and columns too
+    rng = np.random.default_rng(0)
+    net = Network([InputLayer(shape=(200,)),
+                   RecurrentDenseLayer(weight=rng.integers(1, 9, (600, 200)), weight_rec=rng.integers(1, 9, (600, 600)),
+                                       neuron=NEURON),
+                   DenseLayer(weight=rng.integers(1, 9, (10, 600)), neuron=NEURON)], name="recurrent")
+    report = fit(net, loihi1, max_cores=3)
+    assert "prune layer 1 to <= 544 output neurons (now 600)" in report.violations[0].fix
+    assert _check_every_fix(net, loihi1, max_cores=3) == 3  # a higher budget, the cut, 3-bit weights
