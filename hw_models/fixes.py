@@ -8,30 +8,22 @@ share of synapses to keep.
 from __future__ import annotations
 
 import math
-from dataclasses import replace
-from typing import Any, Callable
+from typing import Callable
 
 import numpy as np
 
 from hw_models.chip import Chip, load_chip
 from hw_models.cost import synapse_memory_bits
 from hw_models.mapper import Allocation, LayerAllocation, map_network, remap_cores
+from neuroprune.errors import PruneError
 from neuroprune.ir import Network
+from neuroprune.prune.graph import cut_plan
+from neuroprune.prune.structured import cut_network
 
 __all__ = ["keep_channels", "core_fix", "cores_fix", "chips_fix", "synops_fix"]
 
 # Every fix is computed by bisection over trials that re-cost only the layers the fix
 # changes (``remap_cores``), never by re-mapping the whole network per trial.
-
-
-def _depthwise(layer: Any) -> bool:
-    """A channel-wise layer with per-channel weights (a depthwise conv, e.g. a pool
-    written to netx): it follows its producer's channel count and is cut with it."""
-    return layer.channel_wise and layer.num_params > 0  # a pool's one shared weight needs no cut
-
-
-#: kinds :func:`keep_channels` cannot cut yet (transposed weights, joined channels): no channel fixes
-_UNCUT = ("convT", "unpool", "concat")
 
 
 def _consumer(network: Network, index: int) -> int | None:
@@ -44,43 +36,42 @@ def _consumer(network: Network, index: int) -> int | None:
     return None
 
 
-def _cut(layer: Any, rows: slice, columns: slice = slice(None), **changes: Any) -> Any:
-    """``layer`` with its weight (and mask, bias, delay) cut to ``[rows, columns]``."""
-    def part(values: np.ndarray | None, cut: tuple) -> np.ndarray | None:
-        return None if values is None or values.ndim < len(cut) else values[cut]
-
-    return replace(layer, weight=layer.weight[rows, columns], mask=part(layer.mask, (rows, columns)),
-                   bias=part(layer.bias, (rows,)) if columns == slice(None) else layer.bias,
-                   delay=part(layer.delay, (rows, columns)), **changes)
+def _first(network: Network, index: int, keep: int) -> np.ndarray:
+    """The first ``keep`` output channels of layer ``index``; of a grouped layer, the first
+    ``keep // groups`` of each group (so at most ``keep`` in all, and the groups stay equal)."""
+    layer = network.layers[index]
+    groups = getattr(layer, "groups", 1)
+    if groups > 1 and not layer.channel_wise:
+        per_group, each = network.shapes[index][0] // groups, keep // groups
+        if each < 1:
+            raise PruneError(f"layer {index} ({layer.kind}, groups={groups}): keep at least one channel per group "
+                             f"({groups} in all)")
+        return (np.arange(groups)[:, None] * per_group + np.arange(each)[None, :]).reshape(-1)
+    return np.arange(keep)
 
 
 def keep_channels(network: Network, index: int, keep: int) -> Network:
-    """``network`` with layer ``index`` cut to its first ``keep`` output channels (neurons),
-    depthwise convs after it cut alike, and its consumer's inputs cut to match (pools
-    and flatten follow the shapes)."""
-    layers = list(network.layers)
-    layers[index] = _cut(layers[index], slice(0, keep))
-    consumer = _consumer(network, index)
-    stop = consumer if consumer is not None else len(layers)
-    for between in range(index + 1, stop):
-        if _depthwise(layers[between]):
-            layers[between] = _cut(layers[between], slice(0, keep), groups=keep)
-    if consumer is not None:
-        after = network.layers[consumer]
-        if len(network.input_shape_of(consumer)) == 1 and len(network.shapes[index]) == 3:  # flattened between
-            per_channel = int(np.prod(network.shapes[consumer - 1])) // network.shapes[index][0]
-            columns = slice(0, keep * per_channel)
-        else:
-            columns = slice(0, keep)
-        layers[consumer] = _cut(after, slice(None), columns)
-    return network.with_layers(layers)
+    """``network`` with layer ``index`` cut to its first ``keep`` output channels (neurons)
+    and every tensor coupled to them cut alike (:func:`neuroprune.prune.graph.cut_plan`):
+    channel-wise layers after it (pool, unpool, depthwise conv or transposed conv), and the
+    inputs of each layer that reads them, directly, through a flatten or through a concat
+    (at the channels' offset in the join). Raises :class:`PruneError` when they cannot be
+    cut (a grouped layer or a host-side readout reads them)."""
+    return cut_network(network, {index: _first(network, index, keep)})
+
+
+def _cuttable(network: Network, index: int) -> bool:
+    """Layer ``index``'s output channels can be cut (:func:`keep_channels` works on it)."""
+    try:
+        cut_plan(network, {index: np.arange(network.shapes[index][0])})
+    except PruneError:
+        return False
+    return True
 
 
 def _changed_layers(network: Network, index: int) -> list[int]:
     """Layers with compartments whose costs change when layer ``index`` loses channels."""
-    consumer = _consumer(network, index)
-    stop = consumer if consumer is not None else index
-    return [i for i in range(index, stop + 1) if network.layers[i].synaptic]
+    return sorted({coupling.layer for coupling in cut_plan(network, {index: np.arange(network.shapes[index][0])})})
 
 
 def _largest_keep(network: Network, chip: Chip, allocation: Allocation, index: int,
@@ -88,12 +79,15 @@ def _largest_keep(network: Network, chip: Chip, allocation: Allocation, index: i
     """Largest channel count of layer ``index`` whose trial ``accept(cores, changed)`` takes
     (bisection; ``None`` when even one channel is not accepted)."""
     now = network.shapes[index][0]
-    if any(layer.kind in _UNCUT for layer in network.layers):
+    if not _cuttable(network, index):
         return None
     changed = _changed_layers(network, index)
 
     def ok(keep: int) -> bool:
-        trial = keep_channels(network, index, keep)
+        try:
+            trial = keep_channels(network, index, keep)
+        except PruneError:  # fewer channels than a grouped layer's groups
+            return False
         return accept(*remap_cores(trial, chip, allocation, changed))
 
     if now <= 1 or not ok(1):
@@ -187,7 +181,7 @@ def core_fix(network: Network, chip: Chip, allocation: Allocation, layer: LayerA
     """Fix for a per-core limit that one neuron per core already breaks."""
     producer = layer.producer
     if limit == "max_in_axons_per_core":
-        if producer is not None and producer > 0 and network.layers[producer].kind not in _UNCUT:
+        if producer is not None and producer > 0 and _cuttable(network, producer):
             shape = network.shapes[producer]
             keep = max(int(shape[0] * budget // actual), 1)
             return (f"prune layer {producer} to <= {keep} {_unit(network, producer)} (now {shape[0]}) or prune "

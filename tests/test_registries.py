@@ -74,14 +74,13 @@ ALLOWED_MISSING = {
        for registry, reason in (
         ("converters.ann._ANN_FORWARD", "ONNX import builds no {what} layer"),
         ("converters.ann_to_snn._SNN_LAYERS", "ONNX import builds no {what} layer"),
-        ("neuroprune.prune.structured.SLICERS", "pruning runs on trained checkpoints, which hold no {what} layer"),
         ("neuroprune.prune.spear.LAYER_FEATURES", "pruning runs on trained checkpoints, which hold no {what} layer"),
         ("neuroprune.snn.model._BLOCK_BUILDERS", "training builds no {what} block yet"),
         ("neuroprune.snn.model._IR_LAYERS", "models hold no {what} slayer block (see _BLOCK_BUILDERS)"),
         ("neuroprune.snn.model._SPECS", "a {what} layer cannot be converted to a trainable block yet"),
     )},
     # convT, unpool (slayer's ConvT/Unpool blocks) and concat (netx skip connections): read, written,
-    # fitted, run bit-exactly and verified in Lava (converters.lava_build)
+    # fitted, run bit-exactly, verified in Lava (converters.lava_build) and cut by channel (prune.structured)
     **{(registry, kind): reason.format(kind=kind)
        for kind in ("convT", "unpool", "concat")
        for registry, reason in (
@@ -98,9 +97,6 @@ ALLOWED_MISSING = {
        for registry, reason in (
         ("converters.nir_read._RAW_SYNAPSES", "NIR 1.0 has no transposed-conv node to import"),
         ("converters.nir_read._LAYER_BUILDERS", "NIR 1.0 has no transposed-conv node to import"),
-        ("neuroprune.prune.structured.SLICERS", "pruning runs on trained checkpoints, which hold no {kind} layer"),
-        ("neuroprune.prune.spear.LAYER_FEATURES",
-         "pruning runs on trained checkpoints, which hold no {kind} layer"),
     )},
     ("hw_models.cost.COSTERS", "concat"):
         "a concat holds no compartments: it joins its sources' spikes; the mapper charges its consumer's "

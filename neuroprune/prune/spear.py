@@ -137,7 +137,9 @@ def _pool_features(layer: PoolLayer, shape: tuple[int, ...]) -> tuple[float, int
 LAYER_FEATURES: dict[str, Callable[[Any, tuple[int, ...]], tuple[float, int, int, int]]] = {
     "dense": _dense_features,
     "conv": _conv_features,
+    "convT": _conv_features,
     "pool": _pool_features,
+    "unpool": _pool_features,
 }
 
 

@@ -11,7 +11,8 @@ import pytest
 
 from hw_models.chip import load_chip
 from hw_models.report import fit, keep_channels
-from neuroprune.ir import ConvLayer, InputLayer, Network
+from neuroprune.ir import (ConcatLayer, ConvLayer, ConvTransposeLayer, DenseLayer, FlattenLayer, InputLayer, Network,
+                           RecurrentDenseLayer, UnpoolLayer)
 
 from .conftest import NEURON, chip_variant, dense_net, full_weights, small_conv_net
 
@@ -108,3 +109,57 @@ def test_pilotnet_fixes_apply(loihi1):
 
     path = next(Path(p) / PILOTNET for p in site.getsitepackages() if (Path(p) / PILOTNET).exists())
     assert _check_every_fix(netx.read(path), loihi1) >= 2
+
+
+def _weights(rng: np.random.Generator, *shape: int) -> np.ndarray:
+    weight = rng.integers(-8, 8, size=shape).astype(np.int32)
+    weight[weight == 0] = 3
+    return weight
+
+
+def _new_kind_net(kind: str) -> Network:
+    """A net with a wide layer of ``kind`` (or, for concat, a wide layer joined by a
+    concat): its cores exceed small budgets and its channels can be cut."""
+    rng = np.random.default_rng(1)
+    head = [InputLayer(shape=(2, 6, 6), neuron=NEURON)]
+    tail = [ConvLayer(weight=_weights(rng, 4, 48, 3, 3), stride=2, padding=1, neuron=NEURON), FlattenLayer(),
+            DenseLayer(weight=_weights(rng, 5, 4 * 36), neuron=NEURON)]
+    if kind == "convT":  # the transposed conv holds 48 channels: cut its axis 1, the conv after it its inputs
+        body = [ConvLayer(weight=_weights(rng, 8, 2, 3, 3), padding=1, neuron=NEURON),
+                ConvTransposeLayer(weight=_weights(rng, 8, 48, 2, 2), stride=2, neuron=NEURON)]
+    elif kind == "unpool":  # the conv's 48 channels pass through the unpool to the conv after it
+        body = [ConvLayer(weight=_weights(rng, 48, 2, 3, 3), padding=1, neuron=NEURON),
+                UnpoolLayer(kernel=2, weight=40, neuron=NEURON)]
+    else:  # layer 1's 32 channels reach layer 2 directly and the conv after the concat through it
+        head = [InputLayer(shape=(2, 12, 12), neuron=NEURON)]
+        body = [ConvLayer(weight=_weights(rng, 32, 2, 3, 3), padding=1, neuron=NEURON),
+                ConvLayer(weight=_weights(rng, 8, 32, 3, 3), padding=1, neuron=NEURON), ConcatLayer(layers=(1,))]
+        tail[0] = ConvLayer(weight=_weights(rng, 4, 40, 3, 3), stride=2, padding=1, neuron=NEURON)
+    return Network(head + body + tail, name=kind)
+
+
+@pytest.mark.parametrize("kind,budget,fix", [
+    ("convT", 8, "prune layer 2 to <= 28 output channels (now 48)"),
+    ("unpool", 5, "prune layer 1 to <= 7 output channels (now 48)"),
+    ("concat", 8, "prune layer 1 to <= 21 output channels (now 32)"),
+])
+def test_channel_fixes_on_nets_with_new_kinds_apply(kind, budget, fix, loihi1, tmp_path):
+    from converters import netx
+
+    net = netx.read(netx.write(_new_kind_net(kind), tmp_path / f"{kind}.net"))
+    assert kind in [layer.kind for layer in net]
+    report = fit(net, loihi1, max_cores=budget)
+    assert fix in report.violations[0].fix
+    assert _check_every_fix(net, loihi1, max_cores=budget) == 2  # a higher budget, and the cut
+
+
+def test_channel_fixes_on_a_recurrent_net_apply(loihi1):
+    # cutting a recurrent layer's neurons cuts its recurrent matrix's rows and columns too
+    rng = np.random.default_rng(0)
+    net = Network([InputLayer(shape=(200,)),
+                   RecurrentDenseLayer(weight=rng.integers(1, 9, (600, 200)), weight_rec=rng.integers(1, 9, (600, 600)),
+                                       neuron=NEURON),
+                   DenseLayer(weight=rng.integers(1, 9, (10, 600)), neuron=NEURON)], name="recurrent")
+    report = fit(net, loihi1, max_cores=3)
+    assert "prune layer 1 to <= 544 output neurons (now 600)" in report.violations[0].fix
+    assert _check_every_fix(net, loihi1, max_cores=3) == 3  # a higher budget, the cut, 3-bit weights
