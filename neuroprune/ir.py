@@ -502,20 +502,14 @@ class ConvLayer(_SynapticLayer):
 
 
 @dataclass(frozen=True, eq=False)
-class PoolLayer(Layer):
-    """Sum pooling per channel with one shared weight mantissa, followed by neurons.
+class _WindowLayer(Layer):
+    """A channel-wise window with one shared weight mantissa, followed by neurons: the
+    fields and checks :class:`PoolLayer` and :class:`UnpoolLayer` share."""
 
-    lava-dl writes it to netx as a ``pool`` layer (slayer's ``Pool`` block), but lava-dl
-    0.6's netx builds no Lava process for ``pool``; so the netx writer emits the
-    equivalent depthwise convolution (``groups = channels``, every kernel tap equal to
-    ``weight``) and the reader accepts both forms.
-    """
-
-    kind: ClassVar[str] = "pool"
     shared_weights: ClassVar[bool] = True
     synaptic: ClassVar[bool] = True
     kernel: tuple[int, int] = (2, 2)
-    stride: tuple[int, int] | None = None
+    stride: tuple[int, int] | None = None  # None: the kernel
     padding: tuple[int, int] = (0, 0)
     weight: int = 64
     neuron: Neuron | None = None
@@ -528,6 +522,26 @@ class PoolLayer(Layer):
         object.__setattr__(self, "kernel", _pair(self.kernel, "kernel"))
         object.__setattr__(self, "stride", _pair(self.kernel if self.stride is None else self.stride, "stride"))
         object.__setattr__(self, "padding", _pair(self.padding, "padding"))
+        object.__setattr__(self, "weight", int(self.weight))
+        if min(self.kernel) < 1 or min(self.stride) < 1 or min(self.padding) < 0:  # type: ignore[type-var]
+            raise ShapeError(f"{self.kind} layer {self.name!r}: kernel and stride must be >= 1, padding >= 0")
+
+    def describe(self) -> str:
+        return (f"k{self.kernel[0]}x{self.kernel[1]} s{self.stride[0]},{self.stride[1]} "  # type: ignore[index]
+                f"p{self.padding[0]},{self.padding[1]} w{self.weight}")
+
+
+@dataclass(frozen=True, eq=False)
+class PoolLayer(_WindowLayer):
+    """Sum pooling per channel with one shared weight mantissa, followed by neurons.
+
+    lava-dl writes it to netx as a ``pool`` layer (slayer's ``Pool`` block), but lava-dl
+    0.6's netx builds no Lava process for ``pool``; so the netx writer emits the
+    equivalent depthwise convolution (``groups = channels``, every kernel tap equal to
+    ``weight``) and the reader accepts both forms.
+    """
+
+    kind: ClassVar[str] = "pool"
 
     def output_shape(self, in_shape: Shape) -> Shape:
         if len(in_shape) != 3:
@@ -547,11 +561,6 @@ class PoolLayer(Layer):
             name=self.name, weight=weight, neuron=self.neuron, stride=self.stride,  # type: ignore[arg-type]
             padding=self.padding, groups=in_channels,
         )
-
-    def describe(self) -> str:
-        return (f"k{self.kernel[0]}x{self.kernel[1]} s{self.stride[0]},{self.stride[1]} "  # type: ignore[index]
-                f"p{self.padding[0]},{self.padding[1]} w{self.weight}")
-
 
 def conv_transpose_output_size(size: int, kernel: int, stride: int, padding: int, dilation: int) -> int:
     """Output length of a transposed convolution along one axis (torch's formula, no output padding)."""
@@ -672,7 +681,7 @@ class ConvTransposeLayer(_SynapticLayer):
 
 
 @dataclass(frozen=True, eq=False)
-class UnpoolLayer(Layer):
+class UnpoolLayer(_WindowLayer):
     """Unpooling per channel with one shared weight mantissa, followed by neurons (lava-dl
     slayer's ``Unpool`` block, netx type ``unpool``): each input neuron drives the
     ``kernel`` window of outputs at ``stride`` (nearest upsampling when ``stride ==
@@ -680,25 +689,6 @@ class UnpoolLayer(Layer):
     :class:`PoolLayer`: it computes what :meth:`as_conv_transpose` computes."""
 
     kind: ClassVar[str] = "unpool"
-    shared_weights: ClassVar[bool] = True
-    synaptic: ClassVar[bool] = True
-    kernel: tuple[int, int] = (2, 2)
-    stride: tuple[int, int] | None = None
-    padding: tuple[int, int] = (0, 0)
-    weight: int = 64
-    neuron: Neuron | None = None
-
-    @property
-    def channel_wise(self) -> bool:
-        return True
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "kernel", _pair(self.kernel, "kernel"))
-        object.__setattr__(self, "stride", _pair(self.kernel if self.stride is None else self.stride, "stride"))
-        object.__setattr__(self, "padding", _pair(self.padding, "padding"))
-        object.__setattr__(self, "weight", int(self.weight))
-        if min(self.kernel) < 1 or min(self.stride) < 1 or min(self.padding) < 0:  # type: ignore[type-var]
-            raise ShapeError(f"unpool layer {self.name!r}: kernel and stride must be >= 1, padding >= 0")
 
     def as_conv_transpose(self, in_channels: int) -> ConvTransposeLayer:
         """The depthwise transposed convolution that computes the same sums."""
@@ -710,10 +700,6 @@ class UnpoolLayer(Layer):
         if len(in_shape) != 3:
             raise ShapeError(f"unpool layer {self.name!r} needs a (C, H, W) input, got {in_shape}")
         return self.as_conv_transpose(in_shape[0]).output_shape(in_shape)
-
-    def describe(self) -> str:
-        return (f"k{self.kernel[0]}x{self.kernel[1]} s{self.stride[0]},{self.stride[1]} "  # type: ignore[index]
-                f"p{self.padding[0]},{self.padding[1]} w{self.weight}")
 
 
 @dataclass(frozen=True, eq=False)
