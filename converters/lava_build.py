@@ -16,7 +16,16 @@ network from the IR and its netx file with Lava's and lava-dl's own processes:
   send them joined along the channel axis in the same time step: routing only). Lava's
   own port concatenation (``OutPort.concat_with``) cannot be used: Lava 0.10's compiler
   raises ``NotImplementedError("ConcatPorts are not yet supported.")``;
-- ``flatten``: the producer's port transposed to C, H, W and flattened, as netx flattens.
+- ``flatten``: the producer's port transposed to C, H, W and flattened, as netx flattens;
+- resonate-and-fire neurons (``RF_PHASE``, ``RF_IZHIKEVICH``) behind ``input``, ``dense``
+  and ``dense_rec`` layers, which netx's Input, Dense and RecurrentDense blocks cannot feed
+  (they connect the neuron's ``a_in``; Lava's RF processes have only ``a_real_in`` and
+  ``a_imag_in``): Lava's RF or RF_IZ process with the parameters netx's
+  ``get_neuron_params`` gives, its ``a_real_in`` fed by the synapse netx's block would build
+  (a Lava ``Dense``, or ``DelayDense`` for a layer with delays, on the weights scaled by
+  ``optimize_weight_bits``; for ``dense_rec`` one scaling of ``hstack(weight, weight_rec)``
+  and a second ``Dense`` from the neuron's spikes back to its real input), or, for an input
+  layer, by the input mantissas themselves. Its imaginary input stays unconnected (zero).
 
 Host-side readouts (``average``) are not built (see ``Network.chip_part``).
 """
@@ -33,11 +42,18 @@ import numpy as np
 from neuroprune.errors import ShapeError, UnsupportedLayerError
 from neuroprune.ir import ConcatLayer, ConvTransposeLayer, Network, PoolLayer, UnpoolLayer
 
-__all__ = ["build", "run_lava", "NETX_BUILT"]
+__all__ = ["build", "run_lava", "netx_builds", "NETX_BUILT", "RF_BUILT"]
 
-#: layer kinds lava-dl 0.6's netx builds itself (a network of only these runs through netx; it lacks
-#: the create_complex_dense its dense_comp branch calls)
+#: layer kinds lava-dl 0.6's netx builds itself (a network of only these runs through netx, unless
+#: :func:`netx_builds` finds a neuron its block cannot feed; netx lacks the create_complex_dense
+#: its dense_comp branch calls)
 NETX_BUILT = ("input", "dense", "dense_rec", "conv", "flatten")
+
+#: layer kinds behind which resonate-and-fire neurons are built here (dense_comp: netx's ComplexDense)
+RF_BUILT = ("input", "dense", "dense_rec", "dense_comp")
+
+#: netx's largest synaptic delay (longer delays are clamped to it, with a warning)
+_NETX_MAX_DELAY = 62
 
 #: most entries of an unrolled transposed convolution built as a dense Lava synapse (256 MB as int64)
 MAX_UNROLLED = 1 << 25
@@ -51,10 +67,101 @@ def _lava() -> dict[str, Any]:
         from lava.lib.dl.netx import hdf5
         from lava.lib.dl.netx.blocks.process import Dense
         from lava.lib.dl.netx.utils import NetDict, optimize_weight_bits
+        from lava.proc.dense.process import Dense as DenseSynapse
+        from lava.proc.dense.process import DelayDense as DelayDenseSynapse
 
         from converters.lava_procs.join import Join
     return {"hdf5": hdf5, "Dense": Dense, "NetDict": NetDict, "optimize_weight_bits": optimize_weight_bits,
-            "Join": Join}
+            "Join": Join, "DenseSynapse": DenseSynapse, "DelayDenseSynapse": DelayDenseSynapse}
+
+
+def _resonates(layer: Any) -> bool:
+    from neuroprune.snn.fixed_rf import RF_KINDS
+
+    neuron = getattr(layer, "neuron", None)
+    return neuron is not None and neuron.kind in RF_KINDS
+
+
+def netx_builds(path: str | os.PathLike[str], network: Network) -> bool:
+    """Whether lava-dl's netx builds the whole file ``path`` (read as ``network``): only
+    :data:`NETX_BUILT` types, and no resonate-and-fire neuron behind a block that feeds an
+    ``a_in`` (anything but a complex synapse)."""
+    from converters import netx
+
+    if not set(netx.stored_types(path)) <= set(NETX_BUILT):
+        return False
+    return not any(_resonates(layer) and layer.kind != "dense_comp" for layer in network.layers)
+
+
+class _RFBlock:
+    """A resonate-and-fire population and the synapse feeding its real input, with the
+    ports a netx block has (``inp``, ``out``, ``output_message_bits``)."""
+
+    output_message_bits = 0  # netx's get_neuron_params gives RF neurons binary spikes
+
+    def __init__(self, neuron: Any, synapse: Any = None, synapse_rec: Any = None) -> None:
+        self.neuron, self.synapse, self.synapse_rec = neuron, synapse, synapse_rec
+        self.inp = neuron.a_real_in if synapse is None else synapse.s_in
+        self.out = neuron.s_out
+
+
+def _rf_neuron(lava: dict[str, Any], neuron_config: Any, shape: tuple[int, ...]) -> Any:
+    """Lava's RF (RF_PHASE) or RF_IZ (RF_IZHIKEVICH) process as netx configures it."""
+    params = dict(lava["hdf5"].Network.get_neuron_params(neuron_config))
+    process = params.pop("neuron_proc")
+    return process(shape=shape, **params)
+
+
+def _netx_delay(delay: np.ndarray, weight: np.ndarray) -> np.ndarray:
+    """A file's delays as netx's create_dense makes them: clamped to 62, one per synapse."""
+    delay = np.clip(np.asarray(delay), 0, _NETX_MAX_DELAY)
+    if delay.ndim == 0:
+        return np.full(weight.shape, int(delay))
+    if delay.ndim == 1 and delay.size == weight.shape[0]:  # one per output neuron
+        return np.repeat(delay.reshape(-1, 1), weight.shape[1], axis=1)
+    if delay.ndim == 1 and delay.size == weight.shape[1]:  # one per input
+        return np.repeat(delay.reshape(1, -1), weight.shape[0], axis=0)
+    if delay.shape != weight.shape:
+        raise ShapeError(f"delay of shape {delay.shape} does not fit a weight matrix of shape {weight.shape}")
+    return delay
+
+
+def _rf_dense_block(lava: dict[str, Any], layer: Any, config: Any, message_bits: int, index: int) -> _RFBlock:
+    """Resonate-and-fire neurons behind a dense or recurrent dense synapse, the synapse as
+    netx's Dense or RecurrentDense block builds it, feeding the neurons' real input."""
+    if "bias" in config.keys() and np.any(config["bias"]):
+        raise UnsupportedLayerError(f"layer {index} ({layer.kind}): {layer.neuron.kind} neurons take no bias in "
+                                    "Lava (its RF processes have none); remove the layer's bias")
+    size = int(np.prod(config["shape"]))
+    weight = np.asarray(config["weight"])
+    recurrent = layer.kind == "dense_rec"
+    weight_rec = np.asarray(config["weight_rec"]) if recurrent else None
+    if weight.ndim == 1:
+        weight = weight.reshape(size, -1)
+        weight_rec = None if weight_rec is None else weight_rec.reshape(size, -1)
+    with contextlib.redirect_stdout(io.StringIO()):  # netx prints a warning when it clips
+        if recurrent:  # one scaling of both matrices, as netx's create_dense
+            joint, num_bits, exponent, _ = lava["optimize_weight_bits"](np.hstack((weight, weight_rec)))
+            weight, weight_rec = joint[:, :weight.shape[1]], joint[:, weight.shape[1]:]
+        else:
+            weight, num_bits, exponent, _ = lava["optimize_weight_bits"](weight)
+    scaling = {"weight_exp": exponent, "num_weight_bits": num_bits, "num_message_bits": message_bits}
+    if "delay" in config.keys() and (not recurrent or np.any(config["delay"])):
+        if recurrent:
+            raise UnsupportedLayerError(f"layer {index} (dense_rec) with synaptic delays cannot be built in Lava; "
+                                        "train it without delays")
+        synapse = lava["DelayDenseSynapse"](weights=weight, delays=_netx_delay(config["delay"], weight).astype(int),
+                                            max_delay=_NETX_MAX_DELAY, **scaling)
+    else:
+        synapse = lava["DenseSynapse"](weights=weight, **scaling)
+    neuron = _rf_neuron(lava, config["neuron"], (size,))
+    synapse.a_out.connect(neuron.a_real_in)
+    synapse_rec = None
+    if recurrent:  # the layer's own spikes, weighted, back into its real input a step later
+        synapse_rec = lava["DenseSynapse"](weights=weight_rec, **scaling)
+        neuron.s_out.connect(synapse_rec.s_in)
+        synapse_rec.a_out.connect(neuron.a_real_in)
+    return _RFBlock(neuron, synapse, synapse_rec)
 
 
 def _lava_order(port: Any) -> Any:
@@ -120,7 +227,16 @@ def build(path: str | os.PathLike[str], network: Network, source: Any) -> dict[i
         block = None
         flat_input = False
         with contextlib.redirect_stdout(io.StringIO()):
-            if layer.kind == "input":
+            if _resonates(layer) and layer.kind == "input":  # the input mantissas into the real input
+                block = _RFBlock(_rf_neuron(lava, config["neuron"], tuple(int(s) for s in config["shape"][::-1])))
+            elif _resonates(layer) and layer.kind in ("dense", "dense_rec"):
+                block = _rf_dense_block(lava, layer, config, in_bits, index)
+                flat_input = True
+            elif _resonates(layer) and layer.kind not in RF_BUILT:
+                raise UnsupportedLayerError(
+                    f"layer {index} ({layer.kind}): Lava runs {layer.neuron.kind} neurons only behind "
+                    f"{', '.join(RF_BUILT)} layers; give this layer CUBA neurons")
+            elif layer.kind == "input":
                 if layer.holds_compartments:
                     block, _ = hdf5.create_input(config)
                     block.inp.connect(block.neuron.a_in)  # the input mantissas arrive as synaptic input

@@ -4,9 +4,11 @@ IR -> netx.write -> lava-dl's netx builds it -> Lava runs it (Loihi2SimCfg, fixe
 
 lava-dl 0.6's netx builds resonate-and-fire neurons only behind a complex synapse written
 as slayer writes it (type ``dense`` with ``weight/real`` and ``weight/imag``: a ComplexDense
-block); its Input, Dense and RecurrentDense blocks feed an ``a_in`` that Lava's RF processes
-lack (refused in one line); it has no builder for the ``dense_comp`` type, which
-``converters.lava_build`` builds from the same ComplexDense block."""
+block); it has no builder for the ``dense_comp`` type, which ``converters.lava_build`` builds
+from the same ComplexDense block. Its Input, Dense and RecurrentDense blocks feed an ``a_in``
+that Lava's RF processes lack: ``converters.lava_build`` builds those synapses as netx's
+blocks would and feeds them into the neurons' real input. Behind other layers (conv) RF
+neurons are refused in one line."""
 
 from __future__ import annotations
 
@@ -14,9 +16,9 @@ import h5py
 import numpy as np
 import pytest
 
-from converters import lava_verify, netx
+from converters import lava_build, lava_verify, netx
 from neuroprune.cli import main
-from neuroprune.ir import ComplexDenseLayer, DenseLayer, InputLayer, Network, Neuron, RecurrentDenseLayer
+from neuroprune.ir import ComplexDenseLayer, ConvLayer, DenseLayer, InputLayer, Network, Neuron, RecurrentDenseLayer
 from neuroprune.snn.fixed import dense_synapse_weights, run_fixed
 
 STEPS = 40
@@ -121,17 +123,73 @@ def test_rf_izhikevich_layer_agrees_with_lava(tmp_path):
     _assert_exact(lava_verify.verify(path, steps=STEPS, seed=1), [1, 2])
 
 
-@pytest.mark.parametrize("kind", ["dense", "dense_rec", "input"])
-def test_rf_neurons_netx_cannot_build_are_refused_in_one_line(tmp_path, capsys, kind):
+def _rf_dense(rng, kind, neuron, recurrent=False, **extra):
+    weight = _ints(rng, -90, 90, (8, 10))
+    if recurrent:
+        return RecurrentDenseLayer(weight=weight, weight_rec=_ints(rng, -100, 100, (8, 8)), neuron=neuron, **extra)
+    return DenseLayer(weight=weight, neuron=neuron, **extra)
+
+
+@pytest.mark.parametrize("neuron", [Neuron(kind="RF_PHASE", v_th_mant=1, sin_decay=2000, cos_decay=3400),
+                                    Neuron(kind="RF_IZHIKEVICH", v_th_mant=8, sin_decay=-700, cos_decay=3950)],
+                         ids=["RF_PHASE", "RF_IZHIKEVICH"])
+def test_rf_neurons_behind_a_dense_layer_agree_with_lava(tmp_path, neuron):
+    # netx's Dense block would feed the neurons' a_in, which Lava's RF processes lack:
+    # converters.lava_build feeds the same synapse into their real input
+    rng = np.random.default_rng(6)
+    net = Network([InputLayer(shape=(10,)), _rf_dense(rng, "dense", neuron),
+                   DenseLayer(weight=_ints(rng, 40, 120, (5, 8)), neuron=Neuron(i_decay=1024, v_decay=256,
+                                                                               v_th_mant=4))])
+    path = netx.write(net, tmp_path / "rf_dense.net")
+    assert not lava_build.netx_builds(path, netx.read(path))
+    _assert_exact(lava_verify.verify(path, steps=STEPS, seed=3), [1, 2])
+
+
+def test_rf_neurons_behind_delayed_dense_synapses_agree_with_lava(tmp_path):
+    rng = np.random.default_rng(7)
+    rf = Neuron(kind="RF_PHASE", v_th_mant=1, sin_decay=2000, cos_decay=3400)
+    net = Network([InputLayer(shape=(10,)), _rf_dense(rng, "dense", rf, delay=rng.integers(0, 4, (8, 10)))])
+    path = netx.write(net, tmp_path / "rf_delay.net")
+    x = lava_verify.random_input(net, STEPS, seed=3)
+    _assert_exact(lava_verify.verify(path, x=x), [1])
+    # not vacuous: without its delays the layer spikes otherwise than in Lava
+    plain = net.replace(1, DenseLayer(weight=net[1].weight, neuron=rf))
+    assert not np.array_equal(run_fixed(plain, x).spikes[1][0].numpy(), lava_verify.run_lava(path, net, x[0])[1])
+
+
+@pytest.mark.parametrize("neuron", [Neuron(kind="RF_PHASE", v_th_mant=1, sin_decay=2000, cos_decay=3400),
+                                    Neuron(kind="RF_IZHIKEVICH", v_th_mant=8, sin_decay=1300, cos_decay=3700)],
+                         ids=["RF_PHASE", "RF_IZHIKEVICH"])
+def test_rf_neurons_behind_a_recurrent_dense_layer_agree_with_lava(tmp_path, neuron):
+    rng = np.random.default_rng(8)
+    net = Network([InputLayer(shape=(10,)), _rf_dense(rng, "dense_rec", neuron, recurrent=True)])
+    path = netx.write(net, tmp_path / "rf_rec.net")
+    x = lava_verify.random_input(net, STEPS, seed=3)
+    _assert_exact(lava_verify.verify(path, x=x), [1])
+    # not vacuous: without its recurrent synapses the layer spikes otherwise than in Lava
+    rec = net[1]
+    alone = net.replace(1, RecurrentDenseLayer(weight=rec.weight, weight_rec=np.zeros((8, 8), np.int32),
+                                               neuron=neuron))
+    assert not np.array_equal(run_fixed(alone, x).spikes[1][0].numpy(), lava_verify.run_lava(path, net, x[0])[1])
+
+
+def test_rf_input_layer_agrees_with_lava(tmp_path, capsys):
+    # the input mantissas arrive as the input neurons' real input, in the same step
+    rng = np.random.default_rng(9)
+    rf = Neuron(kind="RF_PHASE", v_th_mant=1, sin_decay=2000, cos_decay=3400)
+    net = Network([InputLayer(shape=(10,), neuron=rf),
+                   DenseLayer(weight=_ints(rng, -40, 80, (6, 10)), neuron=LIF)])
+    path = netx.write(net, tmp_path / "rf_input.net")
+    _assert_exact(lava_verify.verify(path, steps=STEPS, seed=3), [0, 1])
+    assert main(["verify", str(path), "--steps", "16"]) == 0
+    assert "spike-exact" in capsys.readouterr().out
+
+
+def test_rf_neurons_lava_cannot_build_are_refused_in_one_line(tmp_path, capsys):
     rf = Neuron(kind="RF_PHASE", v_th_mant=2, sin_decay=900, cos_decay=3900)
-    ff = np.ones((3, 4), dtype=np.int32)
-    layer = {"dense": DenseLayer(weight=ff, neuron=rf),
-             "dense_rec": RecurrentDenseLayer(weight=ff, weight_rec=np.ones((3, 3), np.int32), neuron=rf),
-             "input": DenseLayer(weight=ff, neuron=LIF)}[kind]
-    net = Network([InputLayer(shape=(4,), neuron=rf if kind == "input" else None), layer])
-    path = netx.write(net, tmp_path / "rf.net")
+    net = Network([InputLayer(shape=(1, 4, 4)), ConvLayer(weight=np.ones((2, 1, 3, 3), np.int32), neuron=rf)])
+    path = netx.write(net, tmp_path / "rf_conv.net")
     assert main(["verify", str(path)]) == 2
     err = capsys.readouterr().err.strip()
-    where = 0 if kind == "input" else 1
-    assert err.count("\n") == 0 and f"layer {where} ({kind}): lava-dl's netx runs RF_PHASE neurons only " \
-                                     "behind a complex synapse" in err, err
+    assert err.count("\n") == 0 and "layer 1 (conv): Lava runs RF_PHASE neurons only behind input, dense, " \
+                                     "dense_rec, dense_comp layers" in err, err
