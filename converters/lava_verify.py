@@ -231,21 +231,11 @@ def verify(path: str | os.PathLike[str], x: np.ndarray | None = None, steps: int
 
 
 def _check_netx_builds(network: Network) -> None:
-    """Refuse, naming the layer, what neither lava-dl's netx nor :mod:`converters.lava_build`
-    builds in Lava: resonate-and-fire neurons behind other layers than those of
-    ``lava_build.RF_BUILT`` (Lava's RF processes have only ``a_real_in`` and ``a_imag_in``;
-    netx's blocks for the other kinds feed an ``a_in``)."""
-    from converters.lava_build import RF_BUILT
-    from neuroprune.snn.fixed_rf import RF_KINDS
+    """Refuse, in one line naming the layer, what neither lava-dl's netx nor
+    :mod:`converters.lava_build` builds in Lava (see ``lava_build.check_rf``)."""
+    from converters.lava_build import check_rf
 
-    for index, layer in enumerate(network.layers):
-        neuron = getattr(layer, "neuron", None)
-        if neuron is not None and neuron.kind in RF_KINDS and layer.kind not in RF_BUILT:
-            raise UnsupportedLayerError(
-                f"layer {index} ({layer.kind}): Lava runs {neuron.kind} neurons only behind "
-                f"{', '.join(RF_BUILT)} layers (its {layer.kind} synapse would feed an input Lava's RF neurons "
-                "lack); give this layer CUBA neurons to verify it"
-            )
+    check_rf(network)
 
 
 def _compare(path: Path, network: Network, x: np.ndarray, ours: dict[int, Any]) -> VerifyResult:

@@ -6,9 +6,10 @@ lava-dl 0.6's netx builds resonate-and-fire neurons only behind a complex synaps
 as slayer writes it (type ``dense`` with ``weight/real`` and ``weight/imag``: a ComplexDense
 block); it has no builder for the ``dense_comp`` type, which ``converters.lava_build`` builds
 from the same ComplexDense block. Its Input, Dense and RecurrentDense blocks feed an ``a_in``
-that Lava's RF processes lack: ``converters.lava_build`` builds those synapses as netx's
-blocks would and feeds them into the neurons' real input. Behind other layers (conv) RF
-neurons are refused in one line."""
+that Lava's RF processes lack, as do its Conv block and lava_build's pool and transposed
+conv: ``converters.lava_build`` builds those synapses as netx's blocks would and feeds them
+into the neurons' real input. RF neurons with a bias are refused in one line (Lava's RF
+processes have none)."""
 
 from __future__ import annotations
 
@@ -18,7 +19,8 @@ import pytest
 
 from converters import lava_build, lava_verify, netx
 from neuroprune.cli import main
-from neuroprune.ir import ComplexDenseLayer, ConvLayer, DenseLayer, InputLayer, Network, Neuron, RecurrentDenseLayer
+from neuroprune.ir import (ComplexDenseLayer, ConvLayer, ConvTransposeLayer, DenseLayer, InputLayer, Network, Neuron,
+                           PoolLayer, RecurrentDenseLayer)
 from neuroprune.snn.fixed import dense_synapse_weights, run_fixed
 
 STEPS = 40
@@ -185,11 +187,33 @@ def test_rf_input_layer_agrees_with_lava(tmp_path, capsys):
     assert "spike-exact" in capsys.readouterr().out
 
 
-def test_rf_neurons_lava_cannot_build_are_refused_in_one_line(tmp_path, capsys):
-    rf = Neuron(kind="RF_PHASE", v_th_mant=2, sin_decay=900, cos_decay=3900)
-    net = Network([InputLayer(shape=(1, 4, 4)), ConvLayer(weight=np.ones((2, 1, 3, 3), np.int32), neuron=rf)])
+def test_rf_neurons_behind_conv_pool_and_convT_layers_agree_with_lava(tmp_path):
+    # netx's Conv block (and lava_build's pool and transposed conv) would feed an a_in too
+    rng = np.random.default_rng(10)
+    net = Network([
+        InputLayer(shape=(2, 6, 6)),
+        ConvLayer(weight=_ints(rng, -90, 90, (3, 2, 3, 3)), padding=(1, 0), stride=(1, 2),
+                  neuron=Neuron(kind="RF_PHASE", v_th_mant=1, sin_decay=2000, cos_decay=3400)),
+        PoolLayer(kernel=(2, 1), weight=-60,
+                  neuron=Neuron(kind="RF_IZHIKEVICH", v_th_mant=8, sin_decay=1300, cos_decay=3700)),
+        ConvTransposeLayer(weight=_ints(rng, -90, 90, (3, 2, 3, 3)), stride=(2, 1),
+                           neuron=Neuron(kind="RF_PHASE", v_th_mant=1, sin_decay=2000, cos_decay=3400)),
+    ])
     path = netx.write(net, tmp_path / "rf_conv.net")
+    with h5py.File(path, "a") as handle:  # the pool as lava-dl's slayer writes it (our writer stores a conv)
+        group = handle["layer/2"]
+        del group["type"], group["weight"], group["groups"], group["inChannels"], group["outChannels"]
+        group.create_dataset("type", (1,), "S10", [b"pool"])
+        group.create_dataset("weight", data=np.full((1, 1, 2, 1), -60))
+    assert [layer.kind for layer in netx.read(path).layers] == ["input", "conv", "pool", "convT"]
+    _assert_exact(lava_verify.verify(path, steps=STEPS, seed=3), [1, 2, 3])
+
+
+def test_rf_neurons_with_a_bias_are_refused_in_one_line(tmp_path, capsys):
+    rf = Neuron(kind="RF_PHASE", v_th_mant=2, sin_decay=900, cos_decay=3900)
+    net = Network([InputLayer(shape=(4,)),
+                   DenseLayer(weight=np.ones((3, 4), np.int32), bias=np.array([0, 2, 0]), neuron=rf)])
+    path = netx.write(net, tmp_path / "rf_bias.net")
     assert main(["verify", str(path)]) == 2
     err = capsys.readouterr().err.strip()
-    assert err.count("\n") == 0 and "layer 1 (conv): Lava runs RF_PHASE neurons only behind input, dense, " \
-                                     "dense_rec, dense_comp layers" in err, err
+    assert err.count("\n") == 0 and "layer 1 (dense): RF_PHASE neurons take no bias in Lava" in err, err
