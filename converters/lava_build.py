@@ -71,8 +71,8 @@ def _lava() -> dict[str, Any]:
         from lava.lib.dl.netx import hdf5
         from lava.lib.dl.netx.blocks.process import Dense
         from lava.lib.dl.netx.utils import NetDict, optimize_weight_bits
-        from lava.proc.dense.process import Dense as DenseSynapse
         from lava.proc.conv.process import Conv as ConvSynapse
+        from lava.proc.dense.process import Dense as DenseSynapse
         from lava.proc.dense.process import DelayDense as DelayDenseSynapse
 
         from converters.lava_procs.join import Join
@@ -233,7 +233,7 @@ def _neuron_config(config: Any) -> Any:
 
 
 def _unrolled_block(lava: dict[str, Any], layer: ConvTransposeLayer, config: Any, in_shape: tuple[int, ...],
-                    shape: tuple[int, ...], message_bits: int, index: int) -> Any:
+                    shape: tuple[int, ...], message_bits: int) -> Any:
     """netx's Dense block on the unrolled transposed convolution (neurons in C, H, W order);
     resonate-and-fire neurons behind the same synapse, fed into their real input."""
     if layer.delay is not None and np.any(layer.delay):
@@ -310,8 +310,7 @@ def build(path: str | os.PathLike[str], network: Network, source: Any) -> dict[i
                                                 input_message_bits=in_bits)
             elif layer.kind in ("convT", "unpool"):
                 transposed = layer.as_conv_transpose(in_shape[0]) if isinstance(layer, UnpoolLayer) else layer
-                block = _unrolled_block(lava, transposed, config, in_shape, shape, in_bits,  # type: ignore[arg-type]
-                                        index)
+                block = _unrolled_block(lava, transposed, config, in_shape, shape, in_bits)  # type: ignore[arg-type]
                 flat_input = True
             elif layer.kind == "flatten":
                 outputs[index], bits[index] = (lambda feed=feed: _flat(feed())), in_bits

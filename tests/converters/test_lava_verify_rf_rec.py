@@ -175,6 +175,20 @@ def test_rf_neurons_behind_a_recurrent_dense_layer_agree_with_lava(tmp_path, neu
     assert not np.array_equal(run_fixed(alone, x).spikes[1][0].numpy(), lava_verify.run_lava(path, net, x[0])[1])
 
 
+def test_rf_neurons_fed_graded_spikes_agree_with_lava(tmp_path):
+    # a sigma-delta input layer sends graded payloads: the RF layer's synapse reads them with
+    # the message bits netx gives it; RF neurons themselves send binary spikes to the next layer
+    rng = np.random.default_rng(11)
+    rf = Neuron(kind="RF_IZHIKEVICH", v_th_mant=8, sin_decay=1300, cos_decay=3700)
+    net = Network([InputLayer(shape=(10,), neuron=Neuron(kind="SDNN", v_th_mant=3, activation="relu")),
+                   _rf_dense(rng, "dense", rf), RecurrentDenseLayer(weight=_ints(rng, -90, 90, (4, 8)),
+                                                                    weight_rec=_ints(rng, -90, 90, (4, 4)), neuron=rf)])
+    path = netx.write(net, tmp_path / "rf_graded.net")
+    result = lava_verify.verify(path, steps=STEPS, seed=3)
+    _assert_exact(result, [0, 1, 2])
+    assert [m.graded for m in result.layers] == [True, False, False]
+
+
 def test_rf_input_layer_agrees_with_lava(tmp_path, capsys):
     # the input mantissas arrive as the input neurons' real input, in the same step
     rng = np.random.default_rng(9)
