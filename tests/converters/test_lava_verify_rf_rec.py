@@ -125,11 +125,8 @@ def test_rf_izhikevich_layer_agrees_with_lava(tmp_path):
     _assert_exact(lava_verify.verify(path, steps=STEPS, seed=1), [1, 2])
 
 
-def _rf_dense(rng, kind, neuron, recurrent=False, **extra):
-    weight = _ints(rng, -90, 90, (8, 10))
-    if recurrent:
-        return RecurrentDenseLayer(weight=weight, weight_rec=_ints(rng, -100, 100, (8, 8)), neuron=neuron, **extra)
-    return DenseLayer(weight=weight, neuron=neuron, **extra)
+def _rf_dense(rng, neuron, **extra):
+    return DenseLayer(weight=_ints(rng, -90, 90, (8, 10)), neuron=neuron, **extra)
 
 
 @pytest.mark.parametrize("neuron", [Neuron(kind="RF_PHASE", v_th_mant=1, sin_decay=2000, cos_decay=3400),
@@ -139,7 +136,7 @@ def test_rf_neurons_behind_a_dense_layer_agree_with_lava(tmp_path, neuron):
     # netx's Dense block would feed the neurons' a_in, which Lava's RF processes lack:
     # converters.lava_build feeds the same synapse into their real input
     rng = np.random.default_rng(6)
-    net = Network([InputLayer(shape=(10,)), _rf_dense(rng, "dense", neuron),
+    net = Network([InputLayer(shape=(10,)), _rf_dense(rng, neuron),
                    DenseLayer(weight=_ints(rng, 40, 120, (5, 8)), neuron=Neuron(i_decay=1024, v_decay=256,
                                                                                v_th_mant=4))])
     path = netx.write(net, tmp_path / "rf_dense.net")
@@ -150,7 +147,7 @@ def test_rf_neurons_behind_a_dense_layer_agree_with_lava(tmp_path, neuron):
 def test_rf_neurons_behind_delayed_dense_synapses_agree_with_lava(tmp_path):
     rng = np.random.default_rng(7)
     rf = Neuron(kind="RF_PHASE", v_th_mant=1, sin_decay=2000, cos_decay=3400)
-    net = Network([InputLayer(shape=(10,)), _rf_dense(rng, "dense", rf, delay=rng.integers(0, 4, (8, 10)))])
+    net = Network([InputLayer(shape=(10,)), _rf_dense(rng, rf, delay=rng.integers(0, 4, (8, 10)))])
     path = netx.write(net, tmp_path / "rf_delay.net")
     x = lava_verify.random_input(net, STEPS, seed=3)
     _assert_exact(lava_verify.verify(path, x=x), [1])
@@ -159,17 +156,22 @@ def test_rf_neurons_behind_delayed_dense_synapses_agree_with_lava(tmp_path):
     assert not np.array_equal(run_fixed(plain, x).spikes[1][0].numpy(), lava_verify.run_lava(path, net, x[0])[1])
 
 
-@pytest.mark.parametrize("neuron", [Neuron(kind="RF_PHASE", v_th_mant=1, sin_decay=2000, cos_decay=3400),
-                                    Neuron(kind="RF_IZHIKEVICH", v_th_mant=8, sin_decay=1300, cos_decay=3700)],
-                         ids=["RF_PHASE", "RF_IZHIKEVICH"])
-def test_rf_neurons_behind_a_recurrent_dense_layer_agree_with_lava(tmp_path, neuron):
+@pytest.mark.parametrize("neuron,rec_range", [
+    (Neuron(kind="RF_PHASE", v_th_mant=1, sin_decay=2000, cos_decay=3400), (-100, 100)),
+    (Neuron(kind="RF_IZHIKEVICH", v_th_mant=8, sin_decay=1300, cos_decay=3700), (-100, 100)),
+    (Neuron(kind="RF_PHASE", v_th_mant=1, sin_decay=2000, cos_decay=3400), (-250, 250)),
+], ids=["RF_PHASE", "RF_IZHIKEVICH", "RF_PHASE-one-exponent"])
+def test_rf_neurons_behind_a_recurrent_dense_layer_agree_with_lava(tmp_path, neuron, rec_range):
     rng = np.random.default_rng(8)
-    net = Network([InputLayer(shape=(10,)), _rf_dense(rng, "dense_rec", neuron, recurrent=True)])
+    rec = RecurrentDenseLayer(weight=_ints(rng, -40, 40, (8, 10)), weight_rec=_ints(rng, *rec_range, (8, 8)),
+                              neuron=neuron)
+    if rec_range[1] > 127:  # netx scales both matrices with one exponent; the feed-forward alone would get another
+        assert dense_synapse_weights(rec.weight)[1] != dense_synapse_weights(rec.all_weights)[1]
+    net = Network([InputLayer(shape=(10,)), rec])
     path = netx.write(net, tmp_path / "rf_rec.net")
     x = lava_verify.random_input(net, STEPS, seed=3)
     _assert_exact(lava_verify.verify(path, x=x), [1])
     # not vacuous: without its recurrent synapses the layer spikes otherwise than in Lava
-    rec = net[1]
     alone = net.replace(1, RecurrentDenseLayer(weight=rec.weight, weight_rec=np.zeros((8, 8), np.int32),
                                                neuron=neuron))
     assert not np.array_equal(run_fixed(alone, x).spikes[1][0].numpy(), lava_verify.run_lava(path, net, x[0])[1])
@@ -181,7 +183,7 @@ def test_rf_neurons_fed_graded_spikes_agree_with_lava(tmp_path):
     rng = np.random.default_rng(11)
     rf = Neuron(kind="RF_IZHIKEVICH", v_th_mant=8, sin_decay=1300, cos_decay=3700)
     net = Network([InputLayer(shape=(10,), neuron=Neuron(kind="SDNN", v_th_mant=3, activation="relu")),
-                   _rf_dense(rng, "dense", rf), RecurrentDenseLayer(weight=_ints(rng, -90, 90, (4, 8)),
+                   _rf_dense(rng, rf), RecurrentDenseLayer(weight=_ints(rng, -90, 90, (4, 8)),
                                                                     weight_rec=_ints(rng, -90, 90, (4, 4)), neuron=rf)])
     path = netx.write(net, tmp_path / "rf_graded.net")
     result = lava_verify.verify(path, steps=STEPS, seed=3)
