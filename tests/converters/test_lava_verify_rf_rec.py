@@ -183,8 +183,9 @@ def test_rf_neurons_fed_graded_spikes_agree_with_lava(tmp_path):
     rng = np.random.default_rng(11)
     rf = Neuron(kind="RF_IZHIKEVICH", v_th_mant=8, sin_decay=1300, cos_decay=3700)
     net = Network([InputLayer(shape=(10,), neuron=Neuron(kind="SDNN", v_th_mant=3, activation="relu")),
-                   _rf_dense(rng, rf), RecurrentDenseLayer(weight=_ints(rng, -90, 90, (4, 8)),
-                                                                    weight_rec=_ints(rng, -90, 90, (4, 4)), neuron=rf)])
+                   _rf_dense(rng, rf),
+                   RecurrentDenseLayer(weight=_ints(rng, -90, 90, (4, 8)), weight_rec=_ints(rng, -90, 90, (4, 4)),
+                                       neuron=rf)])
     path = netx.write(net, tmp_path / "rf_graded.net")
     result = lava_verify.verify(path, steps=STEPS, seed=3)
     _assert_exact(result, [0, 1, 2])
@@ -204,10 +205,11 @@ def test_rf_input_layer_agrees_with_lava(tmp_path, capsys):
 
 
 def test_rf_neurons_behind_conv_pool_and_convT_layers_agree_with_lava(tmp_path):
-    # netx's Conv block (and lava_build's pool and transposed conv) would feed an a_in too
+    # netx's Conv block (and lava_build's pool and transposed conv) would feed an a_in too;
+    # the input layer's RF neurons in Lava's W, H, C order
     rng = np.random.default_rng(10)
     net = Network([
-        InputLayer(shape=(2, 6, 6)),
+        InputLayer(shape=(2, 6, 5), neuron=Neuron(kind="RF_PHASE", v_th_mant=1, sin_decay=2000, cos_decay=3400)),
         ConvLayer(weight=_ints(rng, -90, 90, (3, 2, 3, 3)), padding=(1, 0), stride=(1, 2),
                   neuron=Neuron(kind="RF_PHASE", v_th_mant=1, sin_decay=2000, cos_decay=3400)),
         PoolLayer(kernel=(2, 1), weight=-60,
@@ -222,7 +224,7 @@ def test_rf_neurons_behind_conv_pool_and_convT_layers_agree_with_lava(tmp_path):
         group.create_dataset("type", (1,), "S10", [b"pool"])
         group.create_dataset("weight", data=np.full((1, 1, 2, 1), -60))
     assert [layer.kind for layer in netx.read(path).layers] == ["input", "conv", "pool", "convT"]
-    _assert_exact(lava_verify.verify(path, steps=STEPS, seed=3), [1, 2, 3])
+    _assert_exact(lava_verify.verify(path, steps=STEPS, seed=3), [0, 1, 2, 3])
 
 
 def test_rf_neurons_with_a_bias_are_refused_in_one_line(tmp_path, capsys):
