@@ -157,9 +157,9 @@ def run_lava(path: str | os.PathLike[str], network: Network, x: np.ndarray) -> d
     Returns spikes ``(*shape, T)`` in torch order per IR layer index: int8 0/1, or the
     int64 payloads of layers whose neurons send graded spikes.
     """
-    from converters import lava_build, netx
+    from converters import lava_build
 
-    if not set(netx.stored_types(path)) <= set(lava_build.NETX_BUILT):  # Lava graph built by lava_build
+    if not lava_build.netx_builds(path, network):  # Lava graph built by lava_build
         return lava_build.run_lava(path, network, x)
     lava = _lava_modules()
     steps = x.shape[-1]
@@ -231,19 +231,11 @@ def verify(path: str | os.PathLike[str], x: np.ndarray | None = None, steps: int
 
 
 def _check_netx_builds(network: Network) -> None:
-    """Refuse, naming the layer, what lava-dl's netx cannot build: resonate-and-fire neurons
-    behind anything but a complex synapse (netx's Input, Dense and RecurrentDense blocks feed
-    the neuron's ``a_in``; Lava's RF processes have only ``a_real_in`` and ``a_imag_in``)."""
-    from neuroprune.snn.fixed_rf import RF_KINDS
+    """Refuse, in one line naming the layer, what neither lava-dl's netx nor
+    :mod:`converters.lava_build` builds in Lava (see ``lava_build.check_rf``)."""
+    from converters.lava_build import check_rf
 
-    for index, layer in enumerate(network.layers):
-        neuron = getattr(layer, "neuron", None)
-        if neuron is not None and neuron.kind in RF_KINDS and layer.kind != "dense_comp":
-            raise UnsupportedLayerError(
-                f"layer {index} ({layer.kind}): lava-dl's netx runs {neuron.kind} neurons only behind a complex "
-                f"synapse (a dense layer with weight/real and weight/imag); its {layer.kind} block feeds an input "
-                "Lava's RF neurons lack, so Lava cannot run this file"
-            )
+    check_rf(network)
 
 
 def _compare(path: Path, network: Network, x: np.ndarray, ours: dict[int, Any]) -> VerifyResult:

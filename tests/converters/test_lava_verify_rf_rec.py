@@ -4,9 +4,12 @@ IR -> netx.write -> lava-dl's netx builds it -> Lava runs it (Loihi2SimCfg, fixe
 
 lava-dl 0.6's netx builds resonate-and-fire neurons only behind a complex synapse written
 as slayer writes it (type ``dense`` with ``weight/real`` and ``weight/imag``: a ComplexDense
-block); its Input, Dense and RecurrentDense blocks feed an ``a_in`` that Lava's RF processes
-lack (refused in one line); it has no builder for the ``dense_comp`` type, which
-``converters.lava_build`` builds from the same ComplexDense block."""
+block); it has no builder for the ``dense_comp`` type, which ``converters.lava_build`` builds
+from the same ComplexDense block. Its Input, Dense and RecurrentDense blocks feed an ``a_in``
+that Lava's RF processes lack, as do its Conv block and lava_build's pool and transposed
+conv: ``converters.lava_build`` builds those synapses as netx's blocks would and feeds them
+into the neurons' real input. RF neurons with a bias are refused in one line (Lava's RF
+processes have none)."""
 
 from __future__ import annotations
 
@@ -14,9 +17,10 @@ import h5py
 import numpy as np
 import pytest
 
-from converters import lava_verify, netx
+from converters import lava_build, lava_verify, netx
 from neuroprune.cli import main
-from neuroprune.ir import ComplexDenseLayer, DenseLayer, InputLayer, Network, Neuron, RecurrentDenseLayer
+from neuroprune.ir import (ComplexDenseLayer, ConvLayer, ConvTransposeLayer, DenseLayer, InputLayer, Network, Neuron,
+                           PoolLayer, RecurrentDenseLayer)
 from neuroprune.snn.fixed import dense_synapse_weights, run_fixed
 
 STEPS = 40
@@ -121,17 +125,113 @@ def test_rf_izhikevich_layer_agrees_with_lava(tmp_path):
     _assert_exact(lava_verify.verify(path, steps=STEPS, seed=1), [1, 2])
 
 
-@pytest.mark.parametrize("kind", ["dense", "dense_rec", "input"])
-def test_rf_neurons_netx_cannot_build_are_refused_in_one_line(tmp_path, capsys, kind):
+def _rf_dense(rng, neuron, **extra):
+    return DenseLayer(weight=_ints(rng, -90, 90, (8, 10)), neuron=neuron, **extra)
+
+
+@pytest.mark.parametrize("neuron", [Neuron(kind="RF_PHASE", v_th_mant=1, sin_decay=2000, cos_decay=3400),
+                                    Neuron(kind="RF_IZHIKEVICH", v_th_mant=8, sin_decay=-700, cos_decay=3950)],
+                         ids=["RF_PHASE", "RF_IZHIKEVICH"])
+def test_rf_neurons_behind_a_dense_layer_agree_with_lava(tmp_path, neuron):
+    # netx's Dense block would feed the neurons' a_in, which Lava's RF processes lack:
+    # converters.lava_build feeds the same synapse into their real input
+    rng = np.random.default_rng(6)
+    net = Network([InputLayer(shape=(10,)), _rf_dense(rng, neuron),
+                   DenseLayer(weight=_ints(rng, 40, 120, (5, 8)), neuron=Neuron(i_decay=1024, v_decay=256,
+                                                                               v_th_mant=4))])
+    path = netx.write(net, tmp_path / "rf_dense.net")
+    assert not lava_build.netx_builds(path, netx.read(path))
+    _assert_exact(lava_verify.verify(path, steps=STEPS, seed=3), [1, 2])
+
+
+def test_rf_neurons_behind_delayed_dense_synapses_agree_with_lava(tmp_path):
+    rng = np.random.default_rng(7)
+    rf = Neuron(kind="RF_PHASE", v_th_mant=1, sin_decay=2000, cos_decay=3400)
+    net = Network([InputLayer(shape=(10,)), _rf_dense(rng, rf, delay=rng.integers(0, 4, (8, 10)))])
+    path = netx.write(net, tmp_path / "rf_delay.net")
+    x = lava_verify.random_input(net, STEPS, seed=3)
+    _assert_exact(lava_verify.verify(path, x=x), [1])
+    # not vacuous: without its delays the layer spikes otherwise than in Lava
+    plain = net.replace(1, DenseLayer(weight=net[1].weight, neuron=rf))
+    assert not np.array_equal(run_fixed(plain, x).spikes[1][0].numpy(), lava_verify.run_lava(path, net, x[0])[1])
+
+
+@pytest.mark.parametrize("neuron,rec_range", [
+    (Neuron(kind="RF_PHASE", v_th_mant=1, sin_decay=2000, cos_decay=3400), (-100, 100)),
+    (Neuron(kind="RF_IZHIKEVICH", v_th_mant=8, sin_decay=1300, cos_decay=3700), (-100, 100)),
+    (Neuron(kind="RF_PHASE", v_th_mant=1, sin_decay=2000, cos_decay=3400), (-250, 250)),
+], ids=["RF_PHASE", "RF_IZHIKEVICH", "RF_PHASE-one-exponent"])
+def test_rf_neurons_behind_a_recurrent_dense_layer_agree_with_lava(tmp_path, neuron, rec_range):
+    rng = np.random.default_rng(8)
+    rec = RecurrentDenseLayer(weight=_ints(rng, -40, 40, (8, 10)), weight_rec=_ints(rng, *rec_range, (8, 8)),
+                              neuron=neuron)
+    if rec_range[1] > 127:  # netx scales both matrices with one exponent; the feed-forward alone would get another
+        assert dense_synapse_weights(rec.weight)[1] != dense_synapse_weights(rec.all_weights)[1]
+    net = Network([InputLayer(shape=(10,)), rec])
+    path = netx.write(net, tmp_path / "rf_rec.net")
+    x = lava_verify.random_input(net, STEPS, seed=3)
+    _assert_exact(lava_verify.verify(path, x=x), [1])
+    # not vacuous: without its recurrent synapses the layer spikes otherwise than in Lava
+    alone = net.replace(1, RecurrentDenseLayer(weight=rec.weight, weight_rec=np.zeros((8, 8), np.int32),
+                                               neuron=neuron))
+    assert not np.array_equal(run_fixed(alone, x).spikes[1][0].numpy(), lava_verify.run_lava(path, net, x[0])[1])
+
+
+def test_rf_neurons_fed_graded_spikes_agree_with_lava(tmp_path):
+    # a sigma-delta input layer sends graded payloads: the RF layer's synapse reads them with
+    # the message bits netx gives it; RF neurons themselves send binary spikes to the next layer
+    rng = np.random.default_rng(11)
+    rf = Neuron(kind="RF_IZHIKEVICH", v_th_mant=8, sin_decay=1300, cos_decay=3700)
+    net = Network([InputLayer(shape=(10,), neuron=Neuron(kind="SDNN", v_th_mant=3, activation="relu")),
+                   _rf_dense(rng, rf),
+                   RecurrentDenseLayer(weight=_ints(rng, -90, 90, (4, 8)), weight_rec=_ints(rng, -90, 90, (4, 4)),
+                                       neuron=rf)])
+    path = netx.write(net, tmp_path / "rf_graded.net")
+    result = lava_verify.verify(path, steps=STEPS, seed=3)
+    _assert_exact(result, [0, 1, 2])
+    assert [m.graded for m in result.layers] == [True, False, False]
+
+
+def test_rf_input_layer_agrees_with_lava(tmp_path, capsys):
+    # the input mantissas arrive as the input neurons' real input, in the same step
+    rng = np.random.default_rng(9)
+    rf = Neuron(kind="RF_PHASE", v_th_mant=1, sin_decay=2000, cos_decay=3400)
+    net = Network([InputLayer(shape=(10,), neuron=rf),
+                   DenseLayer(weight=_ints(rng, -40, 80, (6, 10)), neuron=LIF)])
+    path = netx.write(net, tmp_path / "rf_input.net")
+    _assert_exact(lava_verify.verify(path, steps=STEPS, seed=3), [0, 1])
+    assert main(["verify", str(path), "--steps", "16"]) == 0
+    assert "spike-exact" in capsys.readouterr().out
+
+
+def test_rf_neurons_behind_conv_pool_and_convT_layers_agree_with_lava(tmp_path):
+    # netx's Conv block (and lava_build's pool and transposed conv) would feed an a_in too;
+    # the input layer's RF neurons in Lava's W, H, C order
+    rng = np.random.default_rng(10)
+    net = Network([
+        InputLayer(shape=(2, 6, 5), neuron=Neuron(kind="RF_PHASE", v_th_mant=1, sin_decay=2000, cos_decay=3400)),
+        ConvLayer(weight=_ints(rng, -90, 90, (3, 2, 3, 3)), padding=(1, 0), stride=(1, 2),
+                  neuron=Neuron(kind="RF_PHASE", v_th_mant=1, sin_decay=2000, cos_decay=3400)),
+        PoolLayer(kernel=(2, 1), weight=-60,
+                  neuron=Neuron(kind="RF_IZHIKEVICH", v_th_mant=8, sin_decay=1300, cos_decay=3700)),
+        ConvTransposeLayer(weight=_ints(rng, -90, 90, (3, 2, 3, 3)), stride=(2, 1),
+                           neuron=Neuron(kind="RF_PHASE", v_th_mant=1, sin_decay=2000, cos_decay=3400)),
+    ])
+    path = netx.write(net, tmp_path / "rf_conv.net")
+    with h5py.File(path, "a") as handle:  # the pool as lava-dl's slayer writes it (our writer stores a conv)
+        group = handle["layer/2"]
+        del group["type"], group["weight"], group["groups"], group["inChannels"], group["outChannels"]
+        group.create_dataset("type", (1,), "S10", [b"pool"])
+        group.create_dataset("weight", data=np.full((1, 1, 2, 1), -60))
+    assert [layer.kind for layer in netx.read(path).layers] == ["input", "conv", "pool", "convT"]
+    _assert_exact(lava_verify.verify(path, steps=STEPS, seed=3), [0, 1, 2, 3])
+
+
+def test_rf_neurons_with_a_bias_are_refused_in_one_line(tmp_path, capsys):
     rf = Neuron(kind="RF_PHASE", v_th_mant=2, sin_decay=900, cos_decay=3900)
-    ff = np.ones((3, 4), dtype=np.int32)
-    layer = {"dense": DenseLayer(weight=ff, neuron=rf),
-             "dense_rec": RecurrentDenseLayer(weight=ff, weight_rec=np.ones((3, 3), np.int32), neuron=rf),
-             "input": DenseLayer(weight=ff, neuron=LIF)}[kind]
-    net = Network([InputLayer(shape=(4,), neuron=rf if kind == "input" else None), layer])
-    path = netx.write(net, tmp_path / "rf.net")
+    net = Network([InputLayer(shape=(4,)),
+                   DenseLayer(weight=np.ones((3, 4), np.int32), bias=np.array([0, 2, 0]), neuron=rf)])
+    path = netx.write(net, tmp_path / "rf_bias.net")
     assert main(["verify", str(path)]) == 2
     err = capsys.readouterr().err.strip()
-    where = 0 if kind == "input" else 1
-    assert err.count("\n") == 0 and f"layer {where} ({kind}): lava-dl's netx runs RF_PHASE neurons only " \
-                                     "behind a complex synapse" in err, err
+    assert err.count("\n") == 0 and "layer 1 (dense): RF_PHASE neurons take no bias in Lava" in err, err
