@@ -62,7 +62,29 @@ def _ir_networks() -> dict[str, Any]:
         DenseLayer(weight=weights((8, 12)), neuron=neuron, delay=rng.integers(0, 4, size=8).astype(np.int32)),
         DenseLayer(weight=weights((4, 8)), neuron=Neuron(kind="LOIHI", i_decay=4096, v_decay=0, v_th_mant=40)),
     ], name="dense")
-    return {"conv": conv, "dense": dense}
+    return {"conv": conv, "dense": dense, "kinds": _every_kind(weights, neuron)}
+
+
+def _every_kind(weights: Callable[[tuple[int, ...]], np.ndarray], lif: Any) -> Any:
+    """One network with every layer kind and neuron type beyond CUBA conv/dense (netx only:
+    NIR has no node for most of them)."""
+    from neuroprune.ir import (AverageLayer, ComplexDenseLayer, ConcatLayer, ConvLayer, ConvTransposeLayer,
+                               FlattenLayer, InputLayer, Network, Neuron, PoolLayer, RecurrentDenseLayer, UnpoolLayer)
+
+    sdnn = Neuron(kind="SDNN", v_th_mant=4)
+    rf = Neuron(kind="RF_PHASE", v_th_mant=2, sin_decay=900, cos_decay=3900)
+    return Network([
+        InputLayer(shape=(2, 6, 6), neuron=sdnn),
+        ConvLayer(weight=weights((4, 2, 3, 3)), padding=1, neuron=sdnn),
+        ConcatLayer(layers=(0,)),
+        ConvTransposeLayer(weight=weights((6, 3, 2, 2)), stride=2, neuron=sdnn),
+        PoolLayer(kernel=2, weight=40, neuron=lif),
+        UnpoolLayer(kernel=2, weight=30, neuron=lif),
+        FlattenLayer(),
+        RecurrentDenseLayer(weight=weights((8, 432)), weight_rec=weights((8, 8)), neuron=lif),
+        ComplexDenseLayer(weight=weights((6, 8)), weight_imag=weights((6, 8)), neuron=rf),
+        AverageLayer(num_outputs=2),
+    ], name="kinds")
 
 
 def _onnx_models(folder: Path) -> list[Path]:
@@ -94,7 +116,8 @@ def make_bases(folder: Path) -> dict[str, list[Path]]:
     bases: dict[str, list[Path]] = {"netx": [], "nir": [], "onnx": [], "npz": []}
     for name, network in networks.items():
         bases["netx"].append(netx.write(network, folder / f"{name}.net"))
-        bases["nir"].append(nir.write(network, folder / f"{name}.nir"))
+        if name != "kinds":
+            bases["nir"].append(nir.write(network, folder / f"{name}.nir"))
     tiny = Path(sysconfig.get_paths()["purelib"]) / "tests/lava/lib/dl/netx/tiny.net"
     if tiny.exists():
         bases["netx"].append(Path(shutil.copy(tiny, folder / "tiny.net")))
