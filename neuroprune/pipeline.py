@@ -21,7 +21,7 @@ from neuroprune.data import Dataset, load
 from neuroprune.errors import CheckpointError, PruneError
 from neuroprune.prune.base import Measurement, Measurer, PruneTask, write_summary
 from neuroprune.snn import model as snn_model
-from neuroprune.snn.encoders import get_encoder
+from neuroprune.snn.evaluate import chip_inputs
 from neuroprune.snn.fixed import run_fixed
 from neuroprune.snn.train import TrainConfig
 
@@ -61,13 +61,6 @@ def load_trained(path: str, data: str | None = None, seed: int = 0, resize: int 
             f"{tuple(dataset.input_shape)}; pass the --data (and --resize) it was trained on"
         )
     return Trained(model=model, dataset=dataset, config=config, meta=meta)
-
-
-def chip_inputs(model: snn_model.SNN, x: np.ndarray, config: TrainConfig) -> torch.Tensor:
-    """Integer chip input for samples ``x``: encoded like training, then as the chip sees it."""
-    encoded = get_encoder(config.encoder)(torch.as_tensor(x), config.steps,
-                                          generator=torch.Generator().manual_seed(config.seed + 1))
-    return model.chip_input(encoded)
 
 
 def fixed_point_accuracy(model: snn_model.SNN, x: np.ndarray, y: np.ndarray, config: TrainConfig,

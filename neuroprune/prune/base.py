@@ -10,7 +10,10 @@ constraints, seed) and ``config`` the method's own frozen dataclass.
 
 SynOps follow DESIGN.md: per inference, sum over time steps and synaptic layers of
 (spikes of each presynaptic neuron x its non-zero outgoing synapses), counted with the
-cost model of :mod:`hw_models` from the activity recorded during evaluation.
+cost model of :mod:`hw_models` from the activity recorded during evaluation: slayer's
+float forward for CUBA nets (its spikes are the chip's), the bit-exact chip model of the
+exported IR for sigma-delta nets (see :data:`MESSAGE_COUNTERS`), so a SynOps target is met
+in the messages the chip sends.
 """
 
 from __future__ import annotations
@@ -30,7 +33,9 @@ from neuroprune.data import Dataset
 from neuroprune.errors import PruneError
 from neuroprune.jsonout import finite_json
 from neuroprune.snn import model as snn_model
-from neuroprune.snn.activity import Activity, ActivityMonitor
+from neuroprune.registry import lookup
+from neuroprune.snn.activity import Activity, ActivityMonitor, fixed_point_activity
+from neuroprune.snn.evaluate import EvalResult, chip_inputs
 from neuroprune.snn.train import TrainConfig, evaluate, fine_tune
 
 __all__ = ["PruneTask", "PruneResult", "Measurement", "Measurer", "write_summary", "SUMMARY_KEYS", "require_cuba"]
@@ -125,12 +130,9 @@ class Measurer:
         self.x, self.y, self.config, self.split, self.chip = x, y, config, split, chip
 
     def measure(self, model: snn_model.SNN) -> Measurement:
-        with ActivityMonitor(model) as monitor:
-            result = evaluate(model, self.x, self.y, self.config)
-        activity = monitor.result()
+        count = lookup(MESSAGE_COUNTERS, getattr(model, "neuron_kind", "cuba"), "message count", "Measurer")
+        result, activity = count(model, self.x, self.y, self.config)
         network = snn_model.to_ir(model)
-        if model.ir_offset:  # no input neuron layer: the encoded input spikes are layer 0
-            activity.rates[0] = _input_rates(self.x, self.config)
         report = fit(network, self.chip, activity.rates, time_steps=activity.steps, suggest_fixes=False)
         steps = activity.steps
         layers = {layer.index: layer.synops_per_step * steps for layer in report.layers if layer.synops_per_step}
@@ -145,6 +147,42 @@ class Measurer:
             activity=activity,
             correct=np.asarray(result.predictions) == np.asarray(self.y),
         )
+
+
+def _float_messages(model: snn_model.SNN, x: np.ndarray, y: np.ndarray,
+                    config: TrainConfig) -> tuple[EvalResult, Activity]:
+    """Accuracy and activity of slayer's float forward (the blocks' spikes as hooked)."""
+    with ActivityMonitor(model) as monitor:
+        result = evaluate(model, x, y, config)
+    activity = monitor.result()
+    if model.ir_offset:  # no input neuron layer: the encoded input spikes are layer 0
+        activity.rates[0] = _input_rates(x, config)
+    return result, activity
+
+
+def _chip_messages(model: snn_model.SNN, x: np.ndarray, y: np.ndarray,
+                   config: TrainConfig) -> tuple[EvalResult, Activity]:
+    """Accuracy of slayer's float forward; activity counted by the bit-exact chip model
+    (:func:`~neuroprune.snn.fixed.run_fixed`, equal to Lava) on the exported IR, with the
+    chip inputs ``neuroprune energy`` counts on."""
+    result = evaluate(model, x, y, config)
+    network = snn_model.to_ir(model)
+    generator = torch.Generator().manual_seed(config.seed + 1)
+    size = config.eval_batch_size
+    batches = (chip_inputs(model, x[start:start + size], config, generator) for start in range(0, len(x), size))
+    return result, fixed_point_activity(network, batches)
+
+
+#: where the messages behind a measured SynOps count (so behind every SynOps target) are
+#: counted, per neuron kind (``SNN.neuron_kind``). CUBA: slayer's float forward, whose
+#: blocks model the chip's one-step synaptic delay and integer states, so its spikes are
+#: the chip's. Sigma-delta: the chip model, because slayer's sigma_delta blocks train
+#: without that delay (lava-dl's recipe) while on the chip every layer receives one step
+#: late: a hidden neuron first sends its bias-only activation (the mean-only norm's bias)
+#: and, a step per layer later, the change the input makes, so the chip sends about twice
+#: the float forward's messages per hidden layer (more with depth), plus what 8-bit
+#: weights and the truncated vThMant add. Counting on the chip makes a target hold there.
+MESSAGE_COUNTERS: dict[str, Any] = {"cuba": _float_messages, "sdnn": _chip_messages}
 
 
 def _input_rates(x: np.ndarray, config: TrainConfig) -> np.ndarray:

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any, Callable, Iterable
 
 import numpy as np
 import torch
@@ -197,17 +197,28 @@ def record_activity(model: torch.nn.Module, x: torch.Tensor, batch_size: int = 2
     return activity
 
 
-def fixed_point_activity(network: Network, x_int: np.ndarray | torch.Tensor) -> Activity:
+def fixed_point_activity(network: Network, x_int: np.ndarray | torch.Tensor | Iterable[torch.Tensor]) -> Activity:
     """Exact chip activity of ``network`` for integer input ``x_int`` (see
-    :func:`neuroprune.snn.fixed.run_fixed`). Without an input neuron layer the input
-    spikes count as layer 0."""
+    :func:`neuroprune.snn.fixed.run_fixed`): one array ``(N, *input_shape, T)``, or an
+    iterable of such batches (counted one after another, so a large split needs one batch
+    of memory). Without an input neuron layer the input spikes count as layer 0."""
     from neuroprune.snn.fixed import run_fixed
 
-    x = torch.as_tensor(np.asarray(x_int) if not torch.is_tensor(x_int) else x_int)
-    result = run_fixed(network, x)
-    samples, steps = int(x.shape[0]), int(x.shape[-1])
-    rates = {i: (s != 0).to(torch.float64).sum(dim=(0, s.ndim - 1)).numpy() / (samples * steps)
-             for i, s in result.spikes.items()}
-    if 0 not in rates:
-        rates[0] = (x > 0).to(torch.float64).sum(dim=(0, x.ndim - 1)).numpy() / (samples * steps)
+    if isinstance(x_int, (np.ndarray, torch.Tensor)):
+        x_int = [x_int]
+    sums: dict[int, torch.Tensor] = {}
+    samples = steps = 0
+    for batch in x_int:
+        x = torch.as_tensor(np.asarray(batch) if not torch.is_tensor(batch) else batch)
+        if not len(x):
+            continue
+        counts = {i: (s != 0).to(torch.float64).sum(dim=(0, s.ndim - 1)) for i, s in run_fixed(network, x).spikes.items()}
+        if 0 not in counts:
+            counts[0] = (x > 0).to(torch.float64).sum(dim=(0, x.ndim - 1))
+        for i, count in counts.items():
+            sums[i] = count if i not in sums else sums[i] + count
+        samples, steps = samples + int(x.shape[0]), int(x.shape[-1])
+    if not samples:
+        raise RuntimeError("no input to count chip activity on")
+    rates = {i: s.numpy() / (samples * steps) for i, s in sums.items()}
     return Activity(rates=rates, steps=steps, samples=samples, source="fixed point")

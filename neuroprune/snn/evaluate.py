@@ -20,7 +20,7 @@ from neuroprune.snn.encoders import get_encoder
 if TYPE_CHECKING:
     from neuroprune.snn.train import TrainConfig
 
-__all__ = ["EvalResult", "evaluate", "classify", "check_output", "resolve_device"]
+__all__ = ["EvalResult", "evaluate", "classify", "check_output", "resolve_device", "chip_inputs"]
 
 
 @dataclass(frozen=True, eq=False)
@@ -150,3 +150,15 @@ def evaluate(
         mean_output_rate=rate,
         seconds=seconds,
     )
+
+
+def chip_inputs(model: Any, x: np.ndarray, config: "TrainConfig",
+                generator: torch.Generator | None = None) -> torch.Tensor:
+    """Integer chip input ``(N, *input_shape, T)`` for samples ``x``: encoded as in training
+    (``config``'s encoder and steps; stochastic encoders draw from ``generator``, by default
+    one seeded with ``config.seed + 1`` as :func:`evaluate` seeds its own), then as the chip
+    receives it (:meth:`neuroprune.snn.model.SNN.chip_input`)."""
+    if generator is None:
+        generator = torch.Generator().manual_seed(config.seed + 1)
+    encoded = get_encoder(config.encoder)(torch.as_tensor(x), config.steps, generator=generator)
+    return model.chip_input(encoded)

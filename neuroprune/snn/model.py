@@ -286,7 +286,10 @@ class SNN(torch.nn.Module):
         Sigma-delta blocks run without that delay (slayer's default for them, as
         lava-dl's PilotNet SDNN recipe trains): Lava delays each layer by one step,
         so on the chip the integrated output arrives later (the fixed-point accuracy
-        ``neuroprune train`` reports is measured with the chip's timing).
+        ``neuroprune train`` reports is measured with the chip's timing) and a hidden
+        layer sends its bias-only activation before the input's change, more messages
+        than here (pruning counts SynOps on the chip model, see
+        :data:`neuroprune.prune.base.MESSAGE_COUNTERS`).
 
         Without autograd (``torch.no_grad`` / ``inference_mode``) and with
         ``fast_inference`` set (the default), the pass runs in
