@@ -57,7 +57,7 @@ from neuroprune.snn.fixed_sdnn import graded_conv as _graded_conv
 from neuroprune.snn.fixed_sdnn import graded_dense as _graded_dense
 from neuroprune.snn.fixed_sdnn import sdnn_neuron
 
-__all__ = ["FixedPointResult", "run_fixed", "reset_phases", "dense_synapse_weights", "NEURON_MODELS", "SYNAPSES"]
+__all__ = ["FixedPointResult", "run_fixed", "reset_phases", "RESET_BLOCKS", "dense_synapse_weights", "NEURON_MODELS", "SYNAPSES"]
 
 MAX_UV = 1 << (STATE_BITS - 1)
 
@@ -326,8 +326,8 @@ def _joined(network: Network, index: int, outputs: dict[int, torch.Tensor]) -> t
     return torch.cat(parts, dim=2)
 
 
-#: the layer kinds netx builds with ``reset_interval`` (each such block takes the next reset phase)
-RESET_PHASED_KINDS = ("input", "conv", "dense", "dense_rec")
+#: the lava-dl netx block that takes ``reset_interval`` (and the next reset phase) for each layer kind
+RESET_BLOCKS: dict[str, str] = {"input": "Input", "conv": "Conv", "dense": "Dense", "dense_rec": "RecurrentDense"}
 
 
 def reset_phases(network: Network, interval: int, offset: int = 0) -> dict[int, int]:
@@ -342,11 +342,8 @@ def reset_phases(network: Network, interval: int, offset: int = 0) -> dict[int, 
         raise ShapeError(f"reset interval {interval} must be at least 1 step")
     phases = {}
     for k, index in enumerate(network.compartment_indices()):
-        kind = network[index].kind
-        if kind not in RESET_PHASED_KINDS:
-            raise UnsupportedLayerError(
-                f"layer {index} ({kind}): lava-dl's netx builds no periodic reset for {kind} layers; "
-                f"run without a reset interval")
+        lookup(RESET_BLOCKS, network[index].kind, "periodic reset in lava-dl's netx (run without a reset interval)",
+               f"layer {index}")
         phases[index] = (offset + k) % interval
     return phases
 

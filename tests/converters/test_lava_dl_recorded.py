@@ -156,6 +156,42 @@ def test_pilotnet_lif_recorded_output_state_departs_from_its_own_recorded_input_
     assert network[10].neuron.i_decay == 4096 and u_rec[8] == 0  # recorded: 0
 
 
+TINY = GTS.parent / "tiny.net"
+TINY_GTS = GTS / "tinynet"
+
+
+def _tiny_input(steps: int) -> np.ndarray:
+    """``input_bias.npy`` ``(W, H, C)`` (lava-dl's test sets it as the input neuron's bias;
+    the input layer's ``iDecay`` is 4096) as the input mantissa of every step."""
+    return np.repeat(np.load(TINY_GTS / "input_bias.npy").astype(np.int64)[..., None], steps, axis=-1)
+
+
+def test_tinynet_every_recorded_layer_equals_ours_from_its_first_reset():
+    """tiny.net's arrays were recorded with a reset every 17 steps (lava-dl's test resets
+    block ``i`` after step ``i - 1``, which is netx's phase ``i``); each layer's record
+    starts at its own first reset: ``input.npy`` one step late (column ``t + 1`` is step
+    ``t``), ``layer1.npy`` from step 1, ``output.npy`` one step early (column ``t`` is step
+    ``t + 1``, from step 2: what lava-dl's test compares); ``current.npy`` is layer 1's
+    ``u >> 6`` at every step."""
+    network = netx.read(TINY)
+    assert [layer.kind for layer in network.layers] == ["input", "conv", "conv"] and network[0].neuron.i_decay == 4096
+    x = np.transpose(_tiny_input(17), (2, 1, 0, 3))[None]
+    result = run_fixed(network, x, record_current=True, reset_interval=17)
+    ours = {i: result.spikes[i][0].numpy().astype(np.int64) for i in (0, 1, 2)}  # (C, H, W, 17)
+
+    def recorded(name: str) -> np.ndarray:
+        return np.load(TINY_GTS / f"{name}.npy")[0].astype(np.int64)  # (C, H, W, 16)
+
+    assert not recorded("input")[..., 0].any()
+    np.testing.assert_array_equal(recorded("input")[..., 1:], ours[0][..., :15])
+    np.testing.assert_array_equal(recorded("layer1")[..., 1:], ours[1][..., 1:16])
+    np.testing.assert_array_equal(recorded("output")[..., 1:], ours[2][..., 2:17])
+    np.testing.assert_array_equal(recorded("current") << 6, result.currents[1][0].numpy()[..., :16])
+    assert [int(recorded(n)[..., 1:].sum()) for n in ("input", "layer1", "output")] == [6783, 1633, 92]
+    # before its first reset a layer runs on its bias alone: layer 1 spikes at step 0, unrecorded
+    assert ours[1][..., 0].any() and not recorded("layer1")[..., 0].any()
+
+
 # ------------------------------------------------------------------ the periodic reset itself
 
 
@@ -168,7 +204,7 @@ def test_reset_phases_follow_netx_block_order():
     assert reset_phases(network, 16) == {0: 0, 1: 1, 2: 2}
     assert reset_phases(network, 2, 1) == {0: 1, 1: 0, 2: 1}
     pooled = Network([InputLayer(shape=(1, 4, 4)), PoolLayer(kernel=2, neuron=lif)])
-    with pytest.raises(UnsupportedLayerError, match="periodic reset for pool"):
+    with pytest.raises(UnsupportedLayerError, match=r"^layer 1: layer type 'pool' has no periodic reset in lava-dl's netx"):
         reset_phases(pooled, 8)
 
 
@@ -194,6 +230,30 @@ def test_reset_makes_every_layer_periodic_from_its_phase():
     assert all(not np.array_equal(reset[k].numpy(), plain[k].numpy()) for k in (0, 1, 2))
 
 
+def test_reset_with_an_offset_verifies_in_lava_on_a_net_we_write(tmp_path, capsys):
+    """netx's reset phases with a non-zero offset, biases, delays and a recurrent layer:
+    Lava (``hdf5.Network(reset_interval=5, reset_offset=3)``) against ours."""
+    from neuroprune.ir import RecurrentDenseLayer
+
+    rng = np.random.default_rng(2)
+    lif = Neuron(i_decay=900, v_decay=400, v_th_mant=60)
+    network = Network([
+        InputLayer(shape=(10,), neuron=Neuron(i_decay=4096, v_decay=500, v_th_mant=40)),
+        DenseLayer(weight=rng.integers(-50, 110, size=(12, 10)).astype(np.int32), neuron=lif,
+                   bias=rng.integers(0, 30, size=12).astype(np.int32), delay=rng.integers(0, 3, size=(12, 10))),
+        RecurrentDenseLayer(weight=rng.integers(-60, 110, size=(6, 12)).astype(np.int32),
+                            weight_rec=rng.integers(-60, 60, size=(6, 6)).astype(np.int32), neuron=lif),
+    ], name="reset")
+    path = netx.write(network, tmp_path / "reset.net")
+    x = rng.integers(0, 80, size=(1, 10, 16))
+    np.save(tmp_path / "x.npy", x)
+    result = _cli_verify(path, capsys, "--input", str(tmp_path / "x.npy"), "--reset-interval", "5",
+                         "--reset-offset", "3")
+    assert result["steps"] == 16 and all(layer["lava_spikes"] > 5 for layer in result["layers"]), result
+    reset, plain = (run_fixed(netx.read(path), x, reset_interval=r, reset_offset=3).spikes for r in (5, None))
+    assert all(not np.array_equal(reset[i].numpy(), plain[i].numpy()) for i in (0, 1, 2))
+
+
 def test_verify_refuses_a_reset_offset_without_interval(capsys):
     assert main(["verify", str(NTIDIGITS / "ntidigits.net"), "--reset-offset", "2"]) == 2
     assert "--reset-offset needs --reset-interval" in capsys.readouterr().err
@@ -207,6 +267,15 @@ def _cli_verify(path: Path, capsys: pytest.CaptureFixture[str], *extra: str) -> 
     result = json.loads(capsys.readouterr().out)
     assert code == 0 and result["exact"], result
     return result
+
+
+def test_tinynet_whole_file_verifies_in_lava_with_recorded_input_and_reset(tmp_path, capsys):
+    """As lava-dl's test runs it: 17 + 3 steps, the recorded input bias, a reset every 17."""
+    path = tmp_path / "input.npy"
+    np.save(path, _tiny_input(20))  # (W, H, C, T): lava-dl's order
+    result = _cli_verify(TINY, capsys, "--input", str(path), "--reset-interval", "17")
+    assert result["steps"] == 20 and [layer["index"] for layer in result["layers"]] == [0, 1, 2]
+    assert all(layer["lava_spikes"] > 50 for layer in result["layers"]), result
 
 
 NTIDIGITS_LAVA_STEPS = 600
