@@ -71,6 +71,8 @@ def run(args: argparse.Namespace) -> int:
         print(finite_json(result.to_dict(), indent=2))
         return 0 if result.exact else 1
     source = args.input or f"seeded random input (seed {args.seed})"
+    if args.reset_interval is not None:
+        source += f", LIF reset every {args.reset_interval} steps from step {args.reset_offset}"
     table = Table(title=f"{args.file}: Lava Loihi2SimCfg fixed_pt vs neuroprune, {result.samples} sample(s) "
                         f"x {result.steps} steps, {source}")
     for column in ("#", "type", "shape", "match %", "Lava spikes", "our spikes", "first mismatch (sample, neuron, t)"):

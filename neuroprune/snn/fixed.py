@@ -20,6 +20,8 @@ whole batch at once:
   ``v = sround(v * (4096 - vDecay) / 4096) + u + (bias << 6)`` clipped to 24 bits;
   spike when ``v > vThMant << 6``; ``v = 0`` after a spike. ``sround`` truncates toward
   zero, as Lava's ``sign(x) * (|x| >> 12)`` does.
+- Periodic reset (lava-dl netx's ``reset_interval``, Lava's ``LIFReset``): each LIF layer
+  zeroes ``u`` and ``v`` one step after the layer before it, see :func:`reset_phases`.
 - Resonate-and-fire neurons, recurrent (``dense_rec``) and complex (``dense_comp``) dense
   synapses: :mod:`neuroprune.snn.fixed_rf` (registered at the end of this module). A
   synapse with a ``wrap_model`` method also acts inside the step loop of its layer.
