@@ -1,8 +1,9 @@
 """lava-dl's recorded ground truth, whole networks: N-TIDIGITS (dense layers with axonal
-delays) and PilotNet LIF (five convs, four dense layers), read with ``converters.netx``
-and run by our bit-exact fixed point, layer by layer and step by step against the arrays
-lava-dl ships in ``tests/lava/lib/dl/netx/gts``; then ``neuroprune verify`` runs the
-same whole files in Lava with the same recorded input.
+delays), PilotNet LIF (five convs, four dense layers), tiny.net and the PilotNet SDNN
+states, read with ``converters.netx`` and run by our bit-exact fixed point, layer by layer
+and step by step against the arrays lava-dl ships in ``tests/lava/lib/dl/netx/gts``; then
+``neuroprune verify`` runs the same whole files in Lava with the same recorded input
+(PilotNet SDNN's: ``test_lava_sdnn.py``).
 
 What the recorded arrays are (found by running the files, see the tests):
 
@@ -16,6 +17,9 @@ What the recorded arrays are (found by running the files, see the tests):
   periodic reset every 17 steps (each layer one step after the one before it); ``input-s.npy``
   is the input layer's spikes with a reset every 16 steps. lava-dl's own tests compare one
   layer at step 14, before any periodic reset.
+- ``tinynet/*.npy``: see :func:`test_tinynet_every_recorded_layer_equals_ours_from_its_first_reset`.
+- ``pilotnet_sdnn/act0.npy``: the input layer's payloads; ``sigma1.npy``, ``sigma2.npy``
+  and ``sigma{1..4}_square.npy``: sigma states, all at the step they were computed.
 """
 
 from __future__ import annotations
@@ -154,6 +158,39 @@ def test_pilotnet_lif_recorded_output_state_departs_from_its_own_recorded_input_
     weight, shift = dense_synapse_weights(network[10].weight)
     assert (int(weight[0, 5]) >> shift) << 6 == -1536 == u[8]  # ... so fc-3's current at step 8 is -1536
     assert network[10].neuron.i_decay == 4096 and u_rec[8] == 0  # recorded: 0
+
+
+SDNN = GTS / "pilotnet_sdnn"
+
+
+def test_pilotnet_sdnn_recorded_input_payloads_and_sigma_states_equal_ours_over_20_steps():
+    """``act0.npy`` is the input layer's (Delta) payloads for ``input.npy`` held 20 steps,
+    ``sigma1.npy`` and ``sigma2.npy`` the sigma states of the first two convs, step by step."""
+    network = netx.read(SDNN / "network.net")
+    image = np.load(SDNN / "input.npy").astype(np.int64)  # (W, H, C, 1)
+    x = np.transpose(np.repeat(image, 20, axis=-1), (2, 1, 0, 3))[None]
+    result = run_fixed(network, x, record_voltage=True)
+    act0 = np.load(SDNN / "act0.npy").astype(np.int64)
+    np.testing.assert_array_equal(_xyc(result.spikes[0][0].numpy().astype(np.int64)), act0)
+    assert int(np.count_nonzero(act0)) == 9656
+    for index in (1, 2):
+        recorded = np.load(SDNN / f"sigma{index}.npy").astype(np.int64)
+        np.testing.assert_array_equal(_xyc(result.voltages[index][0].numpy()), recorded, err_msg=f"sigma{index}")
+        assert np.count_nonzero(recorded) > 100000
+
+
+def test_square_pilotnet_sdnn_sigma_states_equal_ours_with_act0_into_its_first_conv():
+    """As lava-dl's square test drives it (``skip_layers=1``): ``act0.npy`` cropped to 33
+    columns goes straight into the first conv; ``sigma{1..4}_square.npy`` are the four convs'
+    sigma states over 20 steps."""
+    square = netx.read(SDNN / "square_network.net")
+    bare = Network([InputLayer(shape=square.input_shape), *square.layers[1:]])  # the input layer skipped
+    act0 = np.load(SDNN / "act0.npy")[:33, :33].astype(np.int64)  # (W, H, C, T)
+    result = run_fixed(bare, np.transpose(act0, (2, 1, 0, 3))[None], record_voltage=True)
+    for index in (1, 2, 3, 4):
+        recorded = np.load(SDNN / f"sigma{index}_square.npy").astype(np.int64)
+        np.testing.assert_array_equal(_xyc(result.voltages[index][0].numpy()), recorded, err_msg=f"sigma{index}")
+        assert np.count_nonzero(recorded) > 4000
 
 
 TINY = GTS.parent / "tiny.net"
