@@ -16,7 +16,8 @@ What the recorded arrays are (found by running the files, see the tests):
   ``128`` (``2 << 6``) at every step where the neuron spiked. They were recorded with netx's
   periodic reset every 17 steps (each layer one step after the one before it); ``input-s.npy``
   is the input layer's spikes with a reset every 16 steps. lava-dl's own tests compare one
-  layer at step 14, before any periodic reset.
+  layer at step 14, before any periodic reset. ``fc-3-u``, ``fc-3-v`` (25 steps) are from
+  another run, with a reset every 16 steps one step earlier.
 - ``tinynet/*.npy``: see :func:`test_tinynet_every_recorded_layer_equals_ours_from_its_first_reset`.
 - ``pilotnet_sdnn/act0.npy``: the input layer's payloads; ``sigma1.npy``, ``sigma2.npy``
   and ``sigma{1..4}_square.npy``: sigma states, all at the step they were computed.
@@ -69,10 +70,11 @@ def _pilotnet_image(steps: int) -> np.ndarray:
     return np.repeat(image[..., None], steps, axis=-1)
 
 
-def _run_pilotnet(reset_interval: int | None, steps: int = 24):
+def _run_pilotnet(reset_interval: int | None, steps: int = 24, reset_offset: int = 0):
     network = netx.read(PILOTNET / "network.net")
     x = np.transpose(_pilotnet_image(steps), (2, 1, 0, 3))[None]  # (1, C, H, W, T)
-    return network, run_fixed(network, x, record_voltage=True, record_current=True, reset_interval=reset_interval)
+    return network, run_fixed(network, x, record_voltage=True, record_current=True, reset_interval=reset_interval,
+                              reset_offset=reset_offset)
 
 
 def _ours(result_part: dict, index: int, like: np.ndarray) -> np.ndarray:
@@ -112,7 +114,7 @@ def test_pilotnet_lif_every_recorded_layer_spikes_currents_voltages_equal_ours_o
         np.testing.assert_array_equal(spikes, recorded, err_msg=name)
         agreed[name] = int(spikes.sum())
         if index == 0 or index == 10:
-            continue  # no input-v.npy; fc-3's u and v: see the test below
+            continue  # no input-v.npy; fc-3's u and v come from another run, see the test below
         for state, ours in (("u", result.currents), ("v", result.voltages)):
             want = np.load(PILOTNET / f"{name}-{state}.npy").astype(np.int64)
             got = _ours(ours, index, want)
@@ -143,21 +145,29 @@ def test_pilotnet_lif_recorded_resets_are_every_17_steps_and_input_s_every_16():
     np.testing.assert_array_equal(_ours(result.spikes, 0, recorded), np.load(PILOTNET / "input-s.npy"))
 
 
-def test_pilotnet_lif_recorded_output_state_departs_from_its_own_recorded_input_at_step_8():
-    """fc-3 (1 neuron, threshold 131071: it never spikes) agrees on spikes over all steps
-    and on ``u``, ``v`` for steps 0-7; from step 8 the recorded ``fc-3-u`` is not what the
-    recorded ``fc-2`` spikes give through the file's own weights, so it is not compared."""
-    network, result = _run_pilotnet(PILOTNET_RESET)
+def test_pilotnet_lif_output_state_was_recorded_with_a_reset_every_16_steps_one_step_earlier():
+    """fc-3 (1 neuron, threshold 131071: it never spikes): its ``-u``, ``-v`` arrays (25
+    steps) come from another run than the other layers' arrays: a reset every 16 steps
+    with netx's ``reset_offset=15`` (lava-dl's tiny-net reset: block ``i`` after step
+    ``i - 1``). With the 17-step reset they depart at step 8, where fc-2's recorded spike
+    of step 7 reaches fc-3 (current -1536) and the recorded current is 0."""
     u_rec = np.load(PILOTNET / "fc-3-u.npy").astype(np.int64)[0]
     v_rec = np.load(PILOTNET / "fc-3-v.npy").astype(np.int64)[0]
-    u, v = result.currents[10][0, 0].numpy(), result.voltages[10][0, 0].numpy()
+    assert u_rec.shape == (25,) and np.count_nonzero(u_rec) == 4 and np.count_nonzero(v_rec) == 18
+    network, result = _run_pilotnet(16, steps=25, reset_offset=15)
+    np.testing.assert_array_equal(result.currents[10][0, 0].numpy(), u_rec)
+    np.testing.assert_array_equal(result.voltages[10][0, 0].numpy(), v_rec)
+    assert not result.spikes[10].any() and not np.load(PILOTNET / "fc-3-s.npy").any()
+    # the same run's fc-2 spikes are not fc-2.npy: the two arrays come from different runs
+    assert (_ours(result.spikes, 9, np.load(PILOTNET / "fc-2.npy")[..., :24])[..., :24]
+            != np.load(PILOTNET / "fc-2.npy")).any()
+    _, seventeen = _run_pilotnet(PILOTNET_RESET, steps=25)
+    u = seventeen.currents[10][0, 0].numpy()
     np.testing.assert_array_equal(u[:8], u_rec[:8])
-    np.testing.assert_array_equal(v[:8], v_rec[:8])
     fc2 = np.load(PILOTNET / "fc-2.npy")
     assert fc2[:, 7].nonzero()[0].tolist() == [5]  # fc-2's neuron 5 spiked at step 7 ...
     weight, shift = dense_synapse_weights(network[10].weight)
-    assert (int(weight[0, 5]) >> shift) << 6 == -1536 == u[8]  # ... so fc-3's current at step 8 is -1536
-    assert network[10].neuron.i_decay == 4096 and u_rec[8] == 0  # recorded: 0
+    assert (int(weight[0, 5]) >> shift) << 6 == -1536 == u[8] != u_rec[8]  # ... recorded current at step 8: 0
 
 
 SDNN = GTS / "pilotnet_sdnn"
