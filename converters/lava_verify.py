@@ -151,8 +151,12 @@ def _graded(network: Network, index: int) -> bool:
     return neuron is not None and neuron.sends_graded
 
 
-def run_lava(path: str | os.PathLike[str], network: Network, x: np.ndarray) -> dict[int, np.ndarray]:
+def run_lava(path: str | os.PathLike[str], network: Network, x: np.ndarray,
+             reset_interval: int | None = None, reset_offset: int = 0) -> dict[int, np.ndarray]:
     """Run one input ``(*input_shape, T)`` through the netx file in Lava.
+
+    ``reset_interval``, ``reset_offset``: netx's periodic reset of the LIF states
+    (``hdf5.Network(reset_interval=..., reset_offset=...)``); ``None``: no reset.
 
     Returns spikes ``(*shape, T)`` in torch order per IR layer index: int8 0/1, or the
     int64 payloads of layers whose neurons send graded spikes.
@@ -160,12 +164,16 @@ def run_lava(path: str | os.PathLike[str], network: Network, x: np.ndarray) -> d
     from converters import lava_build
 
     if not lava_build.netx_builds(path, network):  # Lava graph built by lava_build
+        if reset_interval is not None:
+            raise UnsupportedLayerError(f"{path}: a reset interval needs a network lava-dl's netx builds whole; "
+                                        "run without a reset interval")
         return lava_build.run_lava(path, network, x)
     lava = _lava_modules()
     steps = x.shape[-1]
+    reset = {} if reset_interval is None else {"reset_interval": reset_interval, "reset_offset": reset_offset}
     with contextlib.redirect_stdout(io.StringIO()):
         try:
-            net = lava["hdf5"].Network(net_config=str(path))
+            net = lava["hdf5"].Network(net_config=str(path), **reset)
         except AttributeError as err:  # e.g. lava-dl 0.6's netx calls a create_complex_dense it lacks
             raise UnsupportedLayerError(f"{path}: lava-dl's netx cannot build this network ({err})") from None
     ir_indices = network.compartment_indices()  # the layers netx turns into Lava blocks, in order
@@ -206,12 +214,15 @@ def run_lava(path: str | os.PathLike[str], network: Network, x: np.ndarray) -> d
 
 
 def verify(path: str | os.PathLike[str], x: np.ndarray | None = None, steps: int = 32, samples: int = 1,
-           seed: int = 0, network: Network | None = None, layout: str = "auto") -> VerifyResult:
+           seed: int = 0, network: Network | None = None, layout: str = "auto",
+           reset_interval: int | None = None, reset_offset: int = 0) -> VerifyResult:
     """Compare Lava's spikes with ours for every layer of the netx file at ``path``.
 
     ``x`` is ``(samples, *input_shape, T)`` or ``(*input_shape, T)``, in C, H, W order or
     lava-dl's X, Y, C order (``layout``, see :func:`to_chw`); without it the net is
-    driven by seeded random input (see :func:`random_input`).
+    driven by seeded random input (see :func:`random_input`). ``reset_interval`` and
+    ``reset_offset`` reset the LIF states periodically on both sides, as netx does (see
+    :func:`neuroprune.snn.fixed.reset_phases`).
     """
     from converters import netx
     from neuroprune.snn.fixed import run_fixed
@@ -226,8 +237,9 @@ def verify(path: str | os.PathLike[str], x: np.ndarray | None = None, steps: int
         x = x.astype(np.int64)
     if not np.array_equal(x, np.round(x)):
         raise ShapeError("input must hold integers (spikes, or input mantissas for an input neuron layer)")
-    ours = run_fixed(network, x.astype(np.int64)).spikes
-    return _compare(path, network.chip_part(), x, ours)  # Lava builds no host-side readout (average)
+    ours = run_fixed(network, x.astype(np.int64), reset_interval=reset_interval, reset_offset=reset_offset).spikes
+    # Lava builds no host-side readout (average)
+    return _compare(path, network.chip_part(), x, ours, reset_interval, reset_offset)
 
 
 def _check_netx_builds(network: Network) -> None:
@@ -238,13 +250,14 @@ def _check_netx_builds(network: Network) -> None:
     check_rf(network)
 
 
-def _compare(path: Path, network: Network, x: np.ndarray, ours: dict[int, Any]) -> VerifyResult:
+def _compare(path: Path, network: Network, x: np.ndarray, ours: dict[int, Any],
+             reset_interval: int | None = None, reset_offset: int = 0) -> VerifyResult:
     """Run every sample of ``x`` in Lava from ``path`` and count agreement with ``ours``."""
     totals: dict[int, list[int]] = {}
     first: dict[int, tuple[int, ...] | None] = {}
     counts: dict[int, np.ndarray] = {}
     for sample in range(x.shape[0]):
-        lava = run_lava(path, network, x[sample])
+        lava = run_lava(path, network, x[sample], reset_interval, reset_offset)
         for index, lava_spikes in lava.items():
             mine = ours[index][sample].numpy()
             equal = lava_spikes == mine

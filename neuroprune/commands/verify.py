@@ -24,6 +24,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "does (lava-dl's recorded inputs, e.g. PilotNet SDNN's input.npy, hold one step)")
     parser.add_argument("--samples", type=positive_int, default=1, help="random input samples (default 1)")
     parser.add_argument("--seed", type=nonnegative_int, default=0, help="seed of the random input (default 0)")
+    parser.add_argument("--reset-interval", type=positive_int,
+                        help="reset the LIF neurons' states every N steps on both sides, as lava-dl's netx "
+                        "does with hdf5.Network(reset_interval=N): each layer resets one step after the one "
+                        "before it (default: no reset)")
+    parser.add_argument("--reset-offset", type=nonnegative_int, default=0,
+                        help="the step (from 0) at which the first layer resets, with --reset-interval (default 0)")
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
 
 
@@ -50,6 +56,8 @@ def run(args: argparse.Namespace) -> int:
     steps = DEFAULT_STEPS if args.steps is None else args.steps
     if steps < 1 or args.samples < 1:
         raise ShapeError("--steps and --samples must be >= 1")
+    if args.reset_offset and args.reset_interval is None:
+        raise ShapeError("--reset-offset needs --reset-interval (the reset period in steps)")
     network = netx.read(args.file)
     x = None if args.input is None else _load_input(args.input)
     if x is not None and args.steps is not None:
@@ -57,11 +65,14 @@ def run(args: argparse.Namespace) -> int:
             raise ShapeError(f"{args.input}: input of shape {x.shape} has no time axis to replay")
         x = x[..., [t % x.shape[-1] for t in range(steps)]]
     result = lava_verify.verify(args.file, x=x, steps=steps, samples=args.samples, seed=args.seed,
-                                network=network, layout=args.input_layout)
+                                network=network, layout=args.input_layout, reset_interval=args.reset_interval,
+                                reset_offset=args.reset_offset)
     if args.json:
         print(finite_json(result.to_dict(), indent=2))
         return 0 if result.exact else 1
     source = args.input or f"seeded random input (seed {args.seed})"
+    if args.reset_interval is not None:
+        source += f", LIF reset every {args.reset_interval} steps from step {args.reset_offset}"
     table = Table(title=f"{args.file}: Lava Loihi2SimCfg fixed_pt vs neuroprune, {result.samples} sample(s) "
                         f"x {result.steps} steps, {source}")
     for column in ("#", "type", "shape", "match %", "Lava spikes", "our spikes", "first mismatch (sample, neuron, t)"):

@@ -20,6 +20,8 @@ whole batch at once:
   ``v = sround(v * (4096 - vDecay) / 4096) + u + (bias << 6)`` clipped to 24 bits;
   spike when ``v > vThMant << 6``; ``v = 0`` after a spike. ``sround`` truncates toward
   zero, as Lava's ``sign(x) * (|x| >> 12)`` does.
+- Periodic reset (lava-dl netx's ``reset_interval``, Lava's ``LIFReset``): each LIF layer
+  zeroes ``u`` and ``v`` one step after the layer before it, see :func:`reset_phases`.
 - Resonate-and-fire neurons, recurrent (``dense_rec``) and complex (``dense_comp``) dense
   synapses: :mod:`neuroprune.snn.fixed_rf` (registered at the end of this module). A
   synapse with a ``wrap_model`` method also acts inside the step loop of its layer.
@@ -57,7 +59,7 @@ from neuroprune.snn.fixed_sdnn import graded_conv as _graded_conv
 from neuroprune.snn.fixed_sdnn import graded_dense as _graded_dense
 from neuroprune.snn.fixed_sdnn import sdnn_neuron
 
-__all__ = ["FixedPointResult", "run_fixed", "dense_synapse_weights", "NEURON_MODELS", "SYNAPSES"]
+__all__ = ["FixedPointResult", "run_fixed", "reset_phases", "RESET_BLOCKS", "dense_synapse_weights", "NEURON_MODELS", "SYNAPSES"]
 
 MAX_UV = 1 << (STATE_BITS - 1)
 
@@ -66,10 +68,11 @@ MAX_UV = 1 << (STATE_BITS - 1)
 class FixedPointResult:
     """Output messages ``(N, *shape, T)`` of every neuron-bearing layer, keyed by layer
     index: int8 spikes (0/1), or int32 payloads for neurons that send graded spikes;
-    optionally voltages ``v`` (int64, after reset) of the same layers."""
+    optionally voltages ``v`` (int64, after reset) and LIF currents ``u`` of the same layers."""
 
     spikes: dict[int, torch.Tensor]
     voltages: dict[int, torch.Tensor] | None = None
+    currents: dict[int, torch.Tensor] | None = None  # LIF synaptic currents ``u``, when recorded
 
     def output(self) -> torch.Tensor:
         return self.spikes[max(self.spikes)]
@@ -158,6 +161,11 @@ class _Lif:
         spikes = self.v > self.vth
         self.v.masked_fill_(spikes, 0)
         return spikes
+
+    def reset(self) -> None:
+        """Lava's ``LIFReset`` at a reset step: ``u`` and ``v`` are zeroed before the update."""
+        self.u.zero_()
+        self.v.zero_()
 
 
 #: the neuron model of each neuron type, from (neuron, shape, batch, bias or None, device,
@@ -320,8 +328,31 @@ def _joined(network: Network, index: int, outputs: dict[int, torch.Tensor]) -> t
     return torch.cat(parts, dim=2)
 
 
+#: the lava-dl netx block that takes ``reset_interval`` (and the next reset phase) for each layer kind
+RESET_BLOCKS: dict[str, str] = {"input": "Input", "conv": "Conv", "dense": "Dense", "dense_rec": "RecurrentDense"}
+
+
+def reset_phases(network: Network, interval: int, offset: int = 0) -> dict[int, int]:
+    """The reset phase (in ``0 .. interval - 1``) of every neuron-bearing layer when netx
+    builds ``network`` with ``reset_interval=interval, reset_offset=offset``: its ``k``-th
+    block resets ``u`` and ``v`` at the steps ``t`` (from 0) with ``t % interval ==
+    (offset + k) % interval`` (lava-dl's ``hdf5.Network`` gives block ``k`` the offset
+    ``offset + 1 + k`` on a clock that starts at 1), so each layer restarts when the first
+    step of a sample reaches it. Only LIF neurons (CUBA, LOIHI) reset; netx ignores the
+    reset of the others."""
+    if interval < 1:
+        raise ShapeError(f"reset interval {interval} must be at least 1 step")
+    phases = {}
+    for k, index in enumerate(network.compartment_indices()):
+        lookup(RESET_BLOCKS, network[index].kind, "periodic reset in lava-dl's netx (run without a reset interval)",
+               f"layer {index}")
+        phases[index] = (offset + k) % interval
+    return phases
+
+
 def run_fixed(network: Network, x: torch.Tensor | np.ndarray, record_voltage: bool = False,
-              device: str | torch.device = "cpu") -> FixedPointResult:
+              device: str | torch.device = "cpu", reset_interval: int | None = None,
+              reset_offset: int = 0, record_current: bool = False) -> FixedPointResult:
     """Run ``network`` bit-exactly as Lava's fixed-point simulation would.
 
     The network is run layer by layer: a layer's synaptic input for all time steps is
@@ -335,6 +366,10 @@ def run_fixed(network: Network, x: torch.Tensor | np.ndarray, record_voltage: bo
     x : (N, *input_shape, T) integers (input mantissas for an input neuron layer, else
         binary spikes).
     record_voltage : also return membrane voltages (chip units, after reset).
+    reset_interval, reset_offset : zero the LIF states periodically as lava-dl's netx does
+        with ``hdf5.Network(reset_interval=..., reset_offset=...)`` (see :func:`reset_phases`);
+        ``None``: no reset.
+    record_current : also return the LIF synaptic currents ``u`` (chip units).
 
     Returns
     -------
@@ -350,19 +385,30 @@ def run_fixed(network: Network, x: torch.Tensor | np.ndarray, record_voltage: bo
     current = x.permute(*time_first).contiguous()
     spikes: dict[int, torch.Tensor] = {}
     voltages: dict[int, torch.Tensor] | None = {} if record_voltage else None
+    currents: dict[int, torch.Tensor] | None = {} if record_current else None
+    phases = reset_phases(network, reset_interval, reset_offset) if reset_interval is not None else {}
 
-    def run_neurons(index: int, neuron: Neuron, model: Any, drive: torch.Tensor) -> torch.Tensor:
+    def run_neurons(index: int, neuron: Neuron, model: Any, drive: torch.Tensor, base: Any) -> torch.Tensor:
         dtype = torch.int32 if neuron.sends_graded else torch.int8
         out = torch.empty(drive.shape, dtype=dtype, device=device)
         trace = torch.empty(drive.shape, dtype=torch.int64, device=device) if voltages is not None else None
+        has_u = currents is not None and hasattr(base, "u")
+        u_trace = torch.empty(drive.shape, dtype=torch.int64, device=device) if has_u else None
+        resets = index in phases and hasattr(base, "reset")  # LIF neurons; netx ignores the others' reset
         for t in range(steps):
+            if resets and t % reset_interval == phases[index]:
+                base.reset()
             out[t] = model.step(drive[t])
             if trace is not None:
                 trace[t] = model.v
+            if u_trace is not None:
+                u_trace[t] = base.u
         back = list(range(1, drive.ndim)) + [0]  # (T, N, ...) -> (N, ..., T)
         spikes[index] = out.permute(*back)
         if voltages is not None:
             voltages[index] = trace.permute(*back)
+        if u_trace is not None:
+            currents[index] = u_trace.permute(*back)
         return out
 
     outputs: dict[int, torch.Tensor] = {}  # (T, N, ...) each layer's output, for concat layers
@@ -377,7 +423,7 @@ def run_fixed(network: Network, x: torch.Tensor | np.ndarray, record_voltage: bo
             if layer.holds_compartments:
                 model = _neuron_model(layer.neuron, shape, batch, None, device, f"layer {index} ({layer.name})",
                                       is_input=True)
-                current = run_neurons(index, layer.neuron, model, current)
+                current = run_neurons(index, layer.neuron, model, current, model)
             continue
         synapse = lookup(SYNAPSES, layer.kind, "fixed-point synapse", f"layer {index}")(
             layer, network.input_shape_of(index), device)
@@ -389,11 +435,11 @@ def run_fixed(network: Network, x: torch.Tensor | np.ndarray, record_voltage: bo
         for delay, part in synapse(rows):
             drive += _delayed(part.reshape(steps, batch, *shape), 1 + delay)
         neuron = layer.neuron or Neuron(i_decay=0, v_decay=DECAY_UNITY, v_th_mant=MAX_V_TH_MANT)
-        model = _neuron_model(neuron, shape, batch, layer.bias, device, f"layer {index} ({layer.name})")
+        model = base = _neuron_model(neuron, shape, batch, layer.bias, device, f"layer {index} ({layer.name})")
         if hasattr(synapse, "wrap_model"):  # a synapse that also acts step by step (recurrent, complex)
             model = synapse.wrap_model(model, rows, steps)
-        current = run_neurons(index, neuron, model, drive)
-    return FixedPointResult(spikes=spikes, voltages=voltages)
+        current = run_neurons(index, neuron, model, drive, base)
+    return FixedPointResult(spikes=spikes, voltages=voltages, currents=currents)
 
 
 from neuroprune.snn import fixed_rf  # noqa: E402,F401  registers RF neurons, dense_rec and dense_comp
