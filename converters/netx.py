@@ -483,94 +483,70 @@ def _read_dense_rec(group: Any, index: int) -> RecurrentDenseLayer:
                                **_extras(group, index, "dense_rec"))
 
 
-def _read_conv(group: Any, index: int) -> ConvLayer:
-    where = f"layer {index} (conv)"
-    weight = _weight(group, index, "conv")
-    if weight.ndim == 5:  # (out, in, kH, kW, 1) from a 3-D convolution over time
+def _read_convolution(group: Any, index: int, kind: str, cls: Any) -> Any:
+    """A ``conv`` or ``convT`` entry: weight (4-D, or 5-D with a unit time axis from a 3-D
+    convolution over time), stride, padding, dilation, groups."""
+    where = f"layer {index} ({kind})"
+    weight = _weight(group, index, kind)
+    if weight.ndim == 5:
         if weight.shape[4] != 1:
             raise UnsupportedLayerError(f"{where}: weight of shape {weight.shape} convolves over time; not supported")
         weight = weight.reshape(weight.shape[:4])
     groups = _number(group, "groups", where, 1, MAX_LAYER_NEURONS)
-    return ConvLayer(
+    return cls(
         weight=weight,
         stride=_pair_from(group, "stride", 1, where),
         padding=_pair_from(group, "padding", 0, where),
         dilation=_pair_from(group, "dilation", 1, where),
         groups=1 if groups is None else int(groups),
-        **_extras(group, index, "conv"),
+        **_extras(group, index, kind),
+    )
+
+
+def _read_conv(group: Any, index: int) -> ConvLayer:
+    """lava-dl's ``conv``: weight ``(out, in/groups, kH, kW)``."""
+    return _read_convolution(group, index, "conv", ConvLayer)
+
+
+def _read_conv_transpose(group: Any, index: int) -> ConvTransposeLayer:
+    """slayer's ``ConvT`` block: a conv's keys, weight ``(in, out/groups, kH, kW)``."""
+    return _read_convolution(group, index, "convT", ConvTransposeLayer)
+
+
+def _read_window(group: Any, index: int, kind: str, cls: Any, depthwise: str) -> Any:
+    """A ``pool`` or ``unpool`` entry: one weight mantissa on every tap of ``kernelSize``,
+    no dilation, no delays (``depthwise``: the layer to write otherwise)."""
+    where = f"layer {index} ({kind})"
+    weight = _weight(group, index, kind)
+    taps = np.unique(weight)
+    if taps.size != 1:
+        raise UnsupportedLayerError(f"layer {index}: {kind} layer with {taps.size} different tap weights; "
+                                    f"{'an' if kind[0] in 'aeiou' else 'a'} {kind} layer shares one weight (write it as a depthwise {depthwise} layer)")
+    dilation = _pair_from(group, "dilation", 1, where)
+    if dilation != (1, 1):
+        raise UnsupportedLayerError(f"layer {index}: {kind} layer with dilation {dilation}; it needs dilation 1")
+    delay = _array(group, "delay", where)
+    if delay is not None and np.any(delay):
+        raise UnsupportedLayerError(f"layer {index}: {kind} layer with synaptic delays; it has no delays")
+    kernel = _pair_from(group, "kernelSize", 0, where) if "kernelSize" in group \
+        else tuple(int(k) for k in weight.shape[-2:])
+    return cls(
+        kernel=kernel,
+        stride=_pair_from(group, "stride", kernel[0], where) if "stride" in group else kernel,
+        padding=_pair_from(group, "padding", 0, where),
+        weight=int(taps[0]),
+        neuron=_read_neuron(group, index),
     )
 
 
 def _read_pool(group: Any, index: int) -> PoolLayer:
     """lava-dl's ``pool`` layer (slayer ``Pool`` block): one weight mantissa on every tap."""
-    where = f"layer {index} (pool)"
-    weight = _weight(group, index, "pool")
-    taps = np.unique(weight)
-    if taps.size != 1:
-        raise UnsupportedLayerError(
-            f"layer {index}: pool layer with {taps.size} different tap weights; a pool layer shares one weight "
-            "(write it as a depthwise conv layer)"
-        )
-    dilation = _pair_from(group, "dilation", 1, where)
-    if dilation != (1, 1):
-        raise UnsupportedLayerError(f"layer {index}: pool layer with dilation {dilation}; pooling needs dilation 1")
-    delay = _array(group, "delay", where)
-    if delay is not None and np.any(delay):
-        raise UnsupportedLayerError(f"layer {index}: pool layer with synaptic delays; pooling has no delays")
-    kernel = _pair_from(group, "kernelSize", 0, where) if "kernelSize" in group \
-        else tuple(int(k) for k in weight.shape[-2:])
-    return PoolLayer(
-        kernel=kernel,  # type: ignore[arg-type]
-        stride=_pair_from(group, "stride", kernel[0], where) if "stride" in group else kernel,  # type: ignore[arg-type]
-        padding=_pair_from(group, "padding", 0, where),
-        weight=int(taps[0]),
-        neuron=_read_neuron(group, index),
-    )
-
-
-def _read_conv_transpose(group: Any, index: int) -> ConvTransposeLayer:
-    """slayer's ``ConvT`` block: a conv's keys, weight ``(in, out/groups, kH, kW)``."""
-    where = f"layer {index} (convT)"
-    weight = _weight(group, index, "convT")
-    if weight.ndim == 5:  # (in, out, kH, kW, 1) as torch's ConvTranspose3d holds it
-        if weight.shape[4] != 1:
-            raise UnsupportedLayerError(f"{where}: weight of shape {weight.shape} convolves over time; not supported")
-        weight = weight.reshape(weight.shape[:4])
-    groups = _number(group, "groups", where, 1, MAX_LAYER_NEURONS)
-    return ConvTransposeLayer(
-        weight=weight,
-        stride=_pair_from(group, "stride", 1, where),
-        padding=_pair_from(group, "padding", 0, where),
-        dilation=_pair_from(group, "dilation", 1, where),
-        groups=1 if groups is None else int(groups),
-        **_extras(group, index, "convT"),
-    )
+    return _read_window(group, index, "pool", PoolLayer, "conv")
 
 
 def _read_unpool(group: Any, index: int) -> UnpoolLayer:
     """slayer's ``Unpool`` block: one weight mantissa on every tap of ``kernelSize``."""
-    where = f"layer {index} (unpool)"
-    weight = _weight(group, index, "unpool")
-    taps = np.unique(weight)
-    if taps.size != 1:
-        raise UnsupportedLayerError(f"layer {index}: unpool layer with {taps.size} different tap weights; an unpool "
-                                    "layer shares one weight (write it as a depthwise convT layer)")
-    dilation = _pair_from(group, "dilation", 1, where)
-    if dilation != (1, 1):
-        raise UnsupportedLayerError(f"layer {index}: unpool layer with dilation {dilation}; unpooling needs "
-                                    "dilation 1")
-    delay = _array(group, "delay", where)
-    if delay is not None and np.any(delay):
-        raise UnsupportedLayerError(f"layer {index}: unpool layer with synaptic delays; unpooling has no delays")
-    kernel = _pair_from(group, "kernelSize", 0, where) if "kernelSize" in group \
-        else tuple(int(k) for k in weight.shape[-2:])
-    return UnpoolLayer(
-        kernel=kernel,  # type: ignore[arg-type]
-        stride=_pair_from(group, "stride", kernel[0], where) if "stride" in group else kernel,  # type: ignore[arg-type]
-        padding=_pair_from(group, "padding", 0, where),
-        weight=int(taps[0]),
-        neuron=_read_neuron(group, index),
-    )
+    return _read_window(group, index, "unpool", UnpoolLayer, "convT")
 
 
 def _read_concat(group: Any, index: int) -> ConcatLayer:

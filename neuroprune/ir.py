@@ -430,6 +430,17 @@ class ComplexDenseLayer(_PairedDenseLayer):
         return f"{self.in_features}->{self.out_channels} complex (real, imag)"
 
 
+def _describe_convolution(layer: Any, tag: str = "") -> str:
+    """``in->out k.. s.. p..`` (plus ``tag``, dilation and groups when not 1) of a conv or convT layer."""
+    k, s, p = layer.kernel_size, layer.stride, layer.padding
+    text = f"{layer.in_channels}->{layer.out_channels} k{k[0]}x{k[1]} s{s[0]},{s[1]} p{p[0]},{p[1]}{tag}"
+    if layer.dilation != (1, 1):
+        text += f" d{layer.dilation[0]},{layer.dilation[1]}"
+    if layer.groups != 1:
+        text += f" g{layer.groups}"
+    return text
+
+
 @dataclass(frozen=True, eq=False)
 class ConvLayer(_SynapticLayer):
     """2-D convolution ``(out, in // groups, kH, kW)`` with torch's semantics."""
@@ -492,13 +503,7 @@ class ConvLayer(_SynapticLayer):
         return (self.out_channels, out_hw[0], out_hw[1])
 
     def describe(self) -> str:
-        k, s, p = self.kernel_size, self.stride, self.padding
-        text = f"{self.in_channels}->{self.out_channels} k{k[0]}x{k[1]} s{s[0]},{s[1]} p{p[0]},{p[1]}"
-        if self.dilation != (1, 1):
-            text += f" d{self.dilation[0]},{self.dilation[1]}"
-        if self.groups != 1:
-            text += f" g{self.groups}"
-        return text
+        return _describe_convolution(self)
 
 
 @dataclass(frozen=True, eq=False)
@@ -671,13 +676,7 @@ class ConvTransposeLayer(_SynapticLayer):
         return dense
 
     def describe(self) -> str:
-        k, s, p = self.kernel_size, self.stride, self.padding
-        text = f"{self.in_channels}->{self.out_channels} k{k[0]}x{k[1]} s{s[0]},{s[1]} p{p[0]},{p[1]} transposed"
-        if self.dilation != (1, 1):
-            text += f" d{self.dilation[0]},{self.dilation[1]}"
-        if self.groups != 1:
-            text += f" g{self.groups}"
-        return text
+        return _describe_convolution(self, " transposed")
 
 
 @dataclass(frozen=True, eq=False)
