@@ -90,10 +90,11 @@ def main() -> int:
             results.append(uniform)
 
     rows = [(r["name"], f"{r['target']:.3f}", f"{r['synops_ratio']:.3f}", f"{r['acc_dense']:.4f}",
-             f"{r['acc_pruned']:.4f}", f"{r['nonzero_pruned']:,}", str(r["cores"]), f"{r['seconds']:.0f}")
+             f"{r['acc_pruned']:.4f}", f"{r['nonzero_pruned']:,}", str(r["cores"]), _tries(r), f"{r['seconds']:.0f}")
             for r in results]
     print_table("pruning methods on digits (test split; SynOps ratio on the test inputs)", rows,
-                ("method", "target", "SynOps ratio", "acc dense", "acc pruned", "non-zero syn", "cores", "s"))
+                ("method", "target", "SynOps ratio", "acc dense", "acc pruned", "non-zero syn", "cores",
+                 "delivery tries", "s"))
     spear = next((r for r in results if r["name"] == "spear"), None)
     uniform = next((r for r in results if r["name"].startswith("uniform")), None)
     if spear and uniform:
@@ -107,6 +108,12 @@ def main() -> int:
     if args.seeds:
         _seeds(args, trained, dense, out, common, spear_opts)
     return 0
+
+
+def _tries(summary: dict) -> str:
+    """Delivery tries of a structured method (each try after the first fine-tunes with its own seed)."""
+    tries = (summary.get("info") or {}).get("delivery")
+    return str(len(tries)) if tries else "-"
 
 
 def _seeds(args, trained, dense, out, common, spear_opts) -> None:  # type: ignore[no-untyped-def]
@@ -129,17 +136,17 @@ def _seeds(args, trained, dense, out, common, spear_opts) -> None:  # type: igno
                                           "uniform", "--synops-target", f"{spear['synops_ratio']:.6f}", *options])
         uniform = prune_and_report(trained, uniform_args, out / f"uniform_s{seed}.pt")
         pairs.append((spear, uniform))
-        rows.append((str(seed), f"{spear['synops_ratio']:.3f}", f"{spear['acc_pruned']:.4f}",
-                     f"{uniform['synops_ratio']:.3f}", f"{uniform['acc_pruned']:.4f}"))
+        rows.append((str(seed), f"{spear['synops_ratio']:.3f}", f"{spear['acc_pruned']:.4f}", _tries(spear),
+                     f"{uniform['synops_ratio']:.3f}", f"{uniform['acc_pruned']:.4f}", _tries(uniform)))
     spear_acc = [p[0]["acc_pruned"] for p in pairs]
     uniform_acc = [p[1]["acc_pruned"] for p in pairs]
     spread = (lambda v: statistics.stdev(v) if len(v) > 1 else 0.0)
     rows.append(("mean", f"{statistics.mean(p[0]['synops_ratio'] for p in pairs):.3f}",
-                 f"{statistics.mean(spear_acc):.4f} +- {spread(spear_acc):.4f}",
+                 f"{statistics.mean(spear_acc):.4f} +- {spread(spear_acc):.4f}", "",
                  f"{statistics.mean(p[1]['synops_ratio'] for p in pairs):.3f}",
-                 f"{statistics.mean(uniform_acc):.4f} +- {spread(uniform_acc):.4f}"))
+                 f"{statistics.mean(uniform_acc):.4f} +- {spread(uniform_acc):.4f}", ""))
     print_table(f"SPEAR vs uniform at the same measured SynOps (target {args.target})", rows,
-                ("seed", "SPEAR SynOps", "SPEAR acc", "uniform SynOps", "uniform acc"))
+                ("seed", "SPEAR SynOps", "SPEAR acc", "SPEAR tries", "uniform SynOps", "uniform acc", "uniform tries"))
     (out / "spear_vs_uniform.json").write_text(json.dumps([{"spear": a, "uniform": b} for a, b in pairs],
                                                           indent=2, default=str))
 

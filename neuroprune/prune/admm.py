@@ -50,7 +50,7 @@ import torch
 from hw_models.cost import required_weight_bits
 from neuroprune.errors import PruneError
 from neuroprune.options import int_in, nonnegative_float, nonnegative_int, option, positive_float, positive_int
-from neuroprune.prune.base import Measurer, PruneResult, PruneTask, check_feasible, fits
+from neuroprune.prune.base import Measurer, PruneResult, PruneTask, check_feasible, finetune_seed, fits
 from neuroprune.prune.masks import MaskSet
 from neuroprune.prune.quantize import QuantSpec, quantize_tensor
 from neuroprune.snn import model as snn_model
@@ -370,7 +370,7 @@ def admm(model: snn_model.SNN, task: PruneTask, config: AdmmConfig = AdmmConfig(
         if task.finetune_steps:
             bar.log(f"ADMM: hard projection, fine-tune {task.finetune_steps} steps with masks and grid kept")
             with grid:
-                recipe = dataclasses.replace(task.train, seed=task.seed + 7919)
+                recipe = dataclasses.replace(task.train, seed=finetune_seed(task.seed))
                 fine_tune(pruned, task.dataset, task.finetune_steps, recipe, on_step=grid.clip,
                           extra_loss=activity_only if lam else None, lr=task.lr)
         grid.write()

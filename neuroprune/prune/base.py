@@ -38,7 +38,8 @@ from neuroprune.snn.activity import Activity, ActivityMonitor, fixed_point_activ
 from neuroprune.snn.evaluate import EvalResult, chip_inputs
 from neuroprune.snn.train import TrainConfig, evaluate, fine_tune
 
-__all__ = ["PruneTask", "PruneResult", "Measurement", "Measurer", "write_summary", "SUMMARY_KEYS", "require_cuba"]
+__all__ = ["PruneTask", "PruneResult", "Measurement", "Measurer", "write_summary", "SUMMARY_KEYS", "require_cuba",
+           "finetune_seed"]
 
 
 @dataclass(frozen=True)
@@ -243,6 +244,26 @@ def check_feasible(model: snn_model.SNN, task: PruneTask) -> None:
             f"(budget {task.constraints.max_cores} cores, {task.constraints.max_chips} chips; broken: "
             f"{', '.join(broken)}); each layer needs cores of its own, so raise --max-cores to at least {use.cores}"
         )
+
+
+FINETUNE_SEED_OFFSET = 7919
+"""Offset of a method's final fine-tune seed from the run seed (attempt 0)."""
+FINETUNE_SEED_STRIDE = 2**32
+"""Distance between the fine-tune seeds of successive delivery attempts: larger than any
+run seed below 2**32, so attempts of different run seeds never meet."""
+
+
+def finetune_seed(seed: int, attempt: int = 0) -> int:
+    """Seed of the final fine-tune of run ``seed``, delivery attempt ``attempt``.
+
+    Attempt 0 is ``seed + 7919`` (every single-fine-tune method, and the first delivery
+    try). Attempt ``a`` adds ``a * 2**32``: for run seeds in ``[0, 2**32 - 1)`` no two
+    (seed, attempt) pairs share a seed, nor do two attempts' seeds lie one apart (the
+    fine-tune also draws from ``seed + 1``), so run seed ``s`` retrying never replays the
+    fine-tune of run seed ``s + 1``."""
+    if seed < 0 or attempt < 0:
+        raise ValueError(f"finetune_seed needs a non-negative seed and attempt (got seed {seed}, attempt {attempt})")
+    return seed + FINETUNE_SEED_OFFSET + attempt * FINETUNE_SEED_STRIDE
 
 
 def finetune(model: snn_model.SNN, task: PruneTask, steps: int, seed: int, on_step: Any = None) -> None:

@@ -53,8 +53,8 @@ import torch
 from hw_models import resource_use
 from neuroprune.errors import PruneError
 from neuroprune.options import fraction, open_fraction, option
-from neuroprune.prune.base import (Measurer, PruneResult, PruneTask, check_feasible, finetune, fits, prunable,
-                                   require_cuba, synops_inputs)
+from neuroprune.prune.base import (Measurer, PruneResult, PruneTask, check_feasible, finetune, finetune_seed, fits,
+                                   prunable, require_cuba, synops_inputs)
 from neuroprune.prune.importance import get_criterion
 from neuroprune.prune.delivery import counts_estimate, deliver_selection
 from neuroprune.prune.estimate import SynOpsModel, keep_ratio_for_task, mean_layer_rates
@@ -366,7 +366,8 @@ def _unstructured(model: snn_model.SNN, task: PruneTask, config: CriticalityConf
     log(f"criticality (unstructured): keeping {kept} of {dense_nonzero} non-zero synapses "
         f"(sparsity {1 - kept / dense_nonzero:.3f}), {sum(h['regenerated'] for h in history)} of them regenerated; "
         f"fine-tuning {task.finetune_steps} steps")
-    finetune(work, task, task.finetune_steps, seed=task.seed + 7919, on_step=lambda net, step: mask_set.apply(net))
+    finetune(work, task, task.finetune_steps, seed=finetune_seed(task.seed),
+             on_step=lambda net, step: mask_set.apply(net))
     nonzero = _nonzero(snn_model.to_ir(work))
     ok, cores = fits(work, task)
     info = {"mode": "unstructured", "sparsity_target": sparsity, "mask_sparsity": mask_set.sparsity(),

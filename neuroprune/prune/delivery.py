@@ -15,7 +15,7 @@ from typing import Any, Callable
 import numpy as np
 
 from neuroprune.errors import PruneError
-from neuroprune.prune.base import Measurer, PruneTask, finetune, synops_inputs
+from neuroprune.prune.base import Measurer, PruneTask, finetune, finetune_seed, synops_inputs
 from neuroprune.prune.graph import DependencyGraph
 from neuroprune.prune.structured import keep_count, prune_model
 from neuroprune.snn import model as snn_model
@@ -66,7 +66,7 @@ def deliver_selection(source: snn_model.SNN, task: PruneTask, counts: dict[int, 
     for attempt in range(max_tighten + 1):
         keep = {i: np.asarray(k) for i, k in select(current).items() if len(k) < graph.channels(i)}
         pruned = prune_model(source, keep, graph)
-        finetune(pruned, task, task.finetune_steps, seed=task.seed + 7919 + attempt)
+        finetune(pruned, task, task.finetune_steps, seed=finetune_seed(task.seed, attempt))
         measured = check.measure(pruned)
         ratio = measured.synops / dense_synops if dense_synops else 0.0
         records.append({"attempt": attempt, "counts": {str(i): int(c) for i, c in current.items()},

@@ -59,7 +59,7 @@ import torch
 
 from neuroprune.errors import PruneError
 from neuroprune.options import nonnegative_int, option, positive_float
-from neuroprune.prune.base import Measurer, PruneResult, PruneTask, check_feasible, finetune, fits
+from neuroprune.prune.base import Measurer, PruneResult, PruneTask, check_feasible, finetune, finetune_seed, fits
 from neuroprune.prune.masks import MaskSet
 from neuroprune.snn import model as snn_model
 from neuroprune.snn.train import TrainConfig, fine_tune
@@ -282,7 +282,7 @@ def gradr(model: snn_model.SNN, task: PruneTask, config: GradRConfig = GradRConf
         if config.land:
             masks = rewiring.landing_masks(task.sparsity, config.min_layer_keep)
             masks.apply(pruned)
-            finetune(pruned, task, task.finetune_steps, seed=task.seed + 7919,
+            finetune(pruned, task, task.finetune_steps, seed=finetune_seed(task.seed),
                      on_step=lambda net, step: masks.apply(net))
             info["mask_sparsity"] = masks.sparsity()
             info["layer_sparsity"] = masks.layer_sparsity()

@@ -64,4 +64,4 @@ def uniform(model: snn_model.SNN, task: PruneTask, config: UniformConfig = Unifo
     with task_progress(progress) as bar:
         bar.log(f"uniform keep ratio {ratio:.3f} on layers {layers}")
         delivered, tries = deliver(model, task, {i: ratio for i in layers}, importance, log=bar.log)
-    return PruneResult(model=delivered, method="uniform", history=tries, info={"ratio": ratio})
+    return PruneResult(model=delivered, method="uniform", history=tries, info={"ratio": ratio, "delivery": tries})
