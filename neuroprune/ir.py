@@ -430,23 +430,17 @@ class ComplexDenseLayer(_PairedDenseLayer):
         return f"{self.in_features}->{self.out_channels} complex (real, imag)"
 
 
-def _describe_convolution(layer: Any, tag: str = "") -> str:
-    """``in->out k.. s.. p..`` (plus ``tag``, dilation and groups when not 1) of a conv or convT layer."""
-    k, s, p = layer.kernel_size, layer.stride, layer.padding
-    text = f"{layer.in_channels}->{layer.out_channels} k{k[0]}x{k[1]} s{s[0]},{s[1]} p{p[0]},{p[1]}{tag}"
-    if layer.dilation != (1, 1):
-        text += f" d{layer.dilation[0]},{layer.dilation[1]}"
-    if layer.groups != 1:
-        text += f" g{layer.groups}"
-    return text
-
-
 @dataclass(frozen=True, eq=False)
-class ConvLayer(_SynapticLayer):
-    """2-D convolution ``(out, in // groups, kH, kW)`` with torch's semantics."""
+class _ConvolutionLayer(_SynapticLayer):
+    """What :class:`ConvLayer` and :class:`ConvTransposeLayer` share: a 4-D shared kernel
+    with stride, padding, dilation and groups, grouped along the weight's first axis."""
 
-    kind: ClassVar[str] = "conv"
     shared_weights: ClassVar[bool] = True
+    #: the weight's axes, and what its first (grouped) axis counts, for error messages
+    weight_layout: ClassVar[str] = ""
+    grouped_axis: ClassVar[str] = ""
+    #: appended to :meth:`describe`
+    describe_tag: ClassVar[str] = ""
     stride: tuple[int, int] = (1, 1)
     padding: tuple[int, int] = (0, 0)
     dilation: tuple[int, int] = (1, 1)
@@ -455,32 +449,48 @@ class ConvLayer(_SynapticLayer):
     def __post_init__(self) -> None:
         super().__post_init__()
         if self.weight.ndim != 4:
-            raise ShapeError(
-                f"conv layer {self.name!r}: weight must be 4-D (out, in/groups, kH, kW), "
-                f"got shape {self.weight.shape}"
-            )
+            raise ShapeError(f"{self.kind} layer {self.name!r}: weight must be 4-D ({self.weight_layout}), "
+                             f"got shape {self.weight.shape}")
         object.__setattr__(self, "stride", _pair(self.stride, "stride"))
         object.__setattr__(self, "padding", _pair(self.padding, "padding"))
         object.__setattr__(self, "dilation", _pair(self.dilation, "dilation"))
         object.__setattr__(self, "groups", int(self.groups))
         if min(self.stride) < 1 or min(self.dilation) < 1 or min(self.padding) < 0 or self.groups < 1:
-            raise ShapeError(f"conv layer {self.name!r}: stride/dilation/groups must be >= 1, padding >= 0")
-        if self.out_channels % self.groups:
-            raise ShapeError(
-                f"conv layer {self.name!r}: {self.out_channels} output channels not divisible by groups={self.groups}"
-            )
-
-    @property
-    def in_channels(self) -> int:
-        return int(self.weight.shape[1] * self.groups)
-
-    @property
-    def channel_wise(self) -> bool:
-        return self.groups > 1 and self.groups == self.in_channels == self.out_channels
+            raise ShapeError(f"{self.kind} layer {self.name!r}: stride/dilation/groups must be >= 1, padding >= 0")
+        if self.weight.shape[0] % self.groups:
+            raise ShapeError(f"{self.kind} layer {self.name!r}: {self.weight.shape[0]} {self.grouped_axis} channels "
+                             f"not divisible by groups={self.groups}")
 
     @property
     def kernel_size(self) -> tuple[int, int]:
         return int(self.weight.shape[2]), int(self.weight.shape[3])
+
+    @property
+    def channel_wise(self) -> bool:
+        return self.groups > 1 and self.groups == self.in_channels == self.out_channels  # type: ignore[attr-defined]
+
+    def describe(self) -> str:
+        k, s, p = self.kernel_size, self.stride, self.padding
+        text = (f"{self.in_channels}->{self.out_channels} k{k[0]}x{k[1]} s{s[0]},{s[1]} "  # type: ignore[attr-defined]
+                f"p{p[0]},{p[1]}{self.describe_tag}")
+        if self.dilation != (1, 1):
+            text += f" d{self.dilation[0]},{self.dilation[1]}"
+        if self.groups != 1:
+            text += f" g{self.groups}"
+        return text
+
+
+@dataclass(frozen=True, eq=False)
+class ConvLayer(_ConvolutionLayer):
+    """2-D convolution ``(out, in // groups, kH, kW)`` with torch's semantics."""
+
+    kind: ClassVar[str] = "conv"
+    weight_layout: ClassVar[str] = "out, in/groups, kH, kW"
+    grouped_axis: ClassVar[str] = "output"
+
+    @property
+    def in_channels(self) -> int:
+        return int(self.weight.shape[1] * self.groups)
 
     def output_shape(self, in_shape: Shape) -> Shape:
         if len(in_shape) != 3:
@@ -502,8 +512,6 @@ class ConvLayer(_SynapticLayer):
             )
         return (self.out_channels, out_hw[0], out_hw[1])
 
-    def describe(self) -> str:
-        return _describe_convolution(self)
 
 
 @dataclass(frozen=True, eq=False)
@@ -573,7 +581,7 @@ def conv_transpose_output_size(size: int, kernel: int, stride: int, padding: int
 
 
 @dataclass(frozen=True, eq=False)
-class ConvTransposeLayer(_SynapticLayer):
+class ConvTransposeLayer(_ConvolutionLayer):
     """2-D transposed convolution, weights ``(in, out // groups, kH, kW)`` with the semantics
     of ``torch.nn.functional.conv_transpose2d`` (no output padding), as lava-dl's slayer
     ``ConvT`` block stores them (netx type ``convT``).
@@ -584,26 +592,9 @@ class ConvTransposeLayer(_SynapticLayer):
     (the same sums), and the fixed point computes them with Lava's dense arithmetic."""
 
     kind: ClassVar[str] = "convT"
-    shared_weights: ClassVar[bool] = True
-    stride: tuple[int, int] = (1, 1)
-    padding: tuple[int, int] = (0, 0)
-    dilation: tuple[int, int] = (1, 1)
-    groups: int = 1
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        if self.weight.ndim != 4:
-            raise ShapeError(f"convT layer {self.name!r}: weight must be 4-D (in, out/groups, kH, kW), "
-                             f"got shape {self.weight.shape}")
-        object.__setattr__(self, "stride", _pair(self.stride, "stride"))
-        object.__setattr__(self, "padding", _pair(self.padding, "padding"))
-        object.__setattr__(self, "dilation", _pair(self.dilation, "dilation"))
-        object.__setattr__(self, "groups", int(self.groups))
-        if min(self.stride) < 1 or min(self.dilation) < 1 or min(self.padding) < 0 or self.groups < 1:
-            raise ShapeError(f"convT layer {self.name!r}: stride/dilation/groups must be >= 1, padding >= 0")
-        if self.weight.shape[0] % self.groups:
-            raise ShapeError(f"convT layer {self.name!r}: {self.weight.shape[0]} input channels not divisible "
-                             f"by groups={self.groups}")
+    weight_layout: ClassVar[str] = "in, out/groups, kH, kW"
+    grouped_axis: ClassVar[str] = "input"
+    describe_tag: ClassVar[str] = " transposed"
 
     @property
     def in_channels(self) -> int:
@@ -612,14 +603,6 @@ class ConvTransposeLayer(_SynapticLayer):
     @property
     def out_channels(self) -> int:
         return int(self.weight.shape[1] * self.groups)
-
-    @property
-    def kernel_size(self) -> tuple[int, int]:
-        return int(self.weight.shape[2]), int(self.weight.shape[3])
-
-    @property
-    def channel_wise(self) -> bool:
-        return self.groups > 1 and self.groups == self.in_channels == self.out_channels
 
     def output_shape(self, in_shape: Shape) -> Shape:
         if len(in_shape) != 3:
@@ -675,8 +658,6 @@ class ConvTransposeLayer(_SynapticLayer):
         dense[rows, cols] = values
         return dense
 
-    def describe(self) -> str:
-        return _describe_convolution(self, " transposed")
 
 
 @dataclass(frozen=True, eq=False)
