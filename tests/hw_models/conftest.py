@@ -195,3 +195,25 @@ def nengo_loihi_build(network: Network, sparse: bool = False) -> tuple[dict[int,
             weight_bits=tuple(sorted({s.synapse_cfg.real_weight_bits for b in blocks for s in b.synapses})),
         )
     return result, cores
+
+
+def check_axons_against_brute_force(layer, spec: dict, chunk: int, chip, brute_force) -> None:
+    """Cost ``layer`` in blocks of ``chunk`` neurons and compare its fan-out and input axons
+    with ``brute_force(layer, in_shape, out_shape, blocks)``: a (block, input neuron) count
+    of synapses (``+ 1000`` per non-zero one). Ungrouped layers take one population axon per
+    reaching pixel; grouped ones between one per pixel and one per input neuron."""
+    from hw_models.cost import make_coster
+
+    in_shape = (spec["cin"], spec["size"], spec["size"])
+    out_shape = layer.output_shape(in_shape)
+    coster, _, _ = make_coster(layer, in_shape, out_shape, chip)
+    costs = coster.evaluate(min(chunk, coster.neurons))
+    expected = brute_force(layer, in_shape, out_shape, list(zip(costs.starts, costs.stops)))
+    assert np.array_equal(costs.fanout_synapses, (expected // 1000).sum(axis=0))
+    reached = expected.reshape(len(costs.starts), spec["cin"], -1) > 0        # (block, channel, pixel)
+    pixels = reached.any(axis=1).sum(axis=1)
+    if spec["groups"] == 1:  # one population axon per reaching pixel
+        assert np.array_equal(costs.in_axons, pixels)
+    else:  # discrete axons: between one per pixel and one per input neuron
+        assert np.all(costs.in_axons >= pixels) and np.all(costs.in_axons <= reached.sum(axis=(1, 2)))
+    assert costs.stops[-1] == np.prod(out_shape)

@@ -11,7 +11,7 @@ import pytest
 from hw_models.cost import make_coster, required_delay_bits, required_weight_bits, snap_bits, synapse_memory_bits
 from neuroprune.ir import ConvLayer, DenseLayer, PoolLayer
 
-from .conftest import NEURON
+from .conftest import NEURON, check_axons_against_brute_force
 
 
 @pytest.mark.parametrize("weights, bits", [
@@ -124,19 +124,7 @@ def test_conv_axons_match_brute_force(loihi1, spec, chunk):
     weight[rng.random(weight.shape) < 0.3] = 0  # pruned taps
     layer = ConvLayer(weight=weight.astype(np.int32), stride=spec["stride"], padding=spec["padding"],
                       dilation=spec["dilation"], groups=spec["groups"], neuron=NEURON)
-    in_shape = (spec["cin"], spec["size"], spec["size"])
-    out_shape = layer.output_shape(in_shape)
-    coster, _, _ = make_coster(layer, in_shape, out_shape, loihi1)
-    costs = coster.evaluate(min(chunk, coster.neurons))
-    expected = _brute_force(layer, in_shape, out_shape, list(zip(costs.starts, costs.stops)))
-    assert np.array_equal(costs.fanout_synapses, (expected // 1000).sum(axis=0))
-    reached = expected.reshape(len(costs.starts), spec["cin"], -1) > 0        # (block, channel, pixel)
-    pixels = reached.any(axis=1).sum(axis=1)
-    if spec["groups"] == 1:  # one population axon per reaching pixel
-        assert np.array_equal(costs.in_axons, pixels)
-    else:  # discrete axons: between one per pixel and one per input neuron
-        assert np.all(costs.in_axons >= pixels) and np.all(costs.in_axons <= reached.sum(axis=(1, 2)))
-    assert costs.stops[-1] == np.prod(out_shape)
+    check_axons_against_brute_force(layer, spec, chunk, loihi1, _brute_force)
 
 
 def test_pool_is_costed_as_depthwise_conv(loihi1):
