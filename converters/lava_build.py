@@ -347,33 +347,18 @@ def run_lava(path: str | os.PathLike[str], network: Network, x: np.ndarray) -> d
     (``Loihi2SimCfg``, fixed point). Returns the spikes ``(*shape, T)`` in torch order of
     every layer that holds compartments, by IR index (as ``lava_verify.run_lava``): int8 0/1,
     or the int64 payloads of layers whose neurons send graded spikes."""
-    from converters.lava_verify import _lava_modules
+    from converters.lava_verify import _flip_space, _lava_modules, _messages, _run_recorded
 
     lava = _lava_modules()
     steps = x.shape[-1]
-    data = np.transpose(x, tuple(reversed(range(x.ndim - 1))) + (x.ndim - 1,))  # (C,H,W,T) -> (W,H,C,T)
-    source = lava["Source"](data=data.astype(np.int32))
+    source = lava["Source"](data=_flip_space(x).astype(np.int32))  # (C,H,W,T) -> (W,H,C,T)
     blocks = build(path, network, source.s_out)
-    sinks = {}
-    for index, block in blocks.items():
-        out = block.out
-        sinks[index] = lava["Sink"](shape=out.shape, buffer=steps)
-        out.connect(sinks[index].a_in)
-    try:
-        source.run(condition=lava["RunSteps"](num_steps=steps), run_cfg=lava["Loihi2SimCfg"](select_tag="fixed_pt"))
-        recorded = {index: sink.data.get() for index, sink in sinks.items()}
-    finally:
-        source.stop()
+    recorded = _run_recorded(lava, source, {index: block.out for index, block in blocks.items()}, steps)
     result = {}
     for index, out in recorded.items():
-        shape = network.shapes[index]
-        neuron = getattr(network[index], "neuron", None)
-        graded = neuron is not None and neuron.sends_graded
         if network[index].kind in ("convT", "unpool"):  # neurons in C, H, W order
-            values = out.reshape(*shape, steps)
+            values = out.reshape(*network.shapes[index], steps)
         else:
-            values = np.transpose(out, tuple(reversed(range(out.ndim - 1))) + (out.ndim - 1,))
-        if graded and not np.array_equal(values, np.round(values)):
-            raise ShapeError(f"{path}: Lava sent non-integer payloads from layer {index}")
-        result[index] = values.astype(np.int64 if graded else np.int8)  # spikes 0/1, or graded payloads
+            values = _flip_space(out)
+        result[index] = _messages(path, network, index, values)
     return result

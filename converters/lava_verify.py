@@ -151,6 +151,34 @@ def _graded(network: Network, index: int) -> bool:
     return neuron is not None and neuron.sends_graded
 
 
+def _flip_space(values: np.ndarray) -> np.ndarray:
+    """Spatial axes reversed, time (last) kept: torch's (C, H, W, T) <-> Lava's (W, H, C, T)."""
+    return np.transpose(values, tuple(reversed(range(values.ndim - 1))) + (values.ndim - 1,))
+
+
+def _run_recorded(lava: dict[str, Any], process: Any, ports: dict[int, Any], steps: int) -> dict[int, np.ndarray]:
+    """Record every port of ``ports`` (by IR layer index) with a RingBuffer sink while
+    ``process`` runs ``steps`` steps in ``Loihi2SimCfg`` fixed point; stopped in any case."""
+    sinks = {}
+    for index, port in ports.items():
+        sinks[index] = lava["Sink"](shape=port.shape, buffer=steps)
+        port.connect(sinks[index].a_in)
+    try:
+        process.run(condition=lava["RunSteps"](num_steps=steps), run_cfg=lava["Loihi2SimCfg"](select_tag="fixed_pt"))
+        return {index: sink.data.get() for index, sink in sinks.items()}
+    finally:
+        process.stop()
+
+
+def _messages(path: str | os.PathLike[str], network: Network, index: int, values: np.ndarray) -> np.ndarray:
+    """Layer ``index``'s recorded output (torch order) as int8 spikes, or as the int64 payloads
+    of neurons that send graded spikes (refused when Lava sent non-integers)."""
+    graded = _graded(network, index)
+    if graded and not np.array_equal(values, np.round(values)):
+        raise ShapeError(f"{path}: Lava sent non-integer payloads from layer {index}")
+    return values.astype(np.int64 if graded else np.int8)
+
+
 def run_lava(path: str | os.PathLike[str], network: Network, x: np.ndarray,
              reset_interval: int | None = None, reset_offset: int = 0) -> dict[int, np.ndarray]:
     """Run one input ``(*input_shape, T)`` through the netx file in Lava.
@@ -179,7 +207,7 @@ def run_lava(path: str | os.PathLike[str], network: Network, x: np.ndarray,
     ir_indices = network.compartment_indices()  # the layers netx turns into Lava blocks, in order
     if len(ir_indices) != len(net.layers):
         raise ShapeError(f"{path}: Lava built {len(net.layers)} blocks, the reader found {len(ir_indices)}")
-    data = np.transpose(x, tuple(reversed(range(x.ndim - 1))) + (x.ndim - 1,))  # (C,H,W,T) -> (W,H,C,T)
+    data = _flip_space(x)  # (C,H,W,T) -> (W,H,C,T)
     if tuple(net.inp.shape) != data.shape[:-1] and len(net.inp.shape) == 1:
         # an input without neuron followed by a flatten: the first block is the dense layer, which
         # netx feeds no flattening of its own; flatten as netx flattens between blocks (C, H, W order)
@@ -192,25 +220,8 @@ def run_lava(path: str | os.PathLike[str], network: Network, x: np.ndarray,
         first.inp.connect(first.neuron.a_in)
     source = lava["Source"](data=data.astype(np.int32))
     source.s_out.connect(net.inp)
-    sinks = []
-    for block in net.layers:
-        sink = lava["Sink"](shape=block.out.shape, buffer=steps)
-        block.out.connect(sink.a_in)
-        sinks.append(sink)
-    try:
-        net.run(condition=lava["RunSteps"](num_steps=steps), run_cfg=lava["Loihi2SimCfg"](select_tag="fixed_pt"))
-        outputs = [sink.data.get() for sink in sinks]
-    finally:
-        net.stop()
-    result = {}
-    for index, out in zip(ir_indices, outputs):
-        order = tuple(reversed(range(out.ndim - 1))) + (out.ndim - 1,)
-        graded = _graded(network, index)
-        values = np.transpose(out, order)
-        if graded and not np.array_equal(values, np.round(values)):
-            raise ShapeError(f"{path}: Lava sent non-integer payloads from layer {index}")
-        result[index] = values.astype(np.int64 if graded else np.int8)
-    return result
+    recorded = _run_recorded(lava, net, {index: block.out for index, block in zip(ir_indices, net.layers)}, steps)
+    return {index: _messages(path, network, index, _flip_space(out)) for index, out in recorded.items()}
 
 
 def verify(path: str | os.PathLike[str], x: np.ndarray | None = None, steps: int = 32, samples: int = 1,
