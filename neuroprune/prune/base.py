@@ -132,8 +132,8 @@ class Measurer:
 
     def measure(self, model: snn_model.SNN) -> Measurement:
         count = lookup(MESSAGE_COUNTERS, getattr(model, "neuron_kind", "cuba"), "message count", "Measurer")
-        result, activity = count(model, self.x, self.y, self.config)
         network = snn_model.to_ir(model)
+        result, activity = count(model, network, self.x, self.y, self.config)
         report = fit(network, self.chip, activity.rates, time_steps=activity.steps, suggest_fixes=False)
         steps = activity.steps
         layers = {layer.index: layer.synops_per_step * steps for layer in report.layers if layer.synops_per_step}
@@ -150,7 +150,7 @@ class Measurer:
         )
 
 
-def _float_messages(model: snn_model.SNN, x: np.ndarray, y: np.ndarray,
+def _float_messages(model: snn_model.SNN, network: Any, x: np.ndarray, y: np.ndarray,
                     config: TrainConfig) -> tuple[EvalResult, Activity]:
     """Accuracy and activity of slayer's float forward (the blocks' spikes as hooked)."""
     with ActivityMonitor(model) as monitor:
@@ -161,13 +161,12 @@ def _float_messages(model: snn_model.SNN, x: np.ndarray, y: np.ndarray,
     return result, activity
 
 
-def _chip_messages(model: snn_model.SNN, x: np.ndarray, y: np.ndarray,
+def _chip_messages(model: snn_model.SNN, network: Any, x: np.ndarray, y: np.ndarray,
                    config: TrainConfig) -> tuple[EvalResult, Activity]:
     """Accuracy of slayer's float forward; activity counted by the bit-exact chip model
-    (:func:`~neuroprune.snn.fixed.run_fixed`, equal to Lava) on the exported IR, with the
-    chip inputs ``neuroprune energy`` counts on."""
+    (:func:`~neuroprune.snn.fixed.run_fixed`, equal to Lava) on ``network``, the exported IR,
+    with the chip inputs ``neuroprune energy`` counts on."""
     result = evaluate(model, x, y, config)
-    network = snn_model.to_ir(model)
     generator = torch.Generator().manual_seed(config.seed + 1)
     size = config.eval_batch_size
     batches = (chip_inputs(model, x[start:start + size], config, generator) for start in range(0, len(x), size))
@@ -175,7 +174,7 @@ def _chip_messages(model: snn_model.SNN, x: np.ndarray, y: np.ndarray,
 
 
 #: where the messages behind a measured SynOps count (so behind every SynOps target) are
-#: counted, per neuron kind (``SNN.neuron_kind``). CUBA: slayer's float forward, whose
+#: counted, per neuron kind (``SNN.neuron_kind``), from (model, its IR, x, y, config). CUBA: slayer's float forward, whose
 #: blocks model the chip's one-step synaptic delay and integer states, so its spikes are
 #: the chip's. Sigma-delta: the chip model, because slayer's sigma_delta blocks train
 #: without that delay (lava-dl's recipe) while on the chip every layer receives one step
