@@ -175,13 +175,14 @@ def _chip_messages(model: snn_model.SNN, network: Any, x: np.ndarray, y: np.ndar
 
 #: where the messages behind a measured SynOps count (so behind every SynOps target) are
 #: counted, per neuron kind (``SNN.neuron_kind``), from (model, its IR, x, y, config).
-#: CUBA: slayer's float forward, whose blocks model the chip's one-step synaptic delay and integer states, so its spikes are
-#: the chip's. Sigma-delta: the chip model, because slayer's sigma_delta blocks train
-#: without that delay (lava-dl's recipe) while on the chip every layer receives one step
-#: late: a hidden neuron first sends its bias-only activation (the mean-only norm's bias)
-#: and, a step per layer later, the change the input makes, so the chip sends about twice
-#: the float forward's messages per hidden layer (more with depth), plus what 8-bit
-#: weights and the truncated vThMant add. Counting on the chip makes a target hold there.
+#: CUBA: slayer's float forward, whose blocks model the chip's one-step synaptic delay
+#: and integer states, so its spikes are the chip's. Sigma-delta: the chip model, because
+#: slayer's sigma_delta blocks train without that delay (lava-dl's recipe) while on the
+#: chip every layer receives one step late: a hidden neuron first sends its bias-only
+#: activation (the mean-only norm's bias) and, a step per layer later, the change the
+#: input makes, so the chip sends about twice the float forward's messages per hidden
+#: layer (more with depth), plus what 8-bit weights and the truncated vThMant add.
+#: Counting on the chip makes a target hold there.
 MESSAGE_COUNTERS: dict[str, Any] = {"cuba": _float_messages, "sdnn": _chip_messages}
 
 
